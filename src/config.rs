@@ -1,0 +1,558 @@
+//! The configuration file: its schema, defaults, loading and validation.
+//!
+//! Every key is documented in `config/partner-center-exporter.example.yml`.
+//! Loading refuses unknown keys, wrong types, unparsable durations and
+//! unusable files with a message that names the key, so `--config.check`
+//! and startup report the same thing.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest::header::HeaderValue;
+use serde::{Deserialize, Deserializer};
+
+/// Where the exporter looks for its configuration when `--config.file` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "config/partner-center-exporter.yml";
+
+/// The global Partner Center REST API.
+pub const DEFAULT_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
+
+/// Polling more often than this gains nothing and spends the tenant's rate limit.
+pub const MIN_SENSIBLE_POLL_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How to reach the Partner Center API.
+    #[serde(default)]
+    pub partner_center: PartnerCenterConfig,
+    /// How to authenticate to it; required, since every endpoint needs a token.
+    pub auth: AuthConfig,
+    /// When and how long to poll.
+    #[serde(default)]
+    pub poll: PollConfig,
+}
+
+/// The `partner_center` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerCenterConfig {
+    /// API root; sovereign clouds and test doubles have their own.
+    #[serde(default = "default_base_url", deserialize_with = "deserialize_url")]
+    pub base_url: Url,
+    /// Sent as `MS-PartnerCenter-Application`, so Microsoft support can tell our calls apart.
+    #[serde(default = "default_application_name")]
+    pub application_name: String,
+    /// Sent as `X-Locale`.
+    #[serde(default = "default_locale")]
+    pub locale: String,
+    /// Limit for one HTTP request, connection included.
+    #[serde(default = "default_request_timeout", with = "humantime_duration")]
+    pub request_timeout: Duration,
+    /// Most `links.next` pages followed in one poll; beyond it the poll fails
+    /// rather than publishing a silently truncated collection.
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+}
+
+/// The `auth` section. Exactly one method must be set.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// A file holding a ready access token, re-read before every poll so an
+    /// external tool can renew it.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Paths only: this type never holds a secret value, but say so explicitly
+        // so a future field cannot slip into Debug output unnoticed.
+        f.debug_struct("AuthConfig")
+            .field("bearer_token_file", &self.bearer_token_file)
+            .finish()
+    }
+}
+
+/// The `poll` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {
+    /// Time between the starts of two polls.
+    #[serde(default = "default_poll_interval", with = "humantime_duration")]
+    pub interval: Duration,
+    /// Limit for a whole poll: token, every page, decoding.
+    #[serde(default = "default_poll_timeout", with = "humantime_duration")]
+    pub timeout: Duration,
+}
+
+impl Default for PartnerCenterConfig {
+    fn default() -> Self {
+        Self {
+            base_url: default_base_url(),
+            application_name: default_application_name(),
+            locale: default_locale(),
+            request_timeout: default_request_timeout(),
+            max_pages: default_max_pages(),
+        }
+    }
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_poll_interval(),
+            timeout: default_poll_timeout(),
+        }
+    }
+}
+
+fn default_base_url() -> Url {
+    // A constant that is known to parse.
+    Url::parse(DEFAULT_BASE_URL).unwrap_or_else(|_| unreachable!("DEFAULT_BASE_URL is a valid URL"))
+}
+
+fn default_application_name() -> String {
+    "partner-center-exporter".to_owned()
+}
+
+fn default_locale() -> String {
+    "en-US".to_owned()
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_max_pages() -> u32 {
+    100
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+fn default_poll_timeout() -> Duration {
+    Duration::from_secs(2 * 60)
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("cannot read configuration file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The YAML did not fit the schema; the message names the key and its line.
+    #[error("{}: {message}", path.display())]
+    Schema { path: PathBuf, message: String },
+    /// A value parsed but is not usable.
+    #[error("{}: {key}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    ///
+    /// Relative paths inside it are taken relative to the file's own
+    /// directory, as Prometheus does, so the outcome does not depend on the
+    /// working directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text, path)
+    }
+
+    /// Parses and validates configuration text that was read from `path`.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        if text.trim().is_empty() {
+            return Err(ConfigError::Schema {
+                path: path.to_owned(),
+                message: "the file is empty; at least the `auth` section is required".to_owned(),
+            });
+        }
+        // serde_path_to_error names the exact key (`poll.interval`) where
+        // the YAML reader alone would only name its section.
+        let mut config: Config = serde_path_to_error::deserialize(
+            serde_yaml_ng::Deserializer::from_str(text),
+        )
+        .map_err(|err| ConfigError::Schema {
+            path: path.to_owned(),
+            message: schema_message(&err),
+        })?;
+        let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
+        config.resolve_paths(base_dir);
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base_dir: &Path) {
+        if let Some(file) = self.auth.bearer_token_file.as_mut() {
+            if file.is_relative() {
+                *file = base_dir.join(&*file);
+            }
+        }
+    }
+
+    /// Checks what the schema alone cannot: value ranges, header-safe
+    /// strings, and that the configured credential files can be read.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let base_url = &self.partner_center.base_url;
+        if !matches!(base_url.scheme(), "http" | "https") || base_url.host_str().is_none() {
+            return Err(invalid(
+                "partner_center.base_url",
+                format!("{base_url} is not an http(s) URL with a host"),
+            ));
+        }
+        if base_url.query().is_some() || base_url.fragment().is_some() {
+            return Err(invalid(
+                "partner_center.base_url",
+                "must not carry a query or fragment".to_owned(),
+            ));
+        }
+        check_header_value(&self.partner_center.application_name)
+            .map_err(|message| invalid("partner_center.application_name", message))?;
+        check_header_value(&self.partner_center.locale)
+            .map_err(|message| invalid("partner_center.locale", message))?;
+        if self.partner_center.request_timeout.is_zero() {
+            return Err(invalid(
+                "partner_center.request_timeout",
+                "must be longer than 0s".to_owned(),
+            ));
+        }
+        if self.partner_center.max_pages == 0 {
+            return Err(invalid(
+                "partner_center.max_pages",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.poll.interval.is_zero() {
+            return Err(invalid(
+                "poll.interval",
+                "must be longer than 0s".to_owned(),
+            ));
+        }
+        if self.poll.timeout.is_zero() {
+            return Err(invalid("poll.timeout", "must be longer than 0s".to_owned()));
+        }
+        match &self.auth.bearer_token_file {
+            Some(file) => crate::auth::read_token_file_blocking(file)
+                .map(drop)
+                .map_err(|err| invalid("auth.bearer_token_file", err.to_string())),
+            None => Err(invalid(
+                "auth",
+                "no authentication method is configured; set auth.bearer_token_file".to_owned(),
+            )),
+        }
+    }
+}
+
+impl Config {
+    /// Settings that work but are probably not what the operator wants.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.poll.interval < MIN_SENSIBLE_POLL_INTERVAL {
+            warnings.push(format!(
+                "poll.interval is {}: Partner Center data changes about daily and the \
+                 tenant's rate limit is shared with every other tool; use several minutes",
+                humantime::format_duration(self.poll.interval)
+            ));
+        }
+        warnings
+    }
+}
+
+fn schema_message(err: &serde_path_to_error::Error<serde_yaml_ng::Error>) -> String {
+    let key = err.path().to_string();
+    let inner = err.inner().to_string();
+    // The YAML reader prefixes its message with the section it was in;
+    // replace that with the full key path.
+    let message = match inner.split_once(": ") {
+        Some((prefix, rest)) if !prefix.contains(' ') && key.starts_with(prefix) => rest,
+        _ => inner.as_str(),
+    };
+    if key.is_empty() || key == "." {
+        message.to_owned()
+    } else {
+        format!("{key}: {message}")
+    }
+}
+
+fn check_header_value(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    HeaderValue::from_str(value)
+        .map(drop)
+        .map_err(|_| format!("{value:?} cannot be sent as an HTTP header value"))
+}
+
+fn deserialize_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Url, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Url::parse(&text)
+        .map_err(|err| serde::de::Error::custom(format!("invalid URL {text:?}: {err}")))
+}
+
+/// Durations written the way Prometheus users write them: `30s`, `15m`, `1h 30m`.
+mod humantime_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Other(serde::de::IgnoredAny),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Text(text) => humantime::parse_duration(text.trim()).map_err(|err| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?} ({err}); write it like \"30s\", \"15m\" or \"1h\""
+                ))
+            }),
+            Raw::Other(_) => Err(serde::de::Error::custom(
+                "expected a duration with a unit, like \"30s\", \"15m\" or \"1h\"",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct TokenDir {
+        dir: tempfile::TempDir,
+    }
+
+    impl TokenDir {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().expect("temp dir");
+            std::fs::write(dir.path().join("token"), "access-token\n").expect("write token");
+            Self { dir }
+        }
+
+        fn config_path(&self) -> PathBuf {
+            self.dir.path().join("exporter.yml")
+        }
+
+        fn parse(&self, yaml: &str) -> Result<Config, ConfigError> {
+            Config::from_yaml(yaml, &self.config_path())
+        }
+    }
+
+    #[test]
+    fn minimal_file_gets_documented_defaults() {
+        let dir = TokenDir::new();
+        let config = dir
+            .parse("auth:\n  bearer_token_file: token\n")
+            .expect("valid");
+        assert_eq!(
+            config.partner_center.base_url.as_str(),
+            "https://api.partnercenter.microsoft.com/"
+        );
+        assert_eq!(
+            config.partner_center.application_name,
+            "partner-center-exporter"
+        );
+        assert_eq!(config.partner_center.locale, "en-US");
+        assert_eq!(
+            config.partner_center.request_timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(config.partner_center.max_pages, 100);
+        assert_eq!(config.poll.interval, Duration::from_secs(900));
+        assert_eq!(config.poll.timeout, Duration::from_secs(120));
+        assert_eq!(
+            config.auth.bearer_token_file.as_deref(),
+            Some(dir.dir.path().join("token").as_path()),
+            "relative paths resolve against the config file's directory"
+        );
+    }
+
+    #[test]
+    fn full_file_is_read() {
+        let dir = TokenDir::new();
+        let config = dir
+            .parse(
+                "partner_center:\n  base_url: http://127.0.0.1:8080/prefix\n  application_name: acme-exporter\n  locale: de-DE\n  request_timeout: 1m 30s\n  max_pages: 7\nauth:\n  bearer_token_file: token\npoll:\n  interval: 2s\n  timeout: 1s\n",
+            )
+            .expect("valid");
+        assert_eq!(
+            config.partner_center.base_url.as_str(),
+            "http://127.0.0.1:8080/prefix"
+        );
+        assert_eq!(config.partner_center.application_name, "acme-exporter");
+        assert_eq!(config.partner_center.locale, "de-DE");
+        assert_eq!(
+            config.partner_center.request_timeout,
+            Duration::from_secs(90)
+        );
+        assert_eq!(config.partner_center.max_pages, 7);
+        assert_eq!(config.poll.interval, Duration::from_secs(2));
+        assert_eq!(config.poll.timeout, Duration::from_secs(1));
+    }
+
+    fn error_of(yaml: &str) -> String {
+        TokenDir::new()
+            .parse(yaml)
+            .expect_err("must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let message = error_of("auth:\n  bearer_token_file: token\npoll:\n  intervall: 5m\n");
+        assert!(message.contains("poll"), "{message}");
+        assert!(message.contains("intervall"), "{message}");
+        assert!(message.contains("line 4"), "{message}");
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_refused() {
+        let message = error_of("auth:\n  bearer_token_file: token\nscrape:\n  x: 1\n");
+        assert!(message.contains("unknown field `scrape`"), "{message}");
+    }
+
+    #[test]
+    fn unparsable_duration_names_the_key() {
+        let message =
+            error_of("auth:\n  bearer_token_file: token\npoll:\n  interval: 15 parsecs\n");
+        assert!(message.contains("poll.interval"), "{message}");
+        assert!(
+            message.contains("invalid duration \"15 parsecs\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn duration_without_unit_is_refused() {
+        let message = error_of("auth:\n  bearer_token_file: token\npoll:\n  interval: 900\n");
+        assert!(message.contains("poll.interval"), "{message}");
+        assert!(message.contains("with a unit"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let message =
+            error_of("auth:\n  bearer_token_file: token\npartner_center:\n  max_pages: many\n");
+        assert!(message.contains("partner_center.max_pages"), "{message}");
+    }
+
+    #[test]
+    fn missing_token_file_names_the_key() {
+        let message = error_of("auth:\n  bearer_token_file: no-such-file\n");
+        assert!(message.contains("auth.bearer_token_file"), "{message}");
+        assert!(message.contains("no-such-file"), "{message}");
+    }
+
+    #[test]
+    fn empty_token_file_is_refused() {
+        let dir = TokenDir::new();
+        std::fs::write(dir.dir.path().join("empty"), "\n").expect("write");
+        let message = dir
+            .parse("auth:\n  bearer_token_file: empty\n")
+            .expect_err("refused")
+            .to_string();
+        assert!(message.contains("auth.bearer_token_file"), "{message}");
+        assert!(message.contains("is empty"), "{message}");
+    }
+
+    #[test]
+    fn missing_auth_section_is_refused() {
+        let message = error_of("poll:\n  interval: 5m\n");
+        assert!(message.contains("auth"), "{message}");
+    }
+
+    #[test]
+    fn auth_without_method_is_refused() {
+        let message = error_of("auth: {}\n");
+        assert!(message.contains("no authentication method"), "{message}");
+    }
+
+    #[test]
+    fn empty_file_is_refused() {
+        let message = error_of("  \n");
+        assert!(message.contains("empty"), "{message}");
+    }
+
+    #[test]
+    fn bad_base_url_is_refused() {
+        let message =
+            error_of("partner_center:\n  base_url: not a url\nauth:\n  bearer_token_file: token\n");
+        assert!(message.contains("partner_center.base_url"), "{message}");
+        let message = error_of(
+            "partner_center:\n  base_url: ftp://example.com\nauth:\n  bearer_token_file: token\n",
+        );
+        assert!(message.contains("partner_center.base_url"), "{message}");
+    }
+
+    #[test]
+    fn zero_values_are_refused() {
+        for (yaml, key) in [
+            ("poll:\n  interval: 0s\n", "poll.interval"),
+            ("poll:\n  timeout: 0s\n", "poll.timeout"),
+            (
+                "partner_center:\n  request_timeout: 0s\n",
+                "partner_center.request_timeout",
+            ),
+            (
+                "partner_center:\n  max_pages: 0\n",
+                "partner_center.max_pages",
+            ),
+        ] {
+            let message = error_of(&format!("auth:\n  bearer_token_file: token\n{yaml}"));
+            assert!(message.contains(key), "{key}: {message}");
+        }
+    }
+
+    #[test]
+    fn header_unsafe_strings_are_refused() {
+        let message =
+            error_of("partner_center:\n  locale: \"en\\nUS\"\nauth:\n  bearer_token_file: token\n");
+        assert!(message.contains("partner_center.locale"), "{message}");
+    }
+
+    #[test]
+    fn short_interval_is_accepted_with_a_warning() {
+        let dir = TokenDir::new();
+        let short = dir
+            .parse("auth:\n  bearer_token_file: token\npoll:\n  interval: 2s\n")
+            .expect("2s is allowed");
+        let warnings = short.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("poll.interval is 2s"), "{warnings:?}");
+        let default = dir
+            .parse("auth:\n  bearer_token_file: token\n")
+            .expect("valid");
+        assert!(default.warnings().is_empty());
+    }
+
+    #[test]
+    fn read_error_names_the_file() {
+        let err = Config::load(Path::new("/nonexistent/exporter.yml")).expect_err("refused");
+        assert!(
+            err.to_string().contains("/nonexistent/exporter.yml"),
+            "{err}"
+        );
+    }
+}

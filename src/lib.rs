@@ -1,0 +1,42 @@
+//! partner-center-exporter: a Prometheus exporter for Microsoft Partner
+//! Center license usage analytics.
+//!
+//! A background poller fetches `GET /v1/analytics/licenses/usage`, turns
+//! each answer into an immutable snapshot and swaps it in whole; the web
+//! server only serves what the last poll produced.
+//!
+//! # Layout
+//! - [`cli`]: command-line flags, following the Prometheus exporters' conventions.
+//! - [`config`]: the YAML configuration file, its defaults and validation.
+//! - [`telemetry`]: logging set-up (logfmt or JSON on standard error).
+//! - [`shutdown`]: SIGTERM and SIGINT turned into one cancellation token.
+//! - [`secret`]: a credential type that never prints its value.
+//! - [`auth`]: where access tokens come from.
+//! - [`partner_center`]: the upstream API: response model with lenient
+//!   decoding, and the HTTP client with paging and typed errors.
+//! - [`snapshot`]: one poll's series, deduplicated and pre-rendered.
+//! - [`metrics`]: every published metric and its exposition rendering.
+//! - [`state`]: what the poller writes and the server reads.
+//! - [`poller`]: the polling loop.
+//! - [`server`]: the HTTP endpoints (`/metrics`, `/`, `/healthz`, `/readyz`).
+//! - [`demo`]: a simulated Partner Center for `--demo`.
+//! - [`app`]: wires the pieces together and runs them.
+//! - [`build_info`]: version, revision and compiler of this build.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod build_info;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod partner_center;
+pub mod poller;
+pub mod secret;
+pub mod server;
+pub mod shutdown;
+pub mod snapshot;
+pub mod state;
+pub mod telemetry;

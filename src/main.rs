@@ -1,0 +1,106 @@
+//! The `partner-center-exporter` binary: parses flags, sets up logging,
+//! loads the configuration and hands over to the library.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use partner_center_exporter::cli::{Cli, EXIT_CONFIG_ERROR};
+use partner_center_exporter::config::Config;
+use partner_center_exporter::server::{DEFAULT_SHUTDOWN_GRACE, ServerSettings};
+use partner_center_exporter::{app, build_info, demo, shutdown, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_level, cli.log_format);
+
+    if cli.config_check {
+        return check_config(&cli);
+    }
+    let config = if cli.demo {
+        None
+    } else {
+        match Config::load(&cli.config_file) {
+            Ok(config) => Some(config),
+            Err(err) => {
+                tracing::error!(error = %err, "invalid configuration");
+                return ExitCode::from(EXIT_CONFIG_ERROR);
+            }
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "exporter failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--config.check`: report on the file and exit, starting nothing.
+fn check_config(cli: &Cli) -> ExitCode {
+    match Config::load(&cli.config_file) {
+        Ok(config) => {
+            for warning in config.warnings() {
+                eprintln!("warning: {}: {warning}", cli.config_file.display());
+            }
+            println!("{}: configuration is valid", cli.config_file.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(EXIT_CONFIG_ERROR)
+        }
+    }
+}
+
+async fn run(cli: Cli, config: Option<Config>) -> Result<(), app::AppError> {
+    tracing::info!(
+        version = build_info::VERSION,
+        revision = build_info::REVISION,
+        rustversion = build_info::RUST_VERSION,
+        "starting partner-center-exporter"
+    );
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
+
+    // The demo's simulation must outlive the exporter, so it is held here.
+    let (config, _demo) = match config {
+        Some(config) => {
+            for warning in config.warnings() {
+                tracing::warn!("{warning}");
+            }
+            (config, None)
+        }
+        None => {
+            let demo = demo::start(shutdown.clone())
+                .await
+                .map_err(app::AppError::Demo)?;
+            tracing::info!(
+                url = %demo.base_url,
+                "demo mode: polling a simulated Partner Center that serves the documented example series"
+            );
+            (demo.config.clone(), Some(demo))
+        }
+    };
+    let listeners = app::bind_all(&cli.listen_addresses).await?;
+    let settings = ServerSettings {
+        telemetry_path: cli.telemetry_path,
+        shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+    };
+    app::run(config, listeners, settings, shutdown).await
+}

@@ -1,0 +1,573 @@
+//! The HTTP client for `GET /v1/analytics/licenses/usage`: headers, paging
+//! through `links.next`, body limits and typed errors.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use uuid::Uuid;
+
+use super::model::{DecodeError, LicenseUsage, NextLink, SkippedItem, decode_usage_page};
+use crate::config::PartnerCenterConfig;
+use crate::secret::Secret;
+
+/// Path of the partner-level license usage collection, below the API root.
+pub const LICENSE_USAGE_PATH: &str = "v1/analytics/licenses/usage";
+
+/// Largest response body accepted; far above any real answer, low enough
+/// that a runaway body cannot exhaust memory.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Longest upstream error description kept; the rest is cut.
+const MAX_DESCRIPTION_CHARS: usize = 512;
+
+/// How long to wait for a TCP and TLS connection before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Headers Partner Center must not override through `links.next.headers`.
+const RESERVED_HEADERS: [&str; 6] = [
+    "authorization",
+    "host",
+    "content-length",
+    "ms-requestid",
+    "ms-correlationid",
+    "cookie",
+];
+
+/// A configured Partner Center API client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    /// The API root without a trailing slash; page URIs are resolved against it.
+    base_url: Url,
+    application_name: HeaderValue,
+    locale: HeaderValue,
+    max_pages: u32,
+    request_timeout: Duration,
+}
+
+/// Everything one poll fetched, across all pages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageReport {
+    pub items: Vec<LicenseUsage>,
+    /// Items left out, with the 1-based page they were on.
+    pub skipped: Vec<(u32, SkippedItem)>,
+    /// Pages requested.
+    pub pages: u32,
+}
+
+/// The identifiers Partner Center puts on its answers; Microsoft support asks for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseIds {
+    pub request_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub cv: Option<String>,
+    pub server_id: Option<String>,
+}
+
+impl ResponseIds {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(sanitize)
+        };
+        Self {
+            request_id: get("ms-requestid"),
+            correlation_id: get("ms-correlationid"),
+            cv: get("ms-cv"),
+            server_id: get("ms-serverid"),
+        }
+    }
+}
+
+impl fmt::Display for ResponseIds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields = [
+            ("MS-RequestId", &self.request_id),
+            ("MS-CorrelationId", &self.correlation_id),
+            ("MS-CV", &self.cv),
+            ("MS-ServerId", &self.server_id),
+        ];
+        let mut first = true;
+        for (name, value) in fields {
+            if let Some(value) = value {
+                write!(f, "{}{name}={value}", if first { "" } else { " " })?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `code` and `description` of a Partner Center error body, when it has one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorDetail {
+    pub code: Option<String>,
+    pub description: Option<String>,
+}
+
+impl ErrorDetail {
+    /// Reads both the documented error body (`code`, `description`) and the
+    /// throttling body (`statusCode`, `message`); anything else yields nothing.
+    fn from_body(body: &[u8]) -> Self {
+        let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) else {
+            return Self::default();
+        };
+        let text = |key: &str| match fields.get(key) {
+            Some(serde_json::Value::String(text)) => Some(sanitize(text)),
+            Some(serde_json::Value::Number(number)) => Some(number.to_string()),
+            _ => None,
+        };
+        Self {
+            code: text("code").or_else(|| text("statusCode")),
+            description: text("description").or_else(|| text("message")),
+        }
+    }
+}
+
+impl fmt::Display for ErrorDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.code, &self.description) {
+            (Some(code), Some(description)) => write!(f, ": code {code}: {description}"),
+            (Some(code), None) => write!(f, ": code {code}"),
+            (None, Some(description)) => write!(f, ": {description}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// 401 or 403: the token was refused.
+    #[error("Partner Center refused the access token (HTTP {}){detail}", status.as_u16())]
+    Unauthorized {
+        status: StatusCode,
+        detail: Box<ErrorDetail>,
+        ids: Box<ResponseIds>,
+    },
+    /// 429: the tenant's rate limit is spent.
+    #[error("Partner Center is throttling requests (HTTP 429{}){detail}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    Throttled {
+        retry_after: Option<Duration>,
+        detail: Box<ErrorDetail>,
+        ids: Box<ResponseIds>,
+    },
+    /// Any other answer that is not 2xx.
+    #[error("Partner Center answered HTTP {}{detail}", status.as_u16())]
+    Status {
+        status: StatusCode,
+        detail: Box<ErrorDetail>,
+        ids: Box<ResponseIds>,
+    },
+    #[error("request to Partner Center timed out after {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("cannot reach Partner Center: {0}")]
+    Network(String),
+    #[error("response from Partner Center is unusable: {source}")]
+    Decode {
+        source: DecodeError,
+        ids: Box<ResponseIds>,
+    },
+    #[error("response from Partner Center is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize, ids: Box<ResponseIds> },
+    #[error("cannot page through the collection: {0}")]
+    Paging(String),
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
+}
+
+impl ClientError {
+    /// A bounded name for the failure, used as the `reason` metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unauthorized { .. } => "auth",
+            Self::Throttled { .. } => "throttled",
+            Self::Status { .. } => "http",
+            Self::Timeout(_) => "timeout",
+            Self::Network(_) | Self::Setup(_) => "network",
+            Self::Decode { .. } | Self::BodyTooLarge { .. } => "decode",
+            Self::Paging(_) => "paging",
+        }
+    }
+
+    /// The identifiers of the answer that caused the failure, if there was one.
+    pub fn response_ids(&self) -> Option<&ResponseIds> {
+        match self {
+            Self::Unauthorized { ids, .. }
+            | Self::Throttled { ids, .. }
+            | Self::Status { ids, .. }
+            | Self::Decode { ids, .. }
+            | Self::BodyTooLarge { ids, .. } => Some(ids.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+impl Client {
+    /// Builds a client from the `partner_center` section.
+    pub fn new(config: &PartnerCenterConfig) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!(
+                "partner-center-exporter/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .connect_timeout(CONNECT_TIMEOUT.min(config.request_timeout))
+            .timeout(config.request_timeout)
+            // reqwest drops Authorization when a redirect leaves the host.
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|err| ClientError::Setup(error_chain(&err)))?;
+        let header = |value: &str| {
+            HeaderValue::from_str(value)
+                .map_err(|_| ClientError::Setup(format!("{value:?} is not a valid header value")))
+        };
+        let mut base_url = config.base_url.clone();
+        let trimmed = base_url.path().trim_end_matches('/').to_owned();
+        base_url.set_path(&trimmed);
+        Ok(Self {
+            http,
+            base_url,
+            application_name: header(&config.application_name)?,
+            locale: header(&config.locale)?,
+            max_pages: config.max_pages,
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    /// The URL of the first page.
+    pub fn license_usage_url(&self) -> Url {
+        self.join(LICENSE_USAGE_PATH)
+    }
+
+    fn join(&self, path_and_query: &str) -> Url {
+        let root = self.base_url.as_str().trim_end_matches('/');
+        let joined = format!("{root}/{}", path_and_query.trim_start_matches('/'));
+        // The root is a valid URL and the suffix only adds path and query,
+        // so this parses; fall back to the root rather than panic.
+        Url::parse(&joined).unwrap_or_else(|_| self.base_url.clone())
+    }
+
+    /// Resolves a `links.next.uri` as Partner Center's SDK does: relative to
+    /// the API root, with `/v1` added when it is missing. An absolute URI is
+    /// only followed on the API's own origin, so the token never goes elsewhere.
+    fn resolve_next(&self, uri: &str) -> Result<Url, ClientError> {
+        let uri = uri.trim();
+        if let Ok(absolute) = Url::parse(uri) {
+            if absolute.origin() != self.base_url.origin() {
+                return Err(ClientError::Paging(format!(
+                    "links.next points to another origin ({})",
+                    absolute.origin().ascii_serialization()
+                )));
+            }
+            return Ok(absolute);
+        }
+        let relative = uri.trim_start_matches('/');
+        if relative.starts_with("v1/") || relative.starts_with("v1?") {
+            Ok(self.join(relative))
+        } else {
+            Ok(self.join(&format!("v1/{relative}")))
+        }
+    }
+
+    /// Fetches the whole license usage collection, following `links.next`
+    /// until it ends. Every request carries a fresh `MS-RequestId`; all of
+    /// them carry `correlation_id`.
+    pub async fn fetch_license_usage(
+        &self,
+        token: &Secret,
+        correlation_id: Uuid,
+    ) -> Result<UsageReport, ClientError> {
+        let mut report = UsageReport::default();
+        let mut url = self.license_usage_url();
+        let mut extra_headers: Vec<(String, String)> = Vec::new();
+        let mut seen_links: HashSet<NextLink> = HashSet::new();
+        loop {
+            report.pages += 1;
+            let page_number = report.pages;
+            let (body, ids) = self
+                .get(url.clone(), token, correlation_id, &extra_headers)
+                .await?;
+            let page = decode_usage_page(&body).map_err(|source| ClientError::Decode {
+                source,
+                ids: ids.clone(),
+            })?;
+            report.items.extend(page.items);
+            report
+                .skipped
+                .extend(page.skipped.into_iter().map(|item| (page_number, item)));
+            let Some(next) = page.next else {
+                return Ok(report);
+            };
+            if report.pages >= self.max_pages {
+                return Err(ClientError::Paging(format!(
+                    "the collection has more than {} pages (partner_center.max_pages)",
+                    self.max_pages
+                )));
+            }
+            if !seen_links.insert(next.clone()) {
+                return Err(ClientError::Paging(
+                    "links.next repeats an earlier page".to_owned(),
+                ));
+            }
+            url = self.resolve_next(&next.uri)?;
+            extra_headers = next.headers;
+        }
+    }
+
+    /// One GET; returns the body of a 2xx answer or the typed error.
+    async fn get(
+        &self,
+        url: Url,
+        token: &Secret,
+        correlation_id: Uuid,
+        extra_headers: &[(String, String)],
+    ) -> Result<(Vec<u8>, Box<ResponseIds>), ClientError> {
+        let mut request = self
+            .http
+            .get(url)
+            .header(AUTHORIZATION, bearer(token)?)
+            .header(ACCEPT, "application/json")
+            .header("MS-RequestId", Uuid::new_v4().to_string())
+            .header("MS-CorrelationId", correlation_id.to_string())
+            .header(
+                "MS-PartnerCenter-Application",
+                self.application_name.clone(),
+            )
+            .header("X-Locale", self.locale.clone());
+        for (key, value) in extra_headers {
+            if RESERVED_HEADERS.contains(&key.to_ascii_lowercase().as_str()) {
+                continue;
+            }
+            let name = HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
+                ClientError::Paging(format!("links.next names an invalid header {key:?}"))
+            })?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                ClientError::Paging(format!("links.next gives header {key:?} an invalid value"))
+            })?;
+            request = request.header(name, value);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|err| self.transport_error(&err))?;
+        let status = response.status();
+        let ids = Box::new(ResponseIds::from_headers(response.headers()));
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_retry_after);
+
+        if let Some(length) = response.content_length()
+            && length > MAX_BODY_BYTES as u64
+        {
+            return Err(ClientError::BodyTooLarge {
+                limit: MAX_BODY_BYTES,
+                ids,
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|err| self.transport_error(&err))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ClientError::BodyTooLarge {
+                    limit: MAX_BODY_BYTES,
+                    ids,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+
+        if status.is_success() {
+            return Ok((body, ids));
+        }
+        let detail = Box::new(ErrorDetail::from_body(&body));
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ClientError::Unauthorized {
+                status,
+                detail,
+                ids,
+            },
+            StatusCode::TOO_MANY_REQUESTS => ClientError::Throttled {
+                retry_after,
+                detail,
+                ids,
+            },
+            _ => ClientError::Status {
+                status,
+                detail,
+                ids,
+            },
+        })
+    }
+
+    fn transport_error(&self, err: &reqwest::Error) -> ClientError {
+        if err.is_timeout() {
+            ClientError::Timeout(self.request_timeout)
+        } else {
+            ClientError::Network(error_chain(err))
+        }
+    }
+}
+
+fn bearer(token: &Secret) -> Result<HeaderValue, ClientError> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        // Deliberately no detail: the message must not echo the token.
+        .map_err(|_| {
+            ClientError::Setup(
+                "the access token contains characters not allowed in an HTTP header".to_owned(),
+            )
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = when.signed_duration_since(chrono::Utc::now());
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// An error and its causes on one line: reqwest's own message alone often
+/// says only "error sending request".
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// Upstream text bound for a log line: control characters replaced, length capped.
+fn sanitize(text: &str) -> String {
+    let mut clean: String = text
+        .chars()
+        .take(MAX_DESCRIPTION_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() > MAX_DESCRIPTION_CHARS {
+        clean.push('…');
+    }
+    clean
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> Client {
+        let config = PartnerCenterConfig {
+            base_url: Url::parse(base).expect("url"),
+            ..PartnerCenterConfig::default()
+        };
+        Client::new(&config).expect("client")
+    }
+
+    #[test]
+    fn first_page_url_keeps_a_base_path() {
+        assert_eq!(
+            client("https://api.partnercenter.microsoft.com")
+                .license_usage_url()
+                .as_str(),
+            "https://api.partnercenter.microsoft.com/v1/analytics/licenses/usage"
+        );
+        assert_eq!(
+            client("http://127.0.0.1:8080/proxy/")
+                .license_usage_url()
+                .as_str(),
+            "http://127.0.0.1:8080/proxy/v1/analytics/licenses/usage"
+        );
+    }
+
+    #[test]
+    fn next_links_resolve_like_the_sdk() {
+        let client = client("http://127.0.0.1:8080/proxy");
+        let resolve = |uri: &str| client.resolve_next(uri).map(|url| url.to_string());
+        assert_eq!(
+            resolve("/v1/analytics/licenses/usage?seek=2").expect("ok"),
+            "http://127.0.0.1:8080/proxy/v1/analytics/licenses/usage?seek=2"
+        );
+        assert_eq!(
+            resolve("analytics/licenses/usage?seek=2").expect("ok"),
+            "http://127.0.0.1:8080/proxy/v1/analytics/licenses/usage?seek=2"
+        );
+        assert_eq!(
+            resolve("/analytics/licenses/usage").expect("ok"),
+            "http://127.0.0.1:8080/proxy/v1/analytics/licenses/usage"
+        );
+        assert_eq!(
+            resolve("http://127.0.0.1:8080/other?x=1").expect("same origin"),
+            "http://127.0.0.1:8080/other?x=1"
+        );
+        let err = resolve("https://evil.example/v1/steal").expect_err("other origin");
+        assert_eq!(err.kind(), "paging");
+    }
+
+    #[test]
+    fn retry_after_as_seconds_or_date() {
+        assert_eq!(parse_retry_after("57"), Some(Duration::from_secs(57)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        let wait = parse_retry_after(&later).expect("date");
+        assert!(
+            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn error_bodies_of_both_shapes() {
+        let documented = ErrorDetail::from_body(
+            br#"{"code": 20002, "description": "Invalid tenant", "data": [], "source": "PartnerFD"}"#,
+        );
+        assert_eq!(documented.code.as_deref(), Some("20002"));
+        assert_eq!(documented.description.as_deref(), Some("Invalid tenant"));
+        let throttled = ErrorDetail::from_body(
+            br#"{"statusCode":429,"message":"Rate limit is exceeded. Try again in 57 seconds."}"#,
+        );
+        assert_eq!(throttled.code.as_deref(), Some("429"));
+        assert_eq!(
+            throttled.to_string(),
+            ": code 429: Rate limit is exceeded. Try again in 57 seconds."
+        );
+        assert_eq!(
+            ErrorDetail::from_body(b"<html>oops</html>"),
+            ErrorDetail::default()
+        );
+        let noisy = ErrorDetail::from_body(
+            format!(r#"{{"description": "line\nbreak{}"}}"#, "x".repeat(2000)).as_bytes(),
+        );
+        let description = noisy.description.expect("kept");
+        assert!(!description.contains('\n'));
+        assert!(description.chars().count() <= MAX_DESCRIPTION_CHARS + 1);
+    }
+
+    #[test]
+    fn token_with_a_line_break_fails_without_echoing_it() {
+        let err = bearer(&Secret::new("abc\ndef")).expect_err("invalid header");
+        assert!(!err.to_string().contains("abc"), "{err}");
+    }
+}

@@ -1,0 +1,375 @@
+//! The web server: `/metrics`, the landing page, health and readiness.
+//!
+//! It only reads what the poller last published; no request reaches
+//! Partner Center or changes state.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::build_info;
+use crate::metrics::CONTENT_TYPE;
+use crate::state::ExporterState;
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long open connections get to finish after a stop signal.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Bodies smaller than this are sent as they are: gzip would not pay off.
+const MIN_GZIP_BYTES: usize = 1024;
+
+/// What the server needs besides its listeners and the shared state.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// The path metrics are served on, `/metrics` by default.
+    pub telemetry_path: String,
+    /// How long open connections get to finish after a stop signal.
+    pub shutdown_grace: Duration,
+}
+
+/// Why a listen address could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address}: {source}")]
+pub struct BindError {
+    pub address: String,
+    pub source: std::io::Error,
+}
+
+/// Binds a `--web.listen-address` value: `host:port`, `[v6]:port`, or
+/// `:port` for every interface (IPv6 and IPv4 where the host has IPv6,
+/// IPv4 alone where it does not).
+pub async fn bind(address: &str) -> Result<TcpListener, BindError> {
+    let error = |source| BindError {
+        address: address.to_owned(),
+        source,
+    };
+    if let Some(port) = address.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| {
+            error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the port is not a number from 0 to 65535",
+            ))
+        })?;
+        return match TcpListener::bind(SocketAddr::from(([0u16; 8], port))).await {
+            Ok(listener) => Ok(listener),
+            Err(_) => TcpListener::bind(SocketAddr::from(([0u8; 4], port)))
+                .await
+                .map_err(error),
+        };
+    }
+    TcpListener::bind(address).await.map_err(error)
+}
+
+/// Serves HTTP on every listener until `shutdown` is cancelled, then lets
+/// open connections finish for up to `settings.shutdown_grace`.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    state: Arc<ExporterState>,
+    settings: ServerSettings,
+    shutdown: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    let routes = Arc::new(Routes {
+        state,
+        telemetry_path: settings.telemetry_path,
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+
+    // One accept task per listener feeds a single loop that owns the
+    // graceful-shutdown tracker, which cannot be shared between tasks.
+    let (accepted_tx, mut accepted_rx) = mpsc::channel(64);
+    let mut accept_loops = JoinSet::new();
+    for listener in listeners {
+        accept_loops.spawn(accept_loop(listener, accepted_tx.clone()));
+    }
+    drop(accepted_tx);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = accepted_rx.recv() => match accepted {
+                Some(accepted) => accepted,
+                None => break,
+            },
+        };
+        serve_connection(stream, peer, &builder, &routes, &graceful);
+    }
+    accept_loops.shutdown().await;
+
+    let open = graceful.count();
+    if open > 0 {
+        tracing::info!(connections = open, "waiting for open connections to finish");
+    }
+    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_seconds = settings.shutdown_grace.as_secs_f64(),
+            "connections still open after the shutdown grace period; closing them"
+        );
+    }
+}
+
+async fn accept_loop(listener: TcpListener, accepted: mpsc::Sender<(TcpStream, SocketAddr)>) {
+    loop {
+        match listener.accept().await {
+            Ok(connection) => {
+                if accepted.send(connection).await.is_err() {
+                    return;
+                }
+            }
+            Err(err) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                tracing::warn!(error = %err, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    builder: &auto::Builder<TokioExecutor>,
+    routes: &Arc<Routes>,
+    graceful: &GracefulShutdown,
+) {
+    let routes = routes.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let routes = routes.clone();
+        async move { Ok::<_, Infallible>(routes.handle(&request)) }
+    });
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned();
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(%peer, error = %err, "connection ended with an error");
+        }
+    });
+}
+
+/// The request router and the state it reads.
+struct Routes {
+    state: Arc<ExporterState>,
+    telemetry_path: String,
+}
+
+impl Routes {
+    fn handle(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path();
+        let method = request.method();
+        let response = if path == self.telemetry_path {
+            allow_get(method).unwrap_or_else(|| self.metrics(request.headers()))
+        } else {
+            match path {
+                "/" => allow_get(method).unwrap_or_else(|| self.landing_page()),
+                "/healthz" => allow_get(method).unwrap_or_else(|| text(StatusCode::OK, "OK\n")),
+                "/readyz" => allow_get(method).unwrap_or_else(|| self.readiness()),
+                _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+            }
+        };
+        tracing::debug!(%method, path, status = response.status().as_u16(), "request");
+        response
+    }
+
+    fn metrics(&self, request_headers: &HeaderMap) -> Response<Full<Bytes>> {
+        let body = self.state.render_metrics();
+        let mut response = Response::builder()
+            .header(header::CONTENT_TYPE, CONTENT_TYPE)
+            .header(header::VARY, "Accept-Encoding");
+        let body = if accepts_gzip(request_headers) && body.len() >= MIN_GZIP_BYTES {
+            match gzip(&body) {
+                Ok(compressed) => {
+                    response = response.header(header::CONTENT_ENCODING, "gzip");
+                    compressed
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot compress /metrics; sending it plain");
+                    body
+                }
+            }
+        } else {
+            body
+        };
+        response
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response\n"))
+    }
+
+    fn readiness(&self) -> Response<Full<Bytes>> {
+        if self.state.is_ready() {
+            text(StatusCode::OK, "ready\n")
+        } else {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: no successful poll of Partner Center yet\n",
+            )
+        }
+    }
+
+    fn landing_page(&self) -> Response<Full<Bytes>> {
+        let status = self.state.status();
+        let format_time = |time: Option<chrono::DateTime<chrono::Utc>>| {
+            time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| "never".to_owned())
+        };
+        let result = match (&status.last_poll_at, &status.last_error) {
+            (None, _) => "no poll has finished yet".to_owned(),
+            (Some(_), None) => format!("succeeded, {} series", status.series),
+            (Some(_), Some(error)) => format!("failed: {error}"),
+        };
+        let path = html_escape(&self.telemetry_path);
+        let page = format!(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>Partner Center Exporter</title></head>\n<body>\n\
+<h1>Partner Center Exporter</h1>\n\
+<p>Prometheus exporter for Microsoft Partner Center license usage. Version {version} (revision {revision}).</p>\n\
+<ul>\n<li><a href=\"{path}\">Metrics</a></li>\n<li><a href=\"/healthz\">Health</a></li>\n<li><a href=\"/readyz\">Readiness</a></li>\n</ul>\n\
+<h2>Last poll</h2>\n<table>\n\
+<tr><th align=\"left\">Finished</th><td>{last_poll}</td></tr>\n\
+<tr><th align=\"left\">Result</th><td>{result}</td></tr>\n\
+<tr><th align=\"left\">Last success</th><td>{last_success}</td></tr>\n\
+</table>\n</body>\n</html>\n",
+            version = html_escape(build_info::VERSION),
+            revision = html_escape(build_info::REVISION),
+            last_poll = format_time(status.last_poll_at),
+            result = html_escape(&result),
+            last_success = format_time(status.last_success_at),
+        );
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .body(Full::new(Bytes::from(page)))
+            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response\n"))
+    }
+}
+
+/// `None` for GET and HEAD; otherwise the 405 answer.
+fn allow_get(method: &Method) -> Option<Response<Full<Bytes>>> {
+    if method == Method::GET || method == Method::HEAD {
+        return None;
+    }
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    Some(response)
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Whether `Accept-Encoding` allows gzip (explicitly or through `*`), honouring `q=0`.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|entry| {
+            let mut parts = entry.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|param| {
+                let param = param.trim();
+                param
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            !refused && (coding.eq_ignore_ascii_case("gzip") || coding == "*")
+        })
+}
+
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+fn html_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(accept_encoding: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_str(accept_encoding).expect("header"),
+        );
+        headers
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip(&headers("gzip")));
+        assert!(accepts_gzip(&headers("deflate, GZIP;q=0.5")));
+        assert!(accepts_gzip(&headers("*")));
+        assert!(!accepts_gzip(&headers("gzip;q=0")));
+        assert!(!accepts_gzip(&headers("identity")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            html_escape("<script>alert('x')</script> & \"y\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
+        );
+    }
+
+    #[tokio::test]
+    async fn bind_refuses_bad_addresses_with_the_address_in_the_message() {
+        for address in [":notaport", ":70000", "nonsense"] {
+            let err = bind(address).await.expect_err("refused");
+            assert!(err.to_string().contains(address), "{err}");
+        }
+        let listener = bind("127.0.0.1:0").await.expect("loopback");
+        assert!(listener.local_addr().expect("addr").ip().is_loopback());
+    }
+}
