@@ -1,0 +1,385 @@
+//! Shared helpers for the integration tests: a running exporter on
+//! loopback, scraping, a parser for the text exposition format, and promtool.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use partner_center_exporter::app::{self, AppError};
+use partner_center_exporter::config::{AuthConfig, Config, PartnerCenterConfig, PollConfig};
+use partner_center_exporter::server::ServerSettings;
+use reqwest::Url;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The token the test exporters send; fake upstreams check for it.
+pub const TEST_TOKEN: &str = "test-access-token-5f0e";
+
+/// The documented example response.
+pub const FIXTURE: &str = include_str!("../fixtures/partner-licenses-usage.json");
+
+/// An exporter started in-process on 127.0.0.1 with a random port.
+pub struct RunningExporter {
+    pub address: SocketAddr,
+    pub token_file: PathBuf,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<Result<(), AppError>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A configuration pointing at `base_url` with a token file in a fresh directory.
+pub fn test_config(base_url: &str, interval: Duration) -> (Config, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TEST_TOKEN}\n")).expect("write token");
+    let config = Config {
+        partner_center: PartnerCenterConfig {
+            base_url: Url::parse(base_url).expect("base url"),
+            request_timeout: Duration::from_secs(5),
+            ..PartnerCenterConfig::default()
+        },
+        auth: AuthConfig {
+            bearer_token_file: Some(token_file),
+        },
+        poll: PollConfig {
+            interval,
+            timeout: Duration::from_secs(10),
+        },
+    };
+    (config, dir)
+}
+
+impl RunningExporter {
+    /// Starts an exporter polling `base_url` every `interval`.
+    pub async fn start(base_url: &str, interval: Duration) -> Self {
+        let (config, dir) = test_config(base_url, interval);
+        Self::start_with(config, dir).await
+    }
+
+    /// Starts an exporter with a prepared configuration.
+    pub async fn start_with(config: Config, dir: tempfile::TempDir) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("local addr");
+        let token_file = config.auth.bearer_token_file.clone().expect("token file");
+        let shutdown = CancellationToken::new();
+        let settings = ServerSettings {
+            telemetry_path: "/metrics".to_owned(),
+            shutdown_grace: Duration::from_secs(5),
+        };
+        let handle = tokio::spawn(app::run(config, vec![listener], settings, shutdown.clone()));
+        Self {
+            address,
+            token_file,
+            shutdown,
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Scrapes `/metrics` and returns the body, checked by promtool.
+    pub async fn scrape(&self) -> String {
+        let response = reqwest::get(self.url("/metrics")).await.expect("scrape");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let body = response.text().await.expect("body");
+        promtool_check_metrics(&body);
+        body
+    }
+
+    /// Waits until a scrape satisfies `condition`, or fails after `limit`.
+    pub async fn scrape_until(
+        &self,
+        limit: Duration,
+        condition: impl Fn(&Exposition) -> bool,
+    ) -> Exposition {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let exposition = Exposition::parse(&self.scrape().await);
+            if condition(&exposition) {
+                return exposition;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "condition not met within {limit:?}; last scrape:\n{}",
+                exposition.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends the stop signal and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<(), AppError> {
+        self.shutdown.cancel();
+        let handle = self.handle.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(15), handle)
+            .await
+            .expect("exporter stops within 15s")
+            .expect("exporter task did not panic")
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+impl Drop for RunningExporter {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// One sample line of the text exposition format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed `/metrics` body.
+#[derive(Debug, Clone)]
+pub struct Exposition {
+    pub text: String,
+    pub samples: Vec<Sample>,
+    /// Metric family name → TYPE.
+    pub types: BTreeMap<String, String>,
+}
+
+impl Exposition {
+    /// Parses the text format strictly enough to catch broken escaping and
+    /// duplicate series; panics with the offending line otherwise.
+    pub fn parse(text: &str) -> Self {
+        let mut samples = Vec::new();
+        let mut types = BTreeMap::new();
+        for line in text.lines() {
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE line");
+                assert!(
+                    types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                    "TYPE twice: {line}"
+                );
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            samples.push(parse_sample(line));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for sample in &samples {
+            assert!(
+                seen.insert((sample.name.clone(), sample.labels.clone())),
+                "series emitted twice: {sample:?}"
+            );
+        }
+        Self {
+            text: text.to_owned(),
+            samples,
+            types,
+        }
+    }
+
+    /// The value of the sample with this name and exactly these labels.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.samples
+            .iter()
+            .find(|s| s.name == name && s.labels == labels)
+            .map(|s| s.value)
+    }
+
+    /// All samples of one metric.
+    pub fn family(&self, name: &str) -> Vec<&Sample> {
+        self.samples.iter().filter(|s| s.name == name).collect()
+    }
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let mut chars = line.chars().peekable();
+    let mut name = String::new();
+    while let Some(&c) = chars.peek() {
+        if c == '{' || c == ' ' {
+            break;
+        }
+        name.push(c);
+        chars.next();
+    }
+    assert!(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+        "bad metric name in {line}"
+    );
+    let mut labels = BTreeMap::new();
+    if chars.peek() == Some(&'{') {
+        chars.next();
+        loop {
+            if chars.peek() == Some(&'}') {
+                chars.next();
+                break;
+            }
+            let mut label = String::new();
+            loop {
+                match chars.next() {
+                    Some('=') => break,
+                    Some(c) => label.push(c),
+                    None => panic!("unterminated label name: {line}"),
+                }
+            }
+            assert_eq!(
+                chars.next(),
+                Some('"'),
+                "label value must be quoted: {line}"
+            );
+            let mut value = String::new();
+            loop {
+                match chars.next() {
+                    Some('\\') => match chars.next() {
+                        Some('\\') => value.push('\\'),
+                        Some('"') => value.push('"'),
+                        Some('n') => value.push('\n'),
+                        other => panic!("bad escape {other:?} in {line}"),
+                    },
+                    Some('"') => break,
+                    Some(c) => value.push(c),
+                    None => panic!("unterminated label value: {line}"),
+                }
+            }
+            assert!(labels.insert(label, value).is_none(), "label twice: {line}");
+            match chars.next() {
+                Some(',') => {}
+                Some('}') => break,
+                other => panic!("unexpected {other:?} after a label value: {line}"),
+            }
+        }
+    }
+    let rest: String = chars.collect();
+    let value_text = rest.trim().split(' ').next().unwrap_or_default();
+    let value = match value_text {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        text => text
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value {text:?} in {line}")),
+    };
+    Sample {
+        name,
+        labels,
+        value,
+    }
+}
+
+/// Runs `promtool check metrics` on a scrape. Without promtool the check
+/// fails when `CI` is set and is skipped loudly otherwise.
+pub fn promtool_check_metrics(body: &str) {
+    let Some(promtool) = find_promtool() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is required in CI (Debian package `prometheus`) but was not found"
+        );
+        eprintln!(
+            "WARNING: promtool not found; skipping `promtool check metrics` (install Debian's `prometheus` package)"
+        );
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool output");
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- body ---\n{body}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn find_promtool() -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("promtool"))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// Polls `condition` until it holds or `limit` passes.
+pub async fn wait_for<F, Fut>(limit: Duration, what: &str, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// One license usage item in Partner Center's JSON shape.
+pub fn item(
+    workload: &str,
+    service: &str,
+    channel: &str,
+    percent: f64,
+    processed: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "proratedLicensesUsagePercent": percent,
+        "workloadName": workload,
+        "processedDateTime": processed,
+        "serviceName": service,
+        "channel": channel,
+        "attributes": { "objectType": "PartnerLicensesUsageInsights" }
+    })
+}
+
+/// A v1 collection of `items`, optionally with a `links.next`.
+pub fn collection(
+    items: Vec<serde_json::Value>,
+    next: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "totalCount": items.len(),
+        "items": items,
+        "attributes": { "objectType": "Collection" }
+    });
+    if let Some(next) = next {
+        body["links"] = serde_json::json!({ "next": next });
+    }
+    body
+}

@@ -1,0 +1,124 @@
+//! What the exporter logs about a poll: failures carry Partner Center's
+//! request identifiers and the reason, skipped items are named, and the
+//! access token appears nowhere.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{RunningExporter, TEST_TOKEN, collection, item};
+use tracing_subscriber::layer::SubscriberExt;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Log output collected in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// The default current-thread runtime keeps every task on this thread, so
+// the thread-local subscriber below sees the poller's events.
+#[tokio::test]
+async fn failures_and_skipped_items_are_logged_without_the_token() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_logfmt::builder()
+            .layer()
+            .with_writer(move || writer.clone()),
+    );
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let upstream = MockServer::start().await;
+    let mut unusable = item("Broken", "o365", "reseller", 0.0, "2024-05-01T00:00:00Z");
+    unusable["proratedLicensesUsagePercent"] = serde_json::json!(null);
+    Mock::given(method("GET"))
+        .and(path("/v1/analytics/licenses/usage"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(collection(
+            vec![
+                item("Exchange", "o365", "reseller", 1.0, "2024-05-01T00:00:00Z"),
+                unusable,
+            ],
+            None,
+        )))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&upstream)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/analytics/licenses/usage"))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .insert_header("MS-RequestId", "0f9e8d7c-0000-4000-8000-000000000001")
+                .insert_header("MS-CorrelationId", "0f9e8d7c-0000-4000-8000-000000000002")
+                .insert_header("MS-CV", "cv.vector.1")
+                .insert_header("MS-ServerId", "server-7")
+                .set_body_json(
+                    serde_json::json!({"code": 3000, "description": "Backend unavailable"}),
+                ),
+        )
+        .with_priority(2)
+        .mount(&upstream)
+        .await;
+
+    let exporter = RunningExporter::start(&upstream.uri(), Duration::from_millis(100)).await;
+    exporter
+        .scrape_until(Duration::from_secs(10), |m| {
+            m.value("partner_center_poll_errors_total", &[("reason", "http")])
+                .is_some_and(|n| n >= 1.0)
+        })
+        .await;
+    exporter.stop().await.expect("clean stop");
+
+    let logs = captured.text();
+    let failure = logs
+        .lines()
+        .find(|line| line.contains("poll failed"))
+        .unwrap_or_else(|| panic!("no failure line in:\n{logs}"));
+    for expected in [
+        "level=warn",
+        "reason=http",
+        "ms_request_id=0f9e8d7c-0000-4000-8000-000000000001",
+        "ms_correlation_id=0f9e8d7c-0000-4000-8000-000000000002",
+        "ms_cv=cv.vector.1",
+        "ms_server_id=server-7",
+        "Backend unavailable",
+        "HTTP 503",
+    ] {
+        assert!(
+            failure.contains(expected),
+            "{expected:?} missing from: {failure}"
+        );
+    }
+    let skipped = logs
+        .lines()
+        .find(|line| line.contains("skipped a license usage item"))
+        .unwrap_or_else(|| panic!("no skipped line in:\n{logs}"));
+    assert!(skipped.contains("index=1"), "{skipped}");
+    assert!(
+        skipped.contains("proratedLicensesUsagePercent"),
+        "{skipped}"
+    );
+    assert!(logs.contains("poll succeeded"), "{logs}");
+    assert!(
+        !logs.contains(TEST_TOKEN),
+        "the access token leaked into the logs:\n{logs}"
+    );
+}
