@@ -161,7 +161,7 @@ fn serve_connection(
         async move { Ok::<_, Infallible>(routes.handle(&request)) }
     });
     let connection = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(stream), service)
         .into_owned();
     let connection = graceful.watch(connection);
     tokio::spawn(async move {

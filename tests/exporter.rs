@@ -8,14 +8,13 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::time::Duration;
 
-use common::{FIXTURE, RunningExporter, TEST_TOKEN, collection, item, test_config, wait_for};
+use common::{FIXTURE, RunningExporter, TEST_TOKEN, WAIT, collection, item, test_config, wait_for};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const USAGE_PATH: &str = "/v1/analytics/licenses/usage";
 const PERCENT: &str = "partner_center_license_usage_prorated_percent";
 const PROCESSED: &str = "partner_center_license_usage_processed_timestamp_seconds";
-const WAIT: Duration = Duration::from_secs(10);
 /// Fast polling for tests that need several polls.
 const FAST: Duration = Duration::from_millis(200);
 /// An interval that never comes round during a test: one poll only.
@@ -60,9 +59,7 @@ async fn documented_example_is_served_with_every_label_set() {
     let fixture: serde_json::Value = serde_json::from_str(FIXTURE).expect("fixture");
     let upstream = upstream_serving(fixture).await;
     let exporter = RunningExporter::start(&upstream.uri(), ONCE).await;
-    let metrics = exporter
-        .scrape_until(WAIT, |m| m.value("partner_center_up", &[]) == Some(1.0))
-        .await;
+    let metrics = exporter.until_up().await;
 
     let series: BTreeSet<(String, String, String)> = metrics
         .family(PERCENT)
@@ -208,9 +205,7 @@ async fn pages_are_followed_through_links_next_with_their_headers() {
         .await;
 
     let exporter = RunningExporter::start(&upstream.uri(), ONCE).await;
-    let metrics = exporter
-        .scrape_until(WAIT, |m| m.value("partner_center_up", &[]) == Some(1.0))
-        .await;
+    let metrics = exporter.until_up().await;
     for n in 1..=3 {
         assert_eq!(
             metrics.value(PERCENT, &labels(&format!("Workload {n}"), "o365")),
@@ -257,12 +252,7 @@ async fn a_collection_longer_than_the_page_limit_fails_instead_of_truncating() {
     let (mut config, dir) = test_config(&upstream.uri(), ONCE);
     config.partner_center.max_pages = 3;
     let exporter = RunningExporter::start_with(config, dir).await;
-    let metrics = exporter
-        .scrape_until(WAIT, |m| {
-            m.value("partner_center_poll_errors_total", &[("reason", "paging")]) == Some(1.0)
-        })
-        .await;
-    assert_eq!(metrics.value("partner_center_up", &[]), Some(0.0));
+    let metrics = exporter.until_poll_errors("paging", 1.0).await;
     assert!(
         metrics.family(PERCENT).is_empty(),
         "nothing truncated is published"
@@ -288,12 +278,7 @@ async fn a_links_next_loop_fails_the_poll() {
     ))
     .await;
     let exporter = RunningExporter::start(&upstream.uri(), ONCE).await;
-    let metrics = exporter
-        .scrape_until(WAIT, |m| {
-            m.value("partner_center_poll_errors_total", &[("reason", "paging")]) == Some(1.0)
-        })
-        .await;
-    assert_eq!(metrics.value("partner_center_up", &[]), Some(0.0));
+    exporter.until_poll_errors("paging", 1.0).await;
     assert_eq!(
         usage_requests(&upstream.received_requests().await.expect("recorded")).len(),
         2
@@ -335,13 +320,7 @@ async fn a_failed_poll_keeps_the_last_values_with_up_zero() {
         .await;
 
     let exporter = RunningExporter::start(&upstream.uri(), FAST).await;
-    let metrics = exporter
-        .scrape_until(WAIT, |m| {
-            m.value("partner_center_poll_errors_total", &[("reason", "http")])
-                .is_some_and(|errors| errors >= 2.0)
-        })
-        .await;
-    assert_eq!(metrics.value("partner_center_up", &[]), Some(0.0));
+    let metrics = exporter.until_poll_errors("http", 2.0).await;
     assert_eq!(
         metrics.value(PERCENT, &labels("Exchange", "o365")),
         Some(42.5)
@@ -350,12 +329,7 @@ async fn a_failed_poll_keeps_the_last_values_with_up_zero() {
         .value("partner_center_last_success_timestamp_seconds", &[])
         .expect("last success");
     assert!(last_success > 0.0, "the one success is remembered");
-    let later = exporter
-        .scrape_until(WAIT, |m| {
-            m.value("partner_center_poll_errors_total", &[("reason", "http")])
-                .is_some_and(|errors| errors >= 3.0)
-        })
-        .await;
+    let later = exporter.until_poll_errors("http", 3.0).await;
     assert_eq!(
         later.value("partner_center_last_success_timestamp_seconds", &[]),
         Some(last_success),
@@ -405,16 +379,7 @@ async fn failures_are_counted_by_reason() {
             .mount(&upstream)
             .await;
         let exporter = RunningExporter::start(&upstream.uri(), ONCE).await;
-        let metrics = exporter
-            .scrape_until(WAIT, |m| {
-                m.value("partner_center_poll_errors_total", &[("reason", reason)]) == Some(1.0)
-            })
-            .await;
-        assert_eq!(
-            metrics.value("partner_center_up", &[]),
-            Some(0.0),
-            "{reason}"
-        );
+        let metrics = exporter.until_poll_errors(reason, 1.0).await;
         let total: f64 = metrics
             .family("partner_center_poll_errors_total")
             .iter()
@@ -433,12 +398,7 @@ async fn an_unreachable_upstream_is_a_network_error() {
         .expect("free port")
         .port();
     let exporter = RunningExporter::start(&format!("http://127.0.0.1:{port}"), ONCE).await;
-    let metrics = exporter
-        .scrape_until(WAIT, |m| {
-            m.value("partner_center_poll_errors_total", &[("reason", "network")]) == Some(1.0)
-        })
-        .await;
-    assert_eq!(metrics.value("partner_center_up", &[]), Some(0.0));
+    exporter.until_poll_errors("network", 1.0).await;
     exporter.stop().await.expect("clean stop");
 }
 
@@ -453,12 +413,7 @@ async fn a_slow_upstream_times_out() {
     let (mut config, dir) = test_config(&upstream.uri(), ONCE);
     config.partner_center.request_timeout = Duration::from_millis(300);
     let exporter = RunningExporter::start_with(config, dir).await;
-    let metrics = exporter
-        .scrape_until(WAIT, |m| {
-            m.value("partner_center_poll_errors_total", &[("reason", "timeout")]) == Some(1.0)
-        })
-        .await;
-    assert_eq!(metrics.value("partner_center_up", &[]), Some(0.0));
+    exporter.until_poll_errors("timeout", 1.0).await;
     exporter.stop().await.expect("clean stop");
 }
 
@@ -532,9 +487,7 @@ async fn skipped_duplicate_and_hostile_items() {
     );
     let upstream = upstream_serving(body).await;
     let exporter = RunningExporter::start(&upstream.uri(), ONCE).await;
-    let metrics = exporter
-        .scrape_until(WAIT, |m| m.value("partner_center_up", &[]) == Some(1.0))
-        .await;
+    let metrics = exporter.until_up().await;
     assert_eq!(
         metrics.value("partner_center_items_skipped_total", &[]),
         Some(2.0)
@@ -625,12 +578,7 @@ async fn a_missing_token_file_fails_the_poll_as_auth() {
     let (config, dir) = test_config(&upstream.uri(), ONCE);
     std::fs::remove_file(config.auth.bearer_token_file.as_ref().expect("path")).expect("remove");
     let exporter = RunningExporter::start_with(config, dir).await;
-    let metrics = exporter
-        .scrape_until(WAIT, |m| {
-            m.value("partner_center_poll_errors_total", &[("reason", "auth")]) == Some(1.0)
-        })
-        .await;
-    assert_eq!(metrics.value("partner_center_up", &[]), Some(0.0));
+    exporter.until_poll_errors("auth", 1.0).await;
     assert!(usage_requests(&upstream.received_requests().await.expect("recorded")).is_empty());
     exporter.stop().await.expect("clean stop");
 }
@@ -639,9 +587,7 @@ async fn a_missing_token_file_fails_the_poll_as_auth() {
 async fn endpoints_methods_gzip_and_head() {
     let upstream = upstream_serving(serde_json::from_str(FIXTURE).expect("fixture")).await;
     let exporter = RunningExporter::start(&upstream.uri(), ONCE).await;
-    let plain = exporter
-        .scrape_until(WAIT, |m| m.value("partner_center_up", &[]) == Some(1.0))
-        .await;
+    let plain = exporter.until_up().await;
     let client = reqwest::Client::new();
 
     let gzipped = client
@@ -717,9 +663,7 @@ async fn graceful_shutdown_finishes_and_closes_the_listener() {
     let upstream = upstream_serving(collection(vec![], None)).await;
     let exporter = RunningExporter::start(&upstream.uri(), FAST).await;
     let address = exporter.address;
-    exporter
-        .scrape_until(WAIT, |m| m.value("partner_center_up", &[]) == Some(1.0))
-        .await;
+    exporter.until_up().await;
     // A keep-alive connection that is idle when the stop comes must not hold it up.
     let client = reqwest::Client::new();
     client
@@ -744,4 +688,48 @@ async fn graceful_shutdown_finishes_and_closes_the_listener() {
         tokio::net::TcpStream::connect(address).await.is_err(),
         "listener closed"
     );
+}
+
+#[tokio::test]
+async fn a_custom_telemetry_path_replaces_metrics() {
+    let upstream = upstream_serving(collection(vec![], None)).await;
+    let (config, _dir) = test_config(&upstream.uri(), ONCE);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let settings = partner_center_exporter::server::ServerSettings {
+        telemetry_path: "/custom/metrics".to_owned(),
+        shutdown_grace: Duration::from_secs(5),
+    };
+    let run = tokio::spawn(partner_center_exporter::app::run(
+        config,
+        vec![listener],
+        settings,
+        shutdown.clone(),
+    ));
+    let custom = reqwest::get(format!("http://{address}/custom/metrics"))
+        .await
+        .expect("scrape");
+    assert_eq!(custom.status(), 200);
+    let body = custom.text().await.expect("body");
+    common::Exposition::parse(&body);
+    assert!(body.contains("partner_center_up"), "{body}");
+    let old = reqwest::get(format!("http://{address}/metrics"))
+        .await
+        .expect("get");
+    assert_eq!(old.status(), 404);
+    let landing = reqwest::get(format!("http://{address}/"))
+        .await
+        .expect("landing");
+    assert!(
+        landing
+            .text()
+            .await
+            .expect("html")
+            .contains("<a href=\"/custom/metrics\">")
+    );
+    shutdown.cancel();
+    run.await.expect("no panic").expect("clean stop");
 }

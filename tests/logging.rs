@@ -79,12 +79,7 @@ async fn failures_and_skipped_items_are_logged_without_the_token() {
         .await;
 
     let exporter = RunningExporter::start(&upstream.uri(), Duration::from_millis(100)).await;
-    exporter
-        .scrape_until(Duration::from_secs(10), |m| {
-            m.value("partner_center_poll_errors_total", &[("reason", "http")])
-                .is_some_and(|n| n >= 1.0)
-        })
-        .await;
+    exporter.until_poll_errors("http", 1.0).await;
     exporter.stop().await.expect("clean stop");
 
     let logs = captured.text();

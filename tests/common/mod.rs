@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 /// The token the test exporters send; fake upstreams check for it.
 pub const TEST_TOKEN: &str = "test-access-token-5f0e";
 
+/// How long tests wait for something the exporter should do promptly.
+pub const WAIT: Duration = Duration::from_secs(10);
+
 /// The documented example response.
 pub const FIXTURE: &str = include_str!("../fixtures/partner-licenses-usage.json");
 
@@ -119,6 +122,29 @@ impl RunningExporter {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits for a scrape showing `partner_center_up 1`.
+    pub async fn until_up(&self) -> Exposition {
+        self.scrape_until(WAIT, |m| m.value("partner_center_up", &[]) == Some(1.0))
+            .await
+    }
+
+    /// Waits for a scrape counting at least `count` failed polls for
+    /// `reason`, and checks that it shows `partner_center_up 0`.
+    pub async fn until_poll_errors(&self, reason: &str, count: f64) -> Exposition {
+        let metrics = self
+            .scrape_until(WAIT, |m| {
+                m.value("partner_center_poll_errors_total", &[("reason", reason)])
+                    .is_some_and(|errors| errors >= count)
+            })
+            .await;
+        assert_eq!(
+            metrics.value("partner_center_up", &[]),
+            Some(0.0),
+            "up after a {reason} failure"
+        );
+        metrics
     }
 
     /// Sends the stop signal and waits for `run` to return.
