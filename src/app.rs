@@ -27,6 +27,8 @@ pub enum AppError {
     NoAuthentication,
     #[error("cannot start the demo: {0}")]
     Demo(std::io::Error),
+    #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
+    Signals(std::io::Error),
 }
 
 /// Binds every `--web.listen-address`, failing on the first that cannot be used.

@@ -40,7 +40,8 @@ pub struct Cli {
         long = "web.listen-address",
         value_name = "ADDRESS",
         default_value = ":10042",
-        action = clap::ArgAction::Append
+        action = clap::ArgAction::Append,
+        value_parser = parse_listen_address
     )]
     pub listen_addresses: Vec<String>,
 
@@ -76,6 +77,29 @@ pub enum LogLevel {
 pub enum LogFormat {
     Logfmt,
     Json,
+}
+
+/// A listen address is `:port` or `host:port` (IPv6 hosts in brackets),
+/// with a port from 0 to 65535. Host names are resolved when binding.
+fn parse_listen_address(address: &str) -> Result<String, String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{address:?} lacks a port; write host:port or :port"))?;
+    port.parse::<u16>()
+        .map_err(|_| format!("{address:?} has no valid port (0 to 65535)"))?;
+    let bracketed = host.starts_with('[') || host.ends_with(']');
+    if bracketed && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(format!("{address:?} has an unbalanced IPv6 bracket"));
+    }
+    if !bracketed && host.contains(':') {
+        return Err(format!(
+            "{address:?}: put an IPv6 address in brackets, like [::1]:10042"
+        ));
+    }
+    if host.chars().any(char::is_whitespace) {
+        return Err(format!("{address:?} contains white space"));
+    }
+    Ok(address.to_owned())
 }
 
 /// The telemetry path must be an absolute path that does not shadow the
@@ -129,9 +153,14 @@ mod tests {
             "--web.listen-address=127.0.0.1:9000",
             "--web.listen-address",
             "[::1]:9000",
+            "--web.listen-address=localhost:9000",
+            "--web.listen-address=:0",
         ])
         .expect("parses");
-        assert_eq!(cli.listen_addresses, vec!["127.0.0.1:9000", "[::1]:9000"]);
+        assert_eq!(
+            cli.listen_addresses,
+            vec!["127.0.0.1:9000", "[::1]:9000", "localhost:9000", ":0"]
+        );
     }
 
     #[test]
@@ -141,6 +170,14 @@ mod tests {
             ["partner-center-exporter", "--log.format=text"],
             ["partner-center-exporter", "--web.telemetry-path=metrics"],
             ["partner-center-exporter", "--web.telemetry-path=/healthz"],
+            ["partner-center-exporter", "--web.listen-address=:abc"],
+            ["partner-center-exporter", "--web.listen-address=localhost"],
+            [
+                "partner-center-exporter",
+                "--web.listen-address=127.0.0.1:99999",
+            ],
+            ["partner-center-exporter", "--web.listen-address=::1:9000"],
+            ["partner-center-exporter", "--web.listen-address=[::1:9000"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?} accepted");
         }

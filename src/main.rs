@@ -76,7 +76,8 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<(), app::AppError> {
         "starting partner-center-exporter"
     );
     let shutdown = CancellationToken::new();
-    tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
+    let on_signal = shutdown::cancel_on_signal(shutdown.clone()).map_err(app::AppError::Signals)?;
+    tokio::spawn(on_signal);
 
     // The demo's simulation must outlive the exporter, so it is held here.
     let (config, _demo) = match config {

@@ -1,0 +1,1091 @@
+//! The built `partner-center-exporter` binary as a user runs it: exit codes,
+//! `--config.check`, flags, logs on standard error, the demo's endpoints and
+//! `/metrics`, several listen addresses, shutdown on SIGTERM and SIGINT, and
+//! a configuration file run against a fake Partner Center on 127.0.0.1.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{Exposition, promtool_check_metrics};
+use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
+
+const BIN: &str = env!("CARGO_BIN_EXE_partner-center-exporter");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+const PERCENT: &str = "partner_center_license_usage_prorated_percent";
+const PROCESSED: &str = "partner_center_license_usage_processed_timestamp_seconds";
+
+/// The (workload, service, channel) sets of Microsoft's documented example.
+const DOCUMENTED_SERIES: [(&str, &str, &str); 5] = [
+    ("Microsoft Dynamics CRM", "crm", "reseller"),
+    ("SharePoint", "crm", "reseller"),
+    ("Exchange", "o365", "reseller"),
+    ("SharePoint", "o365", "reseller"),
+    ("Skype For Business", "o365", "reseller"),
+];
+
+/// Longest wait for a process that should exit on its own (config errors,
+/// flag errors, `--version`): generous for a loaded machine, but finite.
+const EXIT_LIMIT: Duration = Duration::from_secs(20);
+/// Longest wait for a log line of a starting exporter.
+const LOG_LIMIT: Duration = Duration::from_secs(20);
+/// Longest wait for the demo's first successful poll to show on `/metrics`.
+const SCRAPE_LIMIT: Duration = Duration::from_secs(20);
+/// Longest wait for the exit after SIGTERM: above the 10 s connection grace,
+/// so only a real hang fails.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------------------
+// Process helpers
+// ---------------------------------------------------------------------------
+
+/// A child process that is killed and reaped when dropped, so a failing
+/// test leaves nothing running.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl ChildGuard {
+    /// Waits up to `limit` for the process to exit; `None` if it is still running.
+    fn wait_bounded(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn read_all(mut reader: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = reader.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// Runs the binary with `args` in `dir` (if given) and waits, within
+/// [`EXIT_LIMIT`], for it to exit by itself.
+fn run_in(dir: Option<&Path>, args: &[&str]) -> Output {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = ChildGuard(command.spawn().expect("start the exporter binary"));
+    let stdout = read_all(child.0.stdout.take().expect("stdout"));
+    let stderr = read_all(child.0.stderr.take().expect("stderr"));
+    let status = child.wait_bounded(EXIT_LIMIT);
+    // Kill a hung process first, so its pipes close and the readers finish.
+    if status.is_none() {
+        let _ = child.0.kill();
+    }
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    let Some(status) = status else {
+        panic!(
+            "{args:?} did not exit within {EXIT_LIMIT:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    run_in(None, args)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A long-running exporter process whose standard error is read line by
+/// line in a background thread.
+struct Exporter {
+    child: ChildGuard,
+    lines: Receiver<String>,
+    /// Every stderr line received so far, for assertions and failure messages.
+    log: Vec<String>,
+    /// Set once the process closed its standard error.
+    stderr_closed: bool,
+}
+
+impl Exporter {
+    fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &Path)]) -> Self {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = ChildGuard(command.spawn().expect("start the exporter binary"));
+        let stderr = child.0.stderr.take().expect("stderr");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            log: Vec::new(),
+            stderr_closed: false,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    fn log_text(&self) -> String {
+        self.log.join("\n")
+    }
+
+    /// Waits until `deadline` for the next stderr line, keeps it in `log`
+    /// and returns it; `what` names what is awaited in a failure.
+    fn next_line(&mut self, deadline: Instant, what: &str) -> String {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => {
+                self.log.push(line.clone());
+                line
+            }
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "no log line with {what} in time; stderr so far:\n{}",
+                self.log_text()
+            ),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.stderr_closed = true;
+                panic!(
+                    "the exporter closed stderr (exit status {:?}) before logging {what}; stderr:\n{}",
+                    self.child.0.try_wait(),
+                    self.log_text()
+                )
+            }
+        }
+    }
+
+    /// Waits up to `limit` for a stderr line satisfying `wanted` (looking at
+    /// lines already received first) and returns it.
+    fn wait_for_line(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> String {
+        if let Some(line) = self.log.iter().find(|line| wanted(line)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let line = self.next_line(deadline, what);
+            if wanted(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits for `count` logfmt `message=listening address=HOST:PORT` lines
+    /// and returns their addresses.
+    fn listening_addresses(&mut self, count: usize) -> Vec<SocketAddr> {
+        let deadline = Instant::now() + LOG_LIMIT;
+        loop {
+            let addresses: Vec<SocketAddr> = self
+                .log
+                .iter()
+                .filter_map(|line| logfmt_listening_address(line))
+                .collect();
+            if addresses.len() >= count {
+                assert_eq!(addresses.len(), count, "{}", self.log_text());
+                return addresses;
+            }
+            self.next_line(deadline, "message=listening address=...");
+        }
+    }
+
+    /// Sends SIGTERM the way an init system would.
+    fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends a signal with kill(1), e.g. `-INT`.
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed: {status:?}");
+    }
+
+    /// Waits up to `limit` for the process to exit and then reads the rest of
+    /// its standard error.
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let Some(status) = self.child.wait_bounded(limit) else {
+            self.drain(Duration::from_millis(200));
+            panic!(
+                "the exporter did not exit within {limit:?}; stderr:\n{}",
+                self.log_text()
+            );
+        };
+        self.drain(Duration::from_secs(5));
+        assert!(
+            self.stderr_closed,
+            "stderr still open after exit:\n{}",
+            self.log_text()
+        );
+        status
+    }
+
+    /// Moves every line the reader has (until EOF or `limit`) into `log`.
+    fn drain(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.stderr_closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.log.push(line),
+                Err(RecvTimeoutError::Disconnected) => self.stderr_closed = true,
+                Err(RecvTimeoutError::Timeout) => return,
+            }
+        }
+    }
+}
+
+/// The address of a logfmt `message=listening address=HOST:PORT` line.
+fn logfmt_listening_address(line: &str) -> Option<SocketAddr> {
+    let mut fields = line.split_whitespace();
+    fields.find(|field| *field == "message=listening")?;
+    let address = fields.next()?.strip_prefix("address=")?;
+    Some(address.parse().expect("listening address is host:port"))
+}
+
+/// A reqwest client that never goes through a proxy: tests talk to 127.0.0.1 only.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client")
+}
+
+async fn get(client: &reqwest::Client, address: SocketAddr, path: &str) -> reqwest::Response {
+    client
+        .get(format!("http://{address}{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {path} on {address}: {err}"))
+}
+
+/// Scrapes `/metrics` until `partner_center_up` is 1, within [`SCRAPE_LIMIT`].
+async fn scrape_until_up(client: &reqwest::Client, address: SocketAddr) -> String {
+    let deadline = Instant::now() + SCRAPE_LIMIT;
+    loop {
+        let response = get(client, address, "/metrics").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let body = response.text().await.expect("metrics body");
+        if Exposition::parse(&body).value("partner_center_up", &[]) == Some(1.0) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partner_center_up never became 1 within {SCRAPE_LIMIT:?}; last scrape:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+fn midnight_utc(unix_seconds: u64) -> u64 {
+    unix_seconds - unix_seconds % 86_400
+}
+
+// ---------------------------------------------------------------------------
+// Configuration files
+// ---------------------------------------------------------------------------
+
+/// A temporary directory with a token file and a configuration file.
+struct ConfigDir {
+    dir: tempfile::TempDir,
+}
+
+impl ConfigDir {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("token"), "access-token\n").expect("write token");
+        Self { dir }
+    }
+
+    fn with_config(yaml: &str) -> Self {
+        let dir = Self::new();
+        std::fs::write(dir.config_path(), yaml).expect("write config");
+        dir
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("exporter.yml")
+    }
+
+    fn config_flag(&self) -> String {
+        format!("--config.file={}", self.config_path().display())
+    }
+}
+
+/// The example configuration's keys, pointing at the token file next to it.
+const GOOD_CONFIG: &str = "\
+partner_center:
+  base_url: https://api.partnercenter.microsoft.com
+  application_name: partner-center-exporter
+  locale: en-US
+  request_timeout: 30s
+  max_pages: 100
+auth:
+  bearer_token_file: token
+poll:
+  interval: 15m
+  timeout: 2m
+";
+
+// ---------------------------------------------------------------------------
+// --config.check
+// ---------------------------------------------------------------------------
+
+#[test]
+fn config_check_accepts_a_good_file() {
+    let dir = ConfigDir::with_config(GOOD_CONFIG);
+    let output = run(&[&dir.config_flag(), "--config.check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("configuration is valid"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        stdout.contains(&dir.config_path().display().to_string()),
+        "stdout must name the file: {}",
+        describe(&output)
+    );
+    assert!(
+        !text(&output.stderr).contains("warning"),
+        "a good file gives no warning: {}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn config_check_accepts_the_shipped_example_apart_from_its_token_path() {
+    // The example file is what users copy; only its token path cannot exist here.
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/partner-center-exporter.example.yml"
+    ))
+    .expect("read the example configuration");
+    let token_line = "bearer_token_file: /run/secrets/partner-center-token";
+    assert!(
+        example.contains(token_line),
+        "the example's token path changed"
+    );
+    let dir = ConfigDir::with_config(&example.replace(token_line, "bearer_token_file: token"));
+    let output = run(&[&dir.config_flag(), "--config.check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(text(&output.stdout).contains("configuration is valid"));
+}
+
+#[test]
+fn config_check_refuses_bad_files_naming_the_key() {
+    struct Case {
+        name: &'static str,
+        /// `None`: the configuration file does not exist.
+        yaml: Option<&'static str>,
+        /// Text stderr must contain besides the file name.
+        expected: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            name: "unknown key",
+            yaml: Some("auth:\n  bearer_token_file: token\npoll:\n  intervall: 5m\n"),
+            expected: &["poll.intervall", "line 4"],
+        },
+        Case {
+            name: "wrong type",
+            yaml: Some("auth:\n  bearer_token_file: token\npartner_center:\n  max_pages: lots\n"),
+            expected: &["partner_center.max_pages", "lots"],
+        },
+        Case {
+            name: "unparsable duration",
+            yaml: Some("auth:\n  bearer_token_file: token\npoll:\n  interval: 15 parsecs\n"),
+            expected: &["poll.interval", "15 parsecs", "line 4"],
+        },
+        Case {
+            name: "duration without a unit",
+            yaml: Some("auth:\n  bearer_token_file: token\npoll:\n  timeout: 300\n"),
+            expected: &["poll.timeout", "unit"],
+        },
+        Case {
+            name: "missing token file",
+            yaml: Some("auth:\n  bearer_token_file: no-such-token\n"),
+            expected: &["auth.bearer_token_file", "no-such-token"],
+        },
+        Case {
+            name: "missing auth section",
+            yaml: Some("poll:\n  interval: 5m\n"),
+            expected: &["`auth`"],
+        },
+        Case {
+            name: "empty auth section",
+            yaml: Some("auth: {}\n"),
+            expected: &["auth", "bearer_token_file"],
+        },
+        Case {
+            name: "empty file",
+            yaml: Some(""),
+            expected: &["empty", "auth"],
+        },
+        Case {
+            name: "file does not exist",
+            yaml: None,
+            expected: &["cannot read configuration file"],
+        },
+    ];
+    for case in cases {
+        let dir = match case.yaml {
+            Some(yaml) => ConfigDir::with_config(yaml),
+            None => ConfigDir::new(),
+        };
+        let output = run(&[&dir.config_flag(), "--config.check"]);
+        let name = case.name;
+        assert_eq!(
+            output.status.code(),
+            Some(i32::from(EXIT_CONFIG_ERROR)),
+            "{name}: {}",
+            describe(&output)
+        );
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("error"),
+            "{name}: stderr says it is an error: {}",
+            describe(&output)
+        );
+        assert!(
+            stderr.contains(&dir.config_path().display().to_string()),
+            "{name}: stderr names the file: {}",
+            describe(&output)
+        );
+        for expected in case.expected {
+            assert!(
+                stderr.contains(expected),
+                "{name}: stderr lacks {expected:?}: {}",
+                describe(&output)
+            );
+        }
+        assert!(
+            !text(&output.stdout).contains("valid"),
+            "{name}: stdout must not call it valid: {}",
+            describe(&output)
+        );
+    }
+}
+
+#[test]
+fn config_check_resolves_the_token_file_against_the_config_directory() {
+    // Run from another directory: a relative token path must still be found
+    // next to the configuration file, not in the working directory.
+    let dir = ConfigDir::with_config("auth:\n  bearer_token_file: token\n");
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let output = run_in(
+        Some(elsewhere.path()),
+        &[&dir.config_flag(), "--config.check"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+#[test]
+fn config_check_warns_about_a_short_poll_interval() {
+    let dir = ConfigDir::with_config("auth:\n  bearer_token_file: token\npoll:\n  interval: 2s\n");
+    let output = run(&[&dir.config_flag(), "--config.check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(text(&output.stdout).contains("configuration is valid"));
+    let stderr = text(&output.stderr);
+    let warning = stderr
+        .lines()
+        .find(|line| line.contains("warning"))
+        .unwrap_or_else(|| panic!("no warning: {}", describe(&output)));
+    assert!(warning.contains("poll.interval"), "{warning}");
+    assert!(warning.contains("2s"), "{warning}");
+}
+
+// ---------------------------------------------------------------------------
+// Startup failures and flags
+// ---------------------------------------------------------------------------
+
+#[test]
+fn starting_with_a_bad_config_exits_78_and_logs_the_error() {
+    let dir = ConfigDir::with_config(
+        "auth:\n  bearer_token_file: token\npoll:\n  interval: 15 parsecs\n",
+    );
+    // 127.0.0.1:0 so that a wrongly started exporter cannot collide with anything.
+    let output = run(&[&dir.config_flag(), "--web.listen-address=127.0.0.1:0"]);
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(EXIT_CONFIG_ERROR)),
+        "{}",
+        describe(&output)
+    );
+    let stderr = text(&output.stderr);
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("level=error"))
+        .unwrap_or_else(|| panic!("no error logged: {}", describe(&output)));
+    assert!(line.contains("poll.interval"), "{line}");
+    assert!(line.contains("15 parsecs"), "{line}");
+    assert!(
+        !stderr.contains("message=listening"),
+        "nothing may start on a bad config: {stderr}"
+    );
+}
+
+#[test]
+fn starting_with_a_missing_config_file_exits_78() {
+    let dir = ConfigDir::new();
+    let output = run(&[&dir.config_flag(), "--web.listen-address=127.0.0.1:0"]);
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(EXIT_CONFIG_ERROR)),
+        "{}",
+        describe(&output)
+    );
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("level=error"), "{stderr}");
+    assert!(
+        stderr.contains(&dir.config_path().display().to_string()),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn command_line_mistakes_exit_2() {
+    let cases: [(&[&str], &str); 9] = [
+        (&["--no-such-flag"], "--no-such-flag"),
+        (&["--log.level=verbose"], "verbose"),
+        (&["--log.format=text"], "text"),
+        (&["--web.telemetry-path=metrics"], "metrics"),
+        (&["--web.telemetry-path=/healthz"], "/healthz"),
+        (&["--demo", "--config.check"], "--config.check"),
+        (&["--web.listen-address=:abc"], ":abc"),
+        (&["--web.listen-address=localhost"], "localhost"),
+        (&["--web.listen-address=127.0.0.1:99999"], "127.0.0.1:99999"),
+    ];
+    for (args, named) in cases {
+        let output = run(args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            describe(&output)
+        );
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("error"), "{args:?}: {}", describe(&output));
+        assert!(
+            stderr.contains(named),
+            "{args:?}: stderr should name {named:?}: {}",
+            describe(&output)
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "{args:?}: nothing on stdout: {}",
+            describe(&output)
+        );
+    }
+}
+
+#[test]
+fn version_prints_the_cargo_version() {
+    let output = run(&["--version"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with(&format!("partner-center-exporter {VERSION} ")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("revision"), "{stdout}");
+}
+
+#[test]
+fn help_lists_every_flag() {
+    let output = run(&["--help"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    for flag in [
+        "--config.file",
+        "--config.check",
+        "--web.listen-address",
+        "--web.telemetry-path",
+        "--log.level",
+        "--log.format",
+        "--demo",
+        "--version",
+        "--help",
+    ] {
+        assert!(stdout.contains(flag), "--help lacks {flag}:\n{stdout}");
+    }
+    assert!(stdout.contains(":10042"), "default port shown:\n{stdout}");
+}
+
+#[test]
+fn a_listen_address_in_use_exits_1() {
+    // Held for the whole test, so the port is certainly taken.
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("local addr");
+    let flag = format!("--web.listen-address={address}");
+    let output = run(&["--demo", &flag]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("level=error"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")),
+        "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The demo, end to end
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn demo_serves_the_documented_series_and_endpoints() {
+    let midnight_before = midnight_utc(unix_now());
+    let mut exporter = Exporter::start(&["--demo", "--web.listen-address=127.0.0.1:0"]);
+    let addresses = exporter.listening_addresses(1);
+    let address = addresses[0];
+    assert!(address.ip().is_loopback(), "{address}");
+    assert_ne!(address.port(), 0, "the real port is logged");
+
+    let client = http_client();
+    let body = scrape_until_up(&client, address).await;
+    let midnight_after = midnight_utc(unix_now());
+    promtool_check_metrics(&body);
+    let metrics = Exposition::parse(&body);
+
+    assert_eq!(
+        metrics.types.get(PERCENT).map(String::as_str),
+        Some("gauge")
+    );
+    assert_eq!(
+        metrics.types.get(PROCESSED).map(String::as_str),
+        Some("gauge")
+    );
+    let expected: BTreeSet<(String, String, String)> = DOCUMENTED_SERIES
+        .iter()
+        .map(|(w, s, c)| ((*w).to_owned(), (*s).to_owned(), (*c).to_owned()))
+        .collect();
+    for family in [PERCENT, PROCESSED] {
+        let mut seen = BTreeSet::new();
+        for sample in metrics.family(family) {
+            let keys: Vec<&str> = sample.labels.keys().map(String::as_str).collect();
+            assert_eq!(keys, ["channel", "service", "workload"], "{sample:?}");
+            seen.insert((
+                sample.labels["workload"].clone(),
+                sample.labels["service"].clone(),
+                sample.labels["channel"].clone(),
+            ));
+        }
+        assert_eq!(seen, expected, "{family} label sets:\n{body}");
+        assert_eq!(metrics.family(family).len(), 5, "{family}:\n{body}");
+    }
+    for (workload, service, channel) in DOCUMENTED_SERIES {
+        let labels = [
+            ("workload", workload),
+            ("service", service),
+            ("channel", channel),
+        ];
+        let percent = metrics.value(PERCENT, &labels).expect("percent");
+        assert!(
+            (0.0..=100.0).contains(&percent),
+            "{workload}/{service}: {percent}"
+        );
+        let processed = metrics.value(PROCESSED, &labels).expect("processed");
+        assert!(
+            processed == midnight_before as f64 || processed == midnight_after as f64,
+            "{workload}/{service}: processed {processed}, today's midnight UTC is {midnight_after}"
+        );
+    }
+    assert_eq!(
+        metrics.value("partner_center_items_skipped_total", &[]),
+        Some(0.0)
+    );
+    let build_info = metrics.family("partner_center_exporter_build_info");
+    assert_eq!(build_info.len(), 1, "{body}");
+    assert_eq!(build_info[0].labels["version"], VERSION);
+    assert_eq!(build_info[0].value, 1.0);
+    assert!(
+        !metrics.family("process_start_time_seconds").is_empty(),
+        "process metrics are served:\n{body}"
+    );
+
+    let landing = get(&client, address, "/").await;
+    assert_eq!(landing.status(), 200);
+    assert!(
+        landing.headers()["content-type"]
+            .to_str()
+            .expect("ASCII")
+            .starts_with("text/html"),
+        "{:?}",
+        landing.headers()
+    );
+    let page = landing.text().await.expect("landing page");
+    assert!(page.contains(VERSION), "{page}");
+    assert!(page.contains("href=\"/metrics\""), "{page}");
+
+    let healthz = get(&client, address, "/healthz").await;
+    assert_eq!(healthz.status(), 200);
+    let readyz = get(&client, address, "/readyz").await;
+    assert_eq!(readyz.status(), 200, "ready after the first good poll");
+    let unknown = get(&client, address, "/no-such-page").await;
+    assert_eq!(unknown.status(), 404);
+    let post = client
+        .post(format!("http://{address}/metrics"))
+        .send()
+        .await
+        .expect("POST /metrics");
+    assert_eq!(post.status(), 405);
+    let allow = post
+        .headers()
+        .get("allow")
+        .map(|v| v.to_str().expect("ASCII"));
+    assert!(
+        allow.is_some_and(|allow| allow.contains("GET")),
+        "405 names the allowed methods: {allow:?}"
+    );
+
+    // A user sees no error or warning in a healthy demo.
+    exporter.drain(Duration::from_millis(100));
+    assert!(
+        !exporter
+            .log
+            .iter()
+            .any(|line| line.contains("level=error") || line.contains("level=warn")),
+        "{}",
+        exporter.log_text()
+    );
+}
+
+#[tokio::test]
+async fn demo_serves_metrics_on_a_custom_telemetry_path() {
+    let mut exporter = Exporter::start(&[
+        "--demo",
+        "--web.listen-address=127.0.0.1:0",
+        "--web.telemetry-path=/custom/metrics",
+    ]);
+    let address = exporter.listening_addresses(1)[0];
+    let client = http_client();
+    let custom = get(&client, address, "/custom/metrics").await;
+    assert_eq!(custom.status(), 200);
+    let body = custom.text().await.expect("body");
+    assert!(body.contains("partner_center_up"), "{body}");
+    assert_eq!(get(&client, address, "/metrics").await.status(), 404);
+    let page = get(&client, address, "/")
+        .await
+        .text()
+        .await
+        .expect("landing page");
+    assert!(page.contains("href=\"/custom/metrics\""), "{page}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_demo_cleanly() {
+    // The demo keeps its access token in a temporary directory; point
+    // TMPDIR at one of ours to see that it is cleaned up.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut exporter = Exporter::start_with_env(
+        &["--demo", "--web.listen-address=127.0.0.1:0"],
+        &[("TMPDIR", tmp.path())],
+    );
+    let address = exporter.listening_addresses(1)[0];
+    // Keep a client with an idle keep-alive connection open, as Prometheus does.
+    let client = http_client();
+    scrape_until_up(&client, address).await;
+    let leftovers = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .expect("read TMPDIR")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        leftovers(tmp.path()).len(),
+        1,
+        "the demo's token directory is in TMPDIR while it runs"
+    );
+
+    exporter.terminate();
+    let status = exporter.wait_exit(SHUTDOWN_LIMIT);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM is a normal stop; stderr:\n{}",
+        exporter.log_text()
+    );
+    let log = exporter.log_text();
+    assert!(
+        exporter
+            .log
+            .iter()
+            .any(|line| line.contains("shutting down") && line.contains("signal=SIGTERM")),
+        "the signal is logged:\n{log}"
+    );
+    assert!(
+        exporter
+            .log
+            .iter()
+            .any(|line| line.contains("message=stopped")),
+        "the stop is logged:\n{log}"
+    );
+    assert!(
+        !exporter.log.iter().any(|line| line.contains("level=error")),
+        "{log}"
+    );
+    assert_eq!(
+        leftovers(tmp.path()),
+        Vec::<String>::new(),
+        "the demo's token directory is removed on exit"
+    );
+}
+
+#[tokio::test]
+async fn sigint_stops_the_demo_too() {
+    let mut exporter = Exporter::start(&["--demo", "--web.listen-address=127.0.0.1:0"]);
+    let address = exporter.listening_addresses(1)[0];
+    scrape_until_up(&http_client(), address).await;
+    exporter.signal("-INT");
+    let status = exporter.wait_exit(SHUTDOWN_LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", exporter.log_text());
+    assert!(
+        exporter
+            .log
+            .iter()
+            .any(|line| line.contains("shutting down") && line.contains("signal=SIGINT")),
+        "{}",
+        exporter.log_text()
+    );
+}
+
+#[tokio::test]
+async fn json_logs_are_json_objects() {
+    let mut exporter = Exporter::start(&[
+        "--demo",
+        "--web.listen-address=127.0.0.1:0",
+        "--log.format=json",
+    ]);
+    let listening = exporter.wait_for_line("a JSON listening line", LOG_LIMIT, |line| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .is_ok_and(|value| value["message"] == "listening")
+    });
+    let listening: serde_json::Value = serde_json::from_str(&listening).expect("JSON");
+    let address: SocketAddr = listening["address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("address field: {listening}"))
+        .parse()
+        .expect("host:port");
+    exporter.wait_for_line("a JSON poll succeeded line", LOG_LIMIT, |line| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .is_ok_and(|value| value["message"] == "poll succeeded")
+    });
+    let client = http_client();
+    assert_eq!(get(&client, address, "/healthz").await.status(), 200);
+
+    exporter.terminate();
+    let status = exporter.wait_exit(SHUTDOWN_LIMIT);
+    assert_eq!(status.code(), Some(0), "{}", exporter.log_text());
+    assert!(exporter.log.len() >= 4, "{}", exporter.log_text());
+    for line in &exporter.log {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+        let object = value
+            .as_object()
+            .unwrap_or_else(|| panic!("not a JSON object: {line}"));
+        let level = object.get("level").and_then(serde_json::Value::as_str);
+        assert!(
+            level.is_some_and(|level| !level.is_empty()),
+            "no level: {line}"
+        );
+        let message = object.get("message").and_then(serde_json::Value::as_str);
+        assert!(
+            message.is_some_and(|message| !message.is_empty()),
+            "no message: {line}"
+        );
+    }
+}
+
+#[test]
+fn json_format_applies_to_configuration_errors() {
+    let dir = ConfigDir::new();
+    let output = run(&[
+        &dir.config_flag(),
+        "--web.listen-address=127.0.0.1:0",
+        "--log.format=json",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(EXIT_CONFIG_ERROR)),
+        "{}",
+        describe(&output)
+    );
+    let stderr = text(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(!lines.is_empty(), "{}", describe(&output));
+    for line in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+        assert!(value["level"].is_string(), "{line}");
+        assert!(value["message"].is_string(), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn every_listen_address_serves() {
+    let mut exporter = Exporter::start(&[
+        "--demo",
+        "--web.listen-address=127.0.0.1:0",
+        "--web.listen-address=127.0.0.1:0",
+    ]);
+    let addresses = exporter.listening_addresses(2);
+    assert_ne!(addresses[0], addresses[1], "two distinct listeners");
+    let client = http_client();
+    for address in addresses {
+        assert!(address.ip().is_loopback(), "{address}");
+        let response = get(&client, address, "/healthz").await;
+        assert_eq!(response.status(), 200, "{address}");
+    }
+}
+
+#[tokio::test]
+async fn a_configured_exporter_polls_the_configured_partner_center() {
+    // A fake Partner Center on 127.0.0.1 that answers only with the token
+    // from the configured file, so the whole path from configuration file to
+    // Authorization header is the binary's own.
+    let upstream = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/v1/analytics/licenses/usage"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer access-token",
+        ))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_raw(common::FIXTURE, "application/json; charset=utf-8"),
+        )
+        .mount(&upstream)
+        .await;
+    let dir = ConfigDir::with_config(&format!(
+        "partner_center:\n  base_url: {}\n  application_name: cli-test\n  locale: de-DE\n\
+         auth:\n  bearer_token_file: token\npoll:\n  interval: 2s\n",
+        upstream.uri()
+    ));
+    let mut exporter = Exporter::start(&[&dir.config_flag(), "--web.listen-address=127.0.0.1:0"]);
+    let address = exporter.listening_addresses(1)[0];
+    let warning = exporter.wait_for_line("the short-interval warning", LOG_LIMIT, |line| {
+        line.contains("level=warn")
+    });
+    assert!(warning.contains("poll.interval"), "{warning}");
+
+    let client = http_client();
+    let body = scrape_until_up(&client, address).await;
+    promtool_check_metrics(&body);
+    let metrics = Exposition::parse(&body);
+    assert_eq!(metrics.family(PERCENT).len(), 5, "{body}");
+    assert_eq!(
+        metrics.value(
+            PROCESSED,
+            &[
+                ("workload", "Exchange"),
+                ("service", "o365"),
+                ("channel", "reseller")
+            ]
+        ),
+        Some(1_489_017_600.0),
+        "2017-03-09T00:00:00+00:00 from the documented example:\n{body}"
+    );
+    assert_eq!(get(&client, address, "/readyz").await.status(), 200);
+
+    let requests = upstream.received_requests().await.expect("recorded");
+    let request = requests.first().expect("at least one poll");
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .map(|value| value.to_str().expect("ASCII").to_owned())
+    };
+    assert_eq!(
+        header("ms-partnercenter-application").as_deref(),
+        Some("cli-test")
+    );
+    assert_eq!(header("x-locale").as_deref(), Some("de-DE"));
+    assert!(
+        !exporter.log_text().contains("access-token"),
+        "the token never appears in logs:\n{}",
+        exporter.log_text()
+    );
+}
