@@ -288,10 +288,8 @@ async fn a_links_next_loop_fails_the_poll() {
 
 #[tokio::test]
 async fn a_failed_poll_keeps_the_last_values_with_up_zero() {
-    let upstream = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(USAGE_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(collection(
+    let upstream = common::upstream_answering_first_then(
+ResponseTemplate::new(200).set_body_json(collection(
             vec![item(
                 "Exchange",
                 "o365",
@@ -300,24 +298,16 @@ async fn a_failed_poll_keeps_the_last_values_with_up_zero() {
                 "2024-05-01T00:00:00Z",
             )],
             None,
-        )))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&upstream)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(USAGE_PATH))
-        .respond_with(
+        )),
+
             ResponseTemplate::new(500)
                 .insert_header("MS-RequestId", "11111111-2222-3333-4444-555555555555")
                 .insert_header("MS-CV", "abc.1")
                 .set_body_json(serde_json::json!({
                     "code": 20002, "description": "Service <b>unavailable</b>", "data": [], "source": "PartnerFD"
                 })),
-        )
-        .with_priority(2)
-        .mount(&upstream)
-        .await;
+)
+.await;
 
     let exporter = RunningExporter::start(&upstream.uri(), FAST).await;
     let metrics = exporter.until_poll_errors("http", 2.0).await;
@@ -419,17 +409,9 @@ async fn a_slow_upstream_times_out() {
 
 #[tokio::test]
 async fn a_vanished_series_disappears() {
-    let upstream = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path(USAGE_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_string(FIXTURE))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&upstream)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(USAGE_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(collection(
+    let upstream = common::upstream_answering_first_then(
+        ResponseTemplate::new(200).set_body_string(FIXTURE),
+        ResponseTemplate::new(200).set_body_json(collection(
             vec![item(
                 "SharePoint",
                 "o365",
@@ -438,10 +420,9 @@ async fn a_vanished_series_disappears() {
                 "2017-03-11T00:00:00+00:00",
             )],
             None,
-        )))
-        .with_priority(2)
-        .mount(&upstream)
-        .await;
+        )),
+    )
+    .await;
     let exporter = RunningExporter::start(&upstream.uri(), FAST).await;
     exporter
         .scrape_until(WAIT, |m| m.family(PERCENT).len() == 5)

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use common::{RunningExporter, TEST_TOKEN, collection, item};
 use tracing_subscriber::layer::SubscriberExt;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 /// Log output collected in memory.
 #[derive(Clone, Default)]
@@ -46,37 +45,24 @@ async fn failures_and_skipped_items_are_logged_without_the_token() {
     );
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let upstream = MockServer::start().await;
     let mut unusable = item("Broken", "o365", "reseller", 0.0, "2024-05-01T00:00:00Z");
     unusable["proratedLicensesUsagePercent"] = serde_json::json!(null);
-    Mock::given(method("GET"))
-        .and(path("/v1/analytics/licenses/usage"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(collection(
+    let upstream = common::upstream_answering_first_then(
+        ResponseTemplate::new(200).set_body_json(collection(
             vec![
                 item("Exchange", "o365", "reseller", 1.0, "2024-05-01T00:00:00Z"),
                 unusable,
             ],
             None,
-        )))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&upstream)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v1/analytics/licenses/usage"))
-        .respond_with(
-            ResponseTemplate::new(503)
-                .insert_header("MS-RequestId", "0f9e8d7c-0000-4000-8000-000000000001")
-                .insert_header("MS-CorrelationId", "0f9e8d7c-0000-4000-8000-000000000002")
-                .insert_header("MS-CV", "cv.vector.1")
-                .insert_header("MS-ServerId", "server-7")
-                .set_body_json(
-                    serde_json::json!({"code": 3000, "description": "Backend unavailable"}),
-                ),
-        )
-        .with_priority(2)
-        .mount(&upstream)
-        .await;
+        )),
+        ResponseTemplate::new(503)
+            .insert_header("MS-RequestId", "0f9e8d7c-0000-4000-8000-000000000001")
+            .insert_header("MS-CorrelationId", "0f9e8d7c-0000-4000-8000-000000000002")
+            .insert_header("MS-CV", "cv.vector.1")
+            .insert_header("MS-ServerId", "server-7")
+            .set_body_json(serde_json::json!({"code": 3000, "description": "Backend unavailable"})),
+    )
+    .await;
 
     let exporter = RunningExporter::start(&upstream.uri(), Duration::from_millis(100)).await;
     exporter.until_poll_errors("http", 1.0).await;

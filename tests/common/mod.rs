@@ -376,6 +376,34 @@ where
     }
 }
 
+/// The license usage path of the Partner Center API.
+pub const USAGE_PATH: &str = "/v1/analytics/licenses/usage";
+
+/// A fake Partner Center whose usage endpoint gives `first` once and
+/// `then` to every later request.
+pub async fn upstream_answering_first_then(
+    first: wiremock::ResponseTemplate,
+    then: wiremock::ResponseTemplate,
+) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(USAGE_PATH))
+        .respond_with(first)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(USAGE_PATH))
+        .respond_with(then)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    server
+}
+
 /// One license usage item in Partner Center's JSON shape.
 pub fn item(
     workload: &str,
