@@ -19,6 +19,7 @@ fn main() {
     // A new commit changes HEAD or the ref it points to.
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
+    println!("cargo:rerun-if-changed=.git/packed-refs");
 }
 
 fn command_output(program: &str, args: &[&str]) -> Option<String> {

@@ -29,6 +29,8 @@ pub enum AppError {
     Demo(std::io::Error),
     #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
     Signals(std::io::Error),
+    #[error("the poller failed: {0}")]
+    Poller(String),
 }
 
 /// Binds every `--web.listen-address`, failing on the first that cannot be used.
@@ -71,10 +73,22 @@ pub async fn run(
         config.poll.interval,
         config.poll.timeout,
     );
-    let poller = tokio::spawn(poller.run(shutdown.clone()));
-    server::serve(listeners, state, settings, shutdown).await;
-    if let Err(err) = poller.await {
-        tracing::error!(error = %err, "the poller ended abnormally");
+    let mut poller = tokio::spawn(poller.run(shutdown.clone()));
+    let server = server::serve(listeners, state, settings, shutdown.clone());
+    tokio::pin!(server);
+    // The poller only ends on the stop signal. If it ends any other way (a
+    // bug), stop rather than keep serving data that will never be renewed.
+    let poller_result = tokio::select! {
+        () = &mut server => poller.await,
+        ended = &mut poller => {
+            shutdown.cancel();
+            server.await;
+            ended
+        }
+    };
+    if let Err(err) = poller_result {
+        tracing::error!(error = %err, "the poller failed");
+        return Err(AppError::Poller(err.to_string()));
     }
     tracing::info!("stopped");
     Ok(())

@@ -31,6 +31,8 @@ pub enum AuthError {
     EmptyTokenFile { path: PathBuf },
     #[error("token file {} is larger than {MAX_TOKEN_FILE_BYTES} bytes", path.display())]
     TokenFileTooLarge { path: PathBuf },
+    #[error("token file {} holds characters that cannot be sent in an HTTP header (a line break inside the token?)", path.display())]
+    InvalidToken { path: PathBuf },
 }
 
 impl Authenticator {
@@ -50,20 +52,15 @@ impl Authenticator {
 }
 
 async fn read_token_file(path: &Path) -> Result<Secret, AuthError> {
-    use tokio::io::AsyncReadExt;
-    let mut bytes = Vec::new();
-    let read = async {
-        let file = tokio::fs::File::open(path).await?;
-        // One byte more than allowed tells a too-large file from a full one.
-        file.take(MAX_TOKEN_FILE_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)
-            .await
-    };
-    read.await.map_err(|source| AuthError::ReadTokenFile {
-        path: path.to_owned(),
-        source,
-    })?;
-    token_from_file_content(path, bytes)
+    let owned = path.to_owned();
+    tokio::task::spawn_blocking(move || read_token_file_blocking(&owned))
+        .await
+        .unwrap_or_else(|err| {
+            Err(AuthError::ReadTokenFile {
+                path: path.to_owned(),
+                source: std::io::Error::other(err.to_string()),
+            })
+        })
 }
 
 /// Reads a token file outside the async runtime, for configuration checks.
@@ -96,6 +93,16 @@ fn token_from_file_content(path: &Path, bytes: Vec<u8>) -> Result<Secret, AuthEr
     let token = text.trim();
     if token.is_empty() {
         return Err(AuthError::EmptyTokenFile {
+            path: path.to_owned(),
+        });
+    }
+    // Checked here, not when sending, so `--config.check` catches it and a
+    // poll fails as an authentication problem rather than a network one.
+    if !token
+        .bytes()
+        .all(|byte| byte.is_ascii_graphic() || byte == b' ')
+    {
+        return Err(AuthError::InvalidToken {
             path: path.to_owned(),
         });
     }

@@ -6,10 +6,10 @@ use clap::{Parser, ValueEnum};
 
 use crate::config::DEFAULT_CONFIG_FILE;
 
-/// The port the exporter listens on unless told otherwise. Prometheus'
-/// 9100–9999 exporter range is fully allocated, so this is a fixed port
-/// outside it, documented in README.
-pub const DEFAULT_PORT: u16 = 10042;
+/// Where the exporter listens unless told otherwise: port 10042 on every
+/// interface. Prometheus' 9100–9999 exporter range is fully allocated, so
+/// this is a fixed port outside it, documented in README.
+pub const DEFAULT_LISTEN_ADDRESS: &str = ":10042";
 
 /// Exit code for a configuration that was refused (sysexits' `EX_CONFIG`),
 /// distinct from 1 (a runtime failure) and 2 (a command-line mistake).
@@ -39,7 +39,7 @@ pub struct Cli {
     #[arg(
         long = "web.listen-address",
         value_name = "ADDRESS",
-        default_value = ":10042",
+        default_value = DEFAULT_LISTEN_ADDRESS,
         action = clap::ArgAction::Append,
         value_parser = parse_listen_address
     )]
@@ -59,7 +59,7 @@ pub struct Cli {
 
     /// Run against a built-in simulated Partner Center on 127.0.0.1 instead
     /// of the configuration file: no credentials needed.
-    #[arg(long = "demo")]
+    #[arg(long = "demo", conflicts_with = "config_file")]
     pub demo: bool,
 }
 
@@ -139,7 +139,7 @@ mod tests {
     fn defaults_follow_prometheus_conventions() {
         let cli = Cli::try_parse_from(["partner-center-exporter"]).expect("parses");
         assert_eq!(cli.config_file, PathBuf::from(DEFAULT_CONFIG_FILE));
-        assert_eq!(cli.listen_addresses, vec![format!(":{DEFAULT_PORT}")]);
+        assert_eq!(cli.listen_addresses, vec![":10042"]);
         assert_eq!(cli.telemetry_path, "/metrics");
         assert_eq!(cli.log_level, LogLevel::Info);
         assert_eq!(cli.log_format, LogFormat::Logfmt);
@@ -184,9 +184,12 @@ mod tests {
     }
 
     #[test]
-    fn config_check_and_demo_exclude_each_other() {
-        assert!(
-            Cli::try_parse_from(["partner-center-exporter", "--demo", "--config.check"]).is_err()
-        );
+    fn demo_excludes_config_flags() {
+        for flag in ["--config.check", "--config.file=x.yml"] {
+            assert!(
+                Cli::try_parse_from(["partner-center-exporter", "--demo", flag]).is_err(),
+                "{flag}"
+            );
+        }
     }
 }

@@ -5,7 +5,6 @@
 //! unusable files with a message that names the key, so `--config.check`
 //! and startup report the same thing.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,30 +51,20 @@ pub struct PartnerCenterConfig {
     /// Limit for one HTTP request, connection included.
     #[serde(default = "default_request_timeout", with = "humantime_duration")]
     pub request_timeout: Duration,
-    /// Most `links.next` pages followed in one poll; beyond it the poll fails
-    /// rather than publishing a silently truncated collection.
+    /// Most pages fetched in one poll, the first included; a longer
+    /// collection fails the poll rather than being published truncated.
     #[serde(default = "default_max_pages")]
     pub max_pages: u32,
 }
 
 /// The `auth` section. Exactly one method must be set.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// A file holding a ready access token, re-read before every poll so an
     /// external tool can renew it.
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
-}
-
-impl fmt::Debug for AuthConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Paths only: this type never holds a secret value, but say so explicitly
-        // so a future field cannot slip into Debug output unnoticed.
-        f.debug_struct("AuthConfig")
-            .field("bearer_token_file", &self.bearer_token_file)
-            .finish()
-    }
 }
 
 /// The `poll` section.
@@ -199,10 +188,13 @@ impl Config {
     }
 
     fn resolve_paths(&mut self, base_dir: &Path) {
-        if let Some(file) = self.auth.bearer_token_file.as_mut() {
-            if file.is_relative() {
-                *file = base_dir.join(&*file);
-            }
+        if let Some(file) = self
+            .auth
+            .bearer_token_file
+            .as_mut()
+            .filter(|file| file.is_relative())
+        {
+            *file = base_dir.join(&*file);
         }
     }
 
@@ -219,6 +211,12 @@ impl Config {
             return Err(invalid(
                 "partner_center.base_url",
                 format!("{base_url} is not an http(s) URL with a host"),
+            ));
+        }
+        if !base_url.username().is_empty() || base_url.password().is_some() {
+            return Err(invalid(
+                "partner_center.base_url",
+                "must not carry a user name or password; credentials belong in `auth`".to_owned(),
             ));
         }
         if base_url.query().is_some() || base_url.fragment().is_some() {
@@ -268,6 +266,20 @@ impl Config {
     /// Settings that work but are probably not what the operator wants.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        let base_url = &self.partner_center.base_url;
+        let loopback = base_url.host_str().is_some_and(|host| {
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        if base_url.scheme() == "http" && !loopback {
+            warnings.push(format!(
+                "partner_center.base_url {base_url} is plain http: the access token travels unencrypted"
+            ));
+        }
         if self.poll.interval < MIN_SENSIBLE_POLL_INTERVAL {
             warnings.push(format!(
                 "poll.interval is {}: Partner Center data changes about daily and the \
@@ -545,6 +557,47 @@ mod tests {
             .parse("auth:\n  bearer_token_file: token\n")
             .expect("valid");
         assert!(default.warnings().is_empty());
+    }
+
+    #[test]
+    fn credentials_in_the_base_url_are_refused() {
+        let message = error_of(
+            "partner_center:\n  base_url: https://user:pw@example.com\nauth:\n  bearer_token_file: token\n",
+        );
+        assert!(message.contains("partner_center.base_url"), "{message}");
+        assert!(
+            !message.contains("pw"),
+            "the password must not be echoed: {message}"
+        );
+    }
+
+    #[test]
+    fn plain_http_is_a_warning_except_on_loopback() {
+        let dir = TokenDir::new();
+        let remote = dir
+            .parse("partner_center:\n  base_url: http://proxy.example\nauth:\n  bearer_token_file: token\n")
+            .expect("allowed");
+        assert!(
+            remote.warnings().iter().any(|w| w.contains("unencrypted")),
+            "{:?}",
+            remote.warnings()
+        );
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+        ] {
+            let config = dir
+                .parse(&format!(
+                    "partner_center:\n  base_url: {local}\nauth:\n  bearer_token_file: token\n"
+                ))
+                .expect("allowed");
+            assert!(
+                config.warnings().is_empty(),
+                "{local}: {:?}",
+                config.warnings()
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::convert::Infallible;
 use std::f64::consts::TAU;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,19 +41,11 @@ pub const DEMO_SERIES: [(&str, &str, &str); 5] = [
 
 /// A running simulation and the configuration that points the exporter at it.
 pub struct Demo {
-    /// The exporter configuration for the simulation.
+    /// The exporter configuration for the simulation; its base URL is where
+    /// the simulation listens.
     pub config: Config,
-    /// Where the simulation listens.
-    pub base_url: Url,
-    /// Removed when the demo ends.
-    token_dir: TokenDir,
-}
-
-impl Demo {
-    /// The file holding the simulation's access token.
-    pub fn token_file(&self) -> &Path {
-        &self.token_dir.file
-    }
+    /// Holds the token file; removed when the demo ends.
+    _token_dir: TokenDir,
 }
 
 /// Starts the simulated Partner Center on 127.0.0.1 (a free port) until
@@ -73,7 +65,7 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
 
     let config = Config {
         partner_center: PartnerCenterConfig {
-            base_url: base_url.clone(),
+            base_url,
             request_timeout: Duration::from_secs(5),
             ..PartnerCenterConfig::default()
         },
@@ -87,8 +79,7 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
     };
     Ok(Demo {
         config,
-        base_url,
-        token_dir,
+        _token_dir: token_dir,
     })
 }
 

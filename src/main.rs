@@ -92,7 +92,7 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<(), app::AppError> {
                 .await
                 .map_err(app::AppError::Demo)?;
             tracing::info!(
-                url = %demo.base_url,
+                url = %demo.config.partner_center.base_url,
                 "demo mode: polling a simulated Partner Center that serves the documented example series"
             );
             (demo.config.clone(), Some(demo))

@@ -42,9 +42,13 @@ impl PollError {
 /// What a successful poll produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PollSummary {
+    /// Series in the new snapshot.
     pub series: usize,
+    /// Items left out as unusable.
     pub skipped: usize,
+    /// Items folded into another with the same labels.
     pub duplicates: usize,
+    /// Pages fetched.
     pub pages: u32,
 }
 
@@ -78,10 +82,11 @@ impl Poller {
     /// A failed poll is recorded and the loop goes on.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);
-        // After a poll that overran the interval (or a suspended host), wait a
-        // full interval again instead of firing the missed polls in a burst:
-        // the tenant's rate limit is shared and the data changes daily.
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // A poll that overran the interval (or a suspended host) skips the
+        // missed starts and waits for the next one on the schedule, instead
+        // of firing them in a burst (Burst) or at once (Delay): the tenant's
+        // rate limit is shared and the data changes daily.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -67,14 +67,37 @@ pub async fn bind(address: &str) -> Result<TcpListener, BindError> {
                 "the port is not a number from 0 to 65535",
             ))
         })?;
-        return match TcpListener::bind(SocketAddr::from(([0u16; 8], port))).await {
-            Ok(listener) => Ok(listener),
-            Err(_) => TcpListener::bind(SocketAddr::from(([0u8; 4], port)))
-                .await
-                .map_err(error),
-        };
+        return bind_every_interface(port).map_err(error);
     }
     TcpListener::bind(address).await.map_err(error)
+}
+
+/// One dual-stack IPv6 socket, whatever the host's `bindv6only` default;
+/// IPv4 alone where the host has no IPv6.
+fn bind_every_interface(port: u16) -> std::io::Result<TcpListener> {
+    let dual_stack = || -> std::io::Result<TcpListener> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_only_v6(false)?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&SocketAddr::from(([0u16; 8], port)).into())?;
+        socket.listen(1024)?;
+        TcpListener::from_std(socket.into())
+    };
+    dual_stack().or_else(|v6_error| {
+        let ipv4 =
+            std::net::TcpListener::bind(SocketAddr::from(([0u8; 4], port))).and_then(|listener| {
+                listener.set_nonblocking(true)?;
+                TcpListener::from_std(listener)
+            });
+        ipv4.map_err(|v4_error| {
+            std::io::Error::new(
+                v4_error.kind(),
+                format!("IPv6: {v6_error}; IPv4: {v4_error}"),
+            )
+        })
+    })
 }
 
 /// Serves HTTP on every listener until `shutdown` is cancelled, then lets
@@ -287,25 +310,31 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
-/// Whether `Accept-Encoding` allows gzip (explicitly or through `*`), honouring `q=0`.
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3): its own
+/// q-value if gzip is listed, otherwise that of `*`; `q=0` refuses.
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
+    let mut gzip = None;
+    let mut any = None;
+    let entries = headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|entry| {
-            let mut parts = entry.split(';');
-            let coding = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|param| {
-                let param = param.trim();
-                param
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            !refused && (coding.eq_ignore_ascii_case("gzip") || coding == "*")
-        })
+        .flat_map(|value| value.split(','));
+    for entry in entries {
+        let mut parts = entry.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let quality = parts
+            .filter_map(|param| param.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .and_then(|(_, value)| value.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(quality);
+        } else if coding == "*" {
+            any = Some(quality);
+        }
+    }
+    gzip.or(any).is_some_and(|quality| quality > 0.0)
 }
 
 fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -351,6 +380,19 @@ mod tests {
         assert!(accepts_gzip(&headers("deflate, GZIP;q=0.5")));
         assert!(accepts_gzip(&headers("*")));
         assert!(!accepts_gzip(&headers("gzip;q=0")));
+        assert!(
+            !accepts_gzip(&headers("gzip; Q=0")),
+            "the parameter name is case-insensitive"
+        );
+        assert!(
+            !accepts_gzip(&headers("gzip;q=0, *")),
+            "an explicit refusal beats *"
+        );
+        assert!(!accepts_gzip(&headers("*;q=0")));
+        assert!(
+            accepts_gzip(&headers("*;q=0, gzip")),
+            "an explicit gzip beats a refused *"
+        );
         assert!(!accepts_gzip(&headers("identity")));
         assert!(!accepts_gzip(&HeaderMap::new()));
     }
@@ -371,5 +413,31 @@ mod tests {
         }
         let listener = bind("127.0.0.1:0").await.expect("loopback");
         assert!(listener.local_addr().expect("addr").ip().is_loopback());
+    }
+
+    #[tokio::test]
+    async fn a_port_alone_listens_on_ipv4_and_ipv6() {
+        let listener = bind(":0").await.expect("every interface");
+        let port = listener.local_addr().expect("addr").port();
+        let accept = tokio::spawn(async move {
+            for _ in 0..2 {
+                listener.accept().await.expect("accept");
+            }
+        });
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("reachable over IPv4");
+        // Hosts without IPv6 bind IPv4 alone; only where ::1 exists must it answer.
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            tokio::net::TcpStream::connect(("::1", port))
+                .await
+                .expect("reachable over IPv6");
+        } else {
+            eprintln!("no IPv6 on this host; only IPv4 checked");
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("reachable over IPv4");
+        }
+        accept.await.expect("two connections accepted");
     }
 }

@@ -622,13 +622,14 @@ fn starting_with_a_missing_config_file_exits_78() {
 
 #[test]
 fn command_line_mistakes_exit_2() {
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["--no-such-flag"], "--no-such-flag"),
         (&["--log.level=verbose"], "verbose"),
         (&["--log.format=text"], "text"),
         (&["--web.telemetry-path=metrics"], "metrics"),
         (&["--web.telemetry-path=/healthz"], "/healthz"),
         (&["--demo", "--config.check"], "--config.check"),
+        (&["--demo", "--config.file=exporter.yml"], "--config.file"),
         (&["--web.listen-address=:abc"], ":abc"),
         (&["--web.listen-address=localhost"], "localhost"),
         (&["--web.listen-address=127.0.0.1:99999"], "127.0.0.1:99999"),

@@ -26,15 +26,9 @@ const MAX_DESCRIPTION_CHARS: usize = 512;
 /// How long to wait for a TCP and TLS connection before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Headers Partner Center must not override through `links.next.headers`.
-const RESERVED_HEADERS: [&str; 6] = [
-    "authorization",
-    "host",
-    "content-length",
-    "ms-requestid",
-    "ms-correlationid",
-    "cookie",
-];
+/// `links.next.headers` may only set Partner Center's own `MS-` headers
+/// (in practice `MS-ContinuationToken`), never these, which the client owns.
+const CLIENT_OWNED_MS_HEADERS: [&str; 2] = ["ms-requestid", "ms-correlationid"];
 
 /// A configured Partner Center API client. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -42,15 +36,22 @@ pub struct Client {
     http: reqwest::Client,
     /// The API root without a trailing slash; page URIs are resolved against it.
     base_url: Url,
+    /// The first page of the license usage collection.
+    usage_url: Url,
     application_name: HeaderValue,
     locale: HeaderValue,
+    /// Most pages fetched in one poll, the first included.
     max_pages: u32,
+    /// Reported when a request runs out of time.
     request_timeout: Duration,
+    /// Reported when connecting runs out of time.
+    connect_timeout: Duration,
 }
 
 /// Everything one poll fetched, across all pages.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UsageReport {
+    /// Usable items of every page, in the order received.
     pub items: Vec<LicenseUsage>,
     /// Items left out, with the 1-based page they were on.
     pub skipped: Vec<(u32, SkippedItem)>,
@@ -61,9 +62,13 @@ pub struct UsageReport {
 /// The identifiers Partner Center puts on its answers; Microsoft support asks for them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResponseIds {
+    /// `MS-RequestId`: this request.
     pub request_id: Option<String>,
+    /// `MS-CorrelationId`: the poll it belongs to.
     pub correlation_id: Option<String>,
+    /// `MS-CV`: Microsoft's correlation vector across its services.
     pub cv: Option<String>,
+    /// `MS-ServerId`: the server that answered.
     pub server_id: Option<String>,
 }
 
@@ -84,29 +89,12 @@ impl ResponseIds {
     }
 }
 
-impl fmt::Display for ResponseIds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fields = [
-            ("MS-RequestId", &self.request_id),
-            ("MS-CorrelationId", &self.correlation_id),
-            ("MS-CV", &self.cv),
-            ("MS-ServerId", &self.server_id),
-        ];
-        let mut first = true;
-        for (name, value) in fields {
-            if let Some(value) = value {
-                write!(f, "{}{name}={value}", if first { "" } else { " " })?;
-                first = false;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The `code` and `description` of a Partner Center error body, when it has one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorDetail {
+    /// Partner Center's error code (a number sent as JSON number or string).
     pub code: Option<String>,
+    /// Its human-readable explanation, cleaned for a log line.
     pub description: Option<String>,
 }
 
@@ -211,12 +199,13 @@ impl ClientError {
 impl Client {
     /// Builds a client from the `partner_center` section.
     pub fn new(config: &PartnerCenterConfig) -> Result<Self, ClientError> {
+        let connect_timeout = CONNECT_TIMEOUT.min(config.request_timeout);
         let http = reqwest::Client::builder()
             .user_agent(concat!(
                 "partner-center-exporter/",
                 env!("CARGO_PKG_VERSION")
             ))
-            .connect_timeout(CONNECT_TIMEOUT.min(config.request_timeout))
+            .connect_timeout(connect_timeout)
             .timeout(config.request_timeout)
             // reqwest drops Authorization when a redirect leaves the host.
             .redirect(reqwest::redirect::Policy::limited(5))
@@ -229,27 +218,33 @@ impl Client {
         let mut base_url = config.base_url.clone();
         let trimmed = base_url.path().trim_end_matches('/').to_owned();
         base_url.set_path(&trimmed);
+        let usage_url = Self::join(&base_url, LICENSE_USAGE_PATH)
+            .map_err(|err| ClientError::Setup(format!("cannot build the usage URL: {err}")))?;
         Ok(Self {
             http,
             base_url,
+            usage_url,
             application_name: header(&config.application_name)?,
             locale: header(&config.locale)?,
             max_pages: config.max_pages,
             request_timeout: config.request_timeout,
+            connect_timeout,
         })
     }
 
     /// The URL of the first page.
-    pub fn license_usage_url(&self) -> Url {
-        self.join(LICENSE_USAGE_PATH)
+    pub fn license_usage_url(&self) -> &Url {
+        &self.usage_url
     }
 
-    fn join(&self, path_and_query: &str) -> Url {
-        let root = self.base_url.as_str().trim_end_matches('/');
-        let joined = format!("{root}/{}", path_and_query.trim_start_matches('/'));
-        // The root is a valid URL and the suffix only adds path and query,
-        // so this parses; fall back to the root rather than panic.
-        Url::parse(&joined).unwrap_or_else(|_| self.base_url.clone())
+    /// The API root followed by `path_and_query`.
+    fn join(base_url: &Url, path_and_query: &str) -> Result<Url, String> {
+        let root = base_url.as_str().trim_end_matches('/');
+        Url::parse(&format!(
+            "{root}/{}",
+            path_and_query.trim_start_matches('/')
+        ))
+        .map_err(|err| err.to_string())
     }
 
     /// Resolves a `links.next.uri` as Partner Center's SDK does: relative to
@@ -267,11 +262,14 @@ impl Client {
             return Ok(absolute);
         }
         let relative = uri.trim_start_matches('/');
-        if relative.starts_with("v1/") || relative.starts_with("v1?") {
-            Ok(self.join(relative))
+        let joined = if relative.starts_with("v1/") || relative.starts_with("v1?") {
+            Self::join(&self.base_url, relative)
         } else {
-            Ok(self.join(&format!("v1/{relative}")))
-        }
+            Self::join(&self.base_url, &format!("v1/{relative}"))
+        };
+        joined.map_err(|err| {
+            ClientError::Paging(format!("links.next.uri is not a usable URI: {err}"))
+        })
     }
 
     /// Fetches the whole license usage collection, following `links.next`
@@ -283,7 +281,7 @@ impl Client {
         correlation_id: Uuid,
     ) -> Result<UsageReport, ClientError> {
         let mut report = UsageReport::default();
-        let mut url = self.license_usage_url();
+        let mut url = self.usage_url.clone();
         let mut extra_headers: Vec<(String, String)> = Vec::new();
         let mut seen_links: HashSet<NextLink> = HashSet::new();
         loop {
@@ -340,8 +338,11 @@ impl Client {
             )
             .header("X-Locale", self.locale.clone());
         for (key, value) in extra_headers {
-            if RESERVED_HEADERS.contains(&key.to_ascii_lowercase().as_str()) {
-                continue;
+            let lower = key.to_ascii_lowercase();
+            if !lower.starts_with("ms-") || CLIENT_OWNED_MS_HEADERS.contains(&lower.as_str()) {
+                return Err(ClientError::Paging(format!(
+                    "links.next asks for header {key:?}, which the exporter does not let Partner Center set"
+                )));
             }
             let name = HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
                 ClientError::Paging(format!("links.next names an invalid header {key:?}"))
@@ -363,8 +364,9 @@ impl Client {
             .and_then(|value| value.to_str().ok())
             .and_then(parse_retry_after);
 
-        if let Some(length) = response.content_length()
-            && length > MAX_BODY_BYTES as u64
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_BODY_BYTES as u64)
         {
             return Err(ClientError::BodyTooLarge {
                 limit: MAX_BODY_BYTES,
@@ -410,7 +412,9 @@ impl Client {
     }
 
     fn transport_error(&self, err: &reqwest::Error) -> ClientError {
-        if err.is_timeout() {
+        if err.is_connect() && err.is_timeout() {
+            ClientError::Timeout(self.connect_timeout)
+        } else if err.is_timeout() {
             ClientError::Timeout(self.request_timeout)
         } else {
             ClientError::Network(error_chain(err))

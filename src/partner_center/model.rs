@@ -32,7 +32,7 @@ pub struct LicenseUsage {
 pub enum SkipReason {
     /// The array element is not a JSON object.
     NotAnObject,
-    /// A required field is absent, `null` or an empty string.
+    /// A required field is absent, `null`, empty or only white space.
     MissingField(&'static str),
     /// A field has a JSON type that cannot be used.
     WrongType(&'static str),
@@ -276,7 +276,7 @@ impl RawItem {
 
 fn required_label(field: Field<String>, name: &'static str) -> Result<String, SkipReason> {
     match field {
-        Field::Present(value) if !value.is_empty() => Ok(value),
+        Field::Present(value) if !value.trim().is_empty() => Ok(value),
         Field::Present(_) | Field::Absent => Err(SkipReason::MissingField(name)),
         Field::WrongType => Err(SkipReason::WrongType(name)),
     }
@@ -566,7 +566,7 @@ mod tests {
         let body = br#"{"totalCount": 9, "items":[
             {"workloadName":"Good","serviceName":"s","channel":"c","processedDateTime":"2020-01-01T00:00:00Z","proratedLicensesUsagePercent":1, "extra": {"nested": [1,2,3]}},
             {"serviceName":"s","channel":"c","processedDateTime":"2020-01-01T00:00:00Z","proratedLicensesUsagePercent":1},
-            {"workloadName":"","serviceName":"s","channel":"c","processedDateTime":"2020-01-01T00:00:00Z","proratedLicensesUsagePercent":1},
+            {"workloadName":" \t","serviceName":"s","channel":"c","processedDateTime":"2020-01-01T00:00:00Z","proratedLicensesUsagePercent":1},
             {"workloadName":"A","serviceName":7,"channel":"c","processedDateTime":"2020-01-01T00:00:00Z","proratedLicensesUsagePercent":1},
             {"workloadName":"A","serviceName":"s","channel":null,"processedDateTime":"2020-01-01T00:00:00Z","proratedLicensesUsagePercent":1},
             {"workloadName":"A","serviceName":"s","channel":"c","processedDateTime":"2020-01-01T00:00:00Z","proratedLicensesUsagePercent":"lots"},

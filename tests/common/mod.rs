@@ -92,7 +92,7 @@ impl RunningExporter {
 
     /// Scrapes `/metrics` and returns the body, checked by promtool.
     pub async fn scrape(&self) -> String {
-        let response = reqwest::get(self.url("/metrics")).await.expect("scrape");
+        let response = get(&self.url("/metrics")).await;
         assert_eq!(response.status(), 200);
         assert_eq!(
             response.headers()["content-type"],
@@ -166,6 +166,24 @@ impl Drop for RunningExporter {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// An HTTP client for talking to test servers on loopback, deaf to any
+/// proxy settings of the machine.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("HTTP client")
+}
+
+/// GETs `url` on loopback.
+pub async fn get(url: &str) -> reqwest::Response {
+    http()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"))
 }
 
 /// One sample line of the text exposition format.
