@@ -15,9 +15,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use reqwest::Url;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -102,8 +102,7 @@ async fn serve(listener: TcpListener, expected_auth: Arc<String>, shutdown: Canc
             async move { Ok::<_, Infallible>(response) }
         });
         tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(err) = builder
+            if let Err(err) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {

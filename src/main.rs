@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use partner_center_exporter::cli::{Cli, EXIT_CONFIG_ERROR};
 use partner_center_exporter::config::Config;
-use partner_center_exporter::server::{DEFAULT_SHUTDOWN_GRACE, ServerSettings};
+use partner_center_exporter::server::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, ServerSettings,
+};
 use partner_center_exporter::{app, build_info, demo, shutdown, telemetry};
 
 fn main() -> ExitCode {
@@ -102,6 +104,7 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<(), app::AppError> {
     let settings = ServerSettings {
         telemetry_path: cli.telemetry_path,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
     };
     app::run(config, listeners, settings, shutdown).await
 }

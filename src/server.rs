@@ -13,9 +13,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::server::conn::http1;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -27,7 +27,7 @@ use crate::metrics::CONTENT_TYPE;
 use crate::state::ExporterState;
 
 /// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long open connections get to finish after a stop signal.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -42,6 +42,9 @@ pub struct ServerSettings {
     pub telemetry_path: String,
     /// How long open connections get to finish after a stop signal.
     pub shutdown_grace: Duration,
+    /// How long a client may take, from connecting or from its previous
+    /// request, to send a request's headers.
+    pub header_read_timeout: Duration,
 }
 
 /// Why a listen address could not be used.
@@ -113,11 +116,14 @@ pub async fn serve(
         state,
         telemetry_path: settings.telemetry_path,
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: it is what scrapers speak over plain TCP, and its
+    // header-read timer starts as soon as a connection opens, so a client
+    // that connects and sends nothing is closed too. (Protocol sniffing for
+    // HTTP/2 prior knowledge would wait for bytes without any limit.)
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(settings.header_read_timeout);
 
     // One accept task per listener feeds a single loop that owns the
     // graceful-shutdown tracker, which cannot be shared between tasks.
@@ -174,7 +180,7 @@ async fn accept_loop(listener: TcpListener, accepted: mpsc::Sender<(TcpStream, S
 fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    builder: &auto::Builder<TokioExecutor>,
+    builder: &http1::Builder,
     routes: &Arc<Routes>,
     graceful: &GracefulShutdown,
 ) {
@@ -183,10 +189,7 @@ fn serve_connection(
         let routes = routes.clone();
         async move { Ok::<_, Infallible>(routes.handle(&request)) }
     });
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .into_owned();
-    let connection = graceful.watch(connection);
+    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::debug!(%peer, error = %err, "connection ended with an error");

@@ -664,39 +664,50 @@ async fn graceful_shutdown_finishes_and_closes_the_listener() {
 #[tokio::test]
 async fn a_custom_telemetry_path_replaces_metrics() {
     let upstream = upstream_serving(collection(vec![], None)).await;
-    let (config, _dir) = test_config(&upstream.uri(), ONCE);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (config, dir) = test_config(&upstream.uri(), ONCE);
     let settings = partner_center_exporter::server::ServerSettings {
         telemetry_path: "/custom/metrics".to_owned(),
-        shutdown_grace: Duration::from_secs(5),
+        ..common::test_server_settings()
     };
-    let run = tokio::spawn(partner_center_exporter::app::run(
-        config,
-        vec![listener],
-        settings,
-        shutdown.clone(),
-    ));
-    let custom = common::get(&format!("http://{address}/custom/metrics")).await;
+    let exporter = RunningExporter::start_with_settings(config, dir, settings).await;
+    let custom = common::get(&exporter.url("/custom/metrics")).await;
     assert_eq!(custom.status(), 200);
     let body = custom.text().await.expect("body");
     common::Exposition::parse(&body);
     assert!(body.contains("partner_center_up"), "{body}");
-    let old = common::get(&format!("http://{address}/metrics")).await;
-    assert_eq!(old.status(), 404);
-    let landing = common::get(&format!("http://{address}/")).await;
+    assert_eq!(common::get(&exporter.url("/metrics")).await.status(), 404);
+    let landing = common::get(&exporter.url("/"))
+        .await
+        .text()
+        .await
+        .expect("html");
     assert!(
-        landing
-            .text()
-            .await
-            .expect("html")
-            .contains("<a href=\"/custom/metrics\">")
+        landing.contains("<a href=\"/custom/metrics\">"),
+        "{landing}"
     );
-    shutdown.cancel();
-    run.await.expect("no panic").expect("clean stop");
+    exporter.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn silent_and_idle_connections_are_closed() {
+    let upstream = upstream_serving(collection(vec![], None)).await;
+    let (config, dir) = test_config(&upstream.uri(), ONCE);
+    let settings = partner_center_exporter::server::ServerSettings {
+        header_read_timeout: Duration::from_millis(300),
+        ..common::test_server_settings()
+    };
+    let exporter = RunningExporter::start_with_settings(config, dir, settings).await;
+    // Connects and never sends a byte: closed without an answer.
+    let silent = raw_http(exporter.address, "").await;
+    assert!(
+        silent.is_empty() || silent.starts_with("HTTP/1.1 408"),
+        "{silent:?}"
+    );
+    // One request on a keep-alive connection, then silence: the answer
+    // arrives and the connection is closed afterwards.
+    let idle = raw_http(exporter.address, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(idle.starts_with("HTTP/1.1 200"), "{idle}");
+    exporter.stop().await.expect("clean stop");
 }
 
 /// Sends `request` as it is and reads the whole answer.

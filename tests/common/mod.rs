@@ -37,6 +37,16 @@ pub struct RunningExporter {
     _dir: tempfile::TempDir,
 }
 
+/// Server settings for tests: `/metrics`, and a grace period short enough
+/// that a stuck shutdown fails a test quickly.
+pub fn test_server_settings() -> ServerSettings {
+    ServerSettings {
+        telemetry_path: "/metrics".to_owned(),
+        shutdown_grace: Duration::from_secs(5),
+        header_read_timeout: partner_center_exporter::server::DEFAULT_HEADER_READ_TIMEOUT,
+    }
+}
+
 /// A configuration pointing at `base_url` with a token file in a fresh directory.
 pub fn test_config(base_url: &str, interval: Duration) -> (Config, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -68,14 +78,19 @@ impl RunningExporter {
 
     /// Starts an exporter with a prepared configuration.
     pub async fn start_with(config: Config, dir: tempfile::TempDir) -> Self {
+        Self::start_with_settings(config, dir, test_server_settings()).await
+    }
+
+    /// Starts an exporter with a prepared configuration and server settings.
+    pub async fn start_with_settings(
+        config: Config,
+        dir: tempfile::TempDir,
+        settings: ServerSettings,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("local addr");
         let token_file = config.auth.bearer_token_file.clone().expect("token file");
         let shutdown = CancellationToken::new();
-        let settings = ServerSettings {
-            telemetry_path: "/metrics".to_owned(),
-            shutdown_grace: Duration::from_secs(5),
-        };
         let handle = tokio::spawn(app::run(config, vec![listener], settings, shutdown.clone()));
         Self {
             address,
