@@ -3,7 +3,7 @@
 //!
 //! The poller is the only writer; the server only reads.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -25,19 +25,25 @@ pub struct PollStatus {
     pub series: usize,
 }
 
+/// What one poll outcome publishes, swapped in as a whole so that the
+/// license series, `/readyz` and the landing page change together.
+#[derive(Debug, Default)]
+struct Published {
+    snapshot: Arc<Snapshot>,
+    status: PollStatus,
+}
+
 /// State shared between the poller and the web server.
 pub struct ExporterState {
     metrics: ExporterMetrics,
-    snapshot: ArcSwap<Snapshot>,
-    status: Mutex<PollStatus>,
+    published: ArcSwap<Published>,
 }
 
 impl ExporterState {
     pub fn new(metrics: ExporterMetrics) -> Self {
         Self {
             metrics,
-            snapshot: ArcSwap::from_pointee(Snapshot::default()),
-            status: Mutex::new(PollStatus::default()),
+            published: ArcSwap::from_pointee(Published::default()),
         }
     }
 
@@ -49,20 +55,22 @@ impl ExporterState {
         duration: Duration,
         finished_at: DateTime<Utc>,
     ) {
-        let series = snapshot.series().len();
-        self.snapshot.store(snapshot.into());
         self.metrics.items_skipped.inc_by(skipped);
         self.metrics.poll_duration.set(duration.as_secs_f64());
         self.metrics
             .last_success_timestamp
             .set(finished_at.timestamp_millis() as f64 / 1000.0);
         self.metrics.up.set(1);
-        *self.lock_status() = PollStatus {
+        let status = PollStatus {
             last_poll_at: Some(finished_at),
             last_error: None,
             last_success_at: Some(finished_at),
-            series,
+            series: snapshot.series().len(),
         };
+        self.published.store(Arc::new(Published {
+            snapshot: Arc::new(snapshot),
+            status,
+        }));
     }
 
     /// Records a failed poll. The last good snapshot stays in place.
@@ -76,30 +84,32 @@ impl ExporterState {
         self.metrics.poll_errors.with_label_values(&[reason]).inc();
         self.metrics.poll_duration.set(duration.as_secs_f64());
         self.metrics.up.set(0);
-        let mut status = self.lock_status();
-        status.last_poll_at = Some(finished_at);
-        status.last_error = Some(message);
+        // Only the poller writes, so reading and replacing cannot race.
+        let previous = self.published.load();
+        self.published.store(Arc::new(Published {
+            snapshot: previous.snapshot.clone(),
+            status: PollStatus {
+                last_poll_at: Some(finished_at),
+                last_error: Some(message),
+                ..previous.status.clone()
+            },
+        }));
     }
 
     /// The full `/metrics` body.
     pub fn render_metrics(&self) -> Vec<u8> {
-        let snapshot = self.snapshot.load();
-        self.metrics.render(snapshot.exposition())
+        let published = self.published.load();
+        self.metrics.render(published.snapshot.exposition())
     }
 
     /// True once a poll has succeeded: from then on there is data to serve.
     pub fn is_ready(&self) -> bool {
-        self.lock_status().last_success_at.is_some()
+        self.published.load().status.last_success_at.is_some()
     }
 
+    /// The outcome of the most recent poll.
     pub fn status(&self) -> PollStatus {
-        self.lock_status().clone()
-    }
-
-    fn lock_status(&self) -> std::sync::MutexGuard<'_, PollStatus> {
-        // The status is plain data written in one statement; a panic elsewhere
-        // cannot leave it half-written, so a poisoned lock is still usable.
-        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+        self.published.load().status.clone()
     }
 }
 

@@ -336,11 +336,7 @@ async fn a_failed_poll_keeps_the_last_values_with_up_zero() {
         200,
         "still ready: there is data to serve"
     );
-    let page = common::get(&exporter.url("/"))
-        .await
-        .text()
-        .await
-        .expect("html");
+    let page = exporter.landing_page().await;
     assert!(
         page.contains("failed: Partner Center answered HTTP 500: code 20002: Service &lt;b&gt;unavailable&lt;/b&gt;"),
         "landing page shows the failure, escaped:\n{page}"
@@ -676,11 +672,7 @@ async fn a_custom_telemetry_path_replaces_metrics() {
     common::Exposition::parse(&body);
     assert!(body.contains("partner_center_up"), "{body}");
     assert_eq!(common::get(&exporter.url("/metrics")).await.status(), 404);
-    let landing = common::get(&exporter.url("/"))
-        .await
-        .text()
-        .await
-        .expect("html");
+    let landing = exporter.landing_page().await;
     assert!(
         landing.contains("<a href=\"/custom/metrics\">"),
         "{landing}"
@@ -738,11 +730,7 @@ async fn a_poll_over_its_total_deadline_times_out() {
     config.poll.timeout = Duration::from_millis(300);
     let exporter = RunningExporter::start_with(config, dir).await;
     exporter.until_poll_errors("timeout", 1.0).await;
-    let page = common::get(&exporter.url("/"))
-        .await
-        .text()
-        .await
-        .expect("html");
+    let page = exporter.landing_page().await;
     assert!(
         page.contains("poll.timeout"),
         "the failure names the setting:\n{page}"
@@ -812,11 +800,7 @@ async fn a_token_with_a_line_break_fails_as_auth_without_a_request() {
     let exporter = RunningExporter::start_with(config, dir).await;
     exporter.until_poll_errors("auth", 1.0).await;
     assert!(usage_requests(&upstream.received_requests().await.expect("recorded")).is_empty());
-    let page = common::get(&exporter.url("/"))
-        .await
-        .text()
-        .await
-        .expect("html");
+    let page = exporter.landing_page().await;
     assert!(page.contains("line break"), "{page}");
     assert!(
         !page.contains("first-half"),

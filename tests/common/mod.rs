@@ -118,6 +118,13 @@ impl RunningExporter {
         body
     }
 
+    /// The landing page's HTML.
+    pub async fn landing_page(&self) -> String {
+        let response = get(&self.url("/")).await;
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("landing page")
+    }
+
     /// Waits until a scrape satisfies `condition`, or fails after `limit`.
     pub async fn scrape_until(
         &self,
