@@ -422,25 +422,27 @@ mod tests {
     async fn a_port_alone_listens_on_ipv4_and_ipv6() {
         let listener = bind(":0").await.expect("every interface");
         let port = listener.local_addr().expect("addr").port();
+        // Hosts without IPv6 bind IPv4 alone; only where ::1 exists must it answer.
+        let has_ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+        if !has_ipv6 {
+            eprintln!("no IPv6 on this host; only IPv4 checked");
+        }
+        let clients: &[&str] = if has_ipv6 {
+            &["127.0.0.1", "::1"]
+        } else {
+            &["127.0.0.1"]
+        };
+        let expected = clients.len();
         let accept = tokio::spawn(async move {
-            for _ in 0..2 {
+            for _ in 0..expected {
                 listener.accept().await.expect("accept");
             }
         });
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("reachable over IPv4");
-        // Hosts without IPv6 bind IPv4 alone; only where ::1 exists must it answer.
-        if std::net::TcpListener::bind("[::1]:0").is_ok() {
-            tokio::net::TcpStream::connect(("::1", port))
+        for host in clients {
+            tokio::net::TcpStream::connect((*host, port))
                 .await
-                .expect("reachable over IPv6");
-        } else {
-            eprintln!("no IPv6 on this host; only IPv4 checked");
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .expect("reachable over IPv4");
+                .unwrap_or_else(|err| panic!("not reachable over {host}: {err}"));
         }
-        accept.await.expect("two connections accepted");
+        accept.await.expect("every connection accepted");
     }
 }

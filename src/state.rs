@@ -30,7 +30,9 @@ pub struct PollStatus {
 #[derive(Debug, Default)]
 struct Published {
     snapshot: Arc<Snapshot>,
-    status: PollStatus,
+    last_poll_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    last_success_at: Option<DateTime<Utc>>,
 }
 
 /// State shared between the poller and the web server.
@@ -61,15 +63,11 @@ impl ExporterState {
             .last_success_timestamp
             .set(finished_at.timestamp_millis() as f64 / 1000.0);
         self.metrics.up.set(1);
-        let status = PollStatus {
+        self.published.store(Arc::new(Published {
+            snapshot: Arc::new(snapshot),
             last_poll_at: Some(finished_at),
             last_error: None,
             last_success_at: Some(finished_at),
-            series: snapshot.series().len(),
-        };
-        self.published.store(Arc::new(Published {
-            snapshot: Arc::new(snapshot),
-            status,
         }));
     }
 
@@ -88,11 +86,9 @@ impl ExporterState {
         let previous = self.published.load();
         self.published.store(Arc::new(Published {
             snapshot: previous.snapshot.clone(),
-            status: PollStatus {
-                last_poll_at: Some(finished_at),
-                last_error: Some(message),
-                ..previous.status.clone()
-            },
+            last_poll_at: Some(finished_at),
+            last_error: Some(message),
+            last_success_at: previous.last_success_at,
         }));
     }
 
@@ -104,12 +100,18 @@ impl ExporterState {
 
     /// True once a poll has succeeded: from then on there is data to serve.
     pub fn is_ready(&self) -> bool {
-        self.published.load().status.last_success_at.is_some()
+        self.published.load().last_success_at.is_some()
     }
 
     /// The outcome of the most recent poll.
     pub fn status(&self) -> PollStatus {
-        self.published.load().status.clone()
+        let published = self.published.load();
+        PollStatus {
+            last_poll_at: published.last_poll_at,
+            last_error: published.last_error.clone(),
+            last_success_at: published.last_success_at,
+            series: published.snapshot.series().len(),
+        }
     }
 }
 
