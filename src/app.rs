@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Authenticator;
+use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::metrics::ExporterMetrics;
 use crate::partner_center::client::{Client, ClientError};
@@ -23,14 +23,22 @@ pub enum AppError {
     Client(#[from] ClientError),
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("no authentication method is configured")]
-    NoAuthentication,
+    #[error("cannot set up authentication: {0}")]
+    Auth(#[from] AuthError),
     #[error("cannot start the demo: {0}")]
     Demo(std::io::Error),
     #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
     Signals(std::io::Error),
     #[error("the poller failed: {0}")]
     Poller(String),
+}
+
+impl AppError {
+    /// True when the operator must fix the configuration (or run `login`)
+    /// before the exporter can start: exit code 78, like a refused file.
+    pub fn is_config_error(&self) -> bool {
+        matches!(self, Self::Auth(err) if err.is_config_error())
+    }
 }
 
 /// Binds every `--web.listen-address`, failing on the first that cannot be used.
@@ -50,10 +58,10 @@ pub async fn run(
     settings: ServerSettings,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
-    let authenticator =
-        Authenticator::from_config(&config.auth).ok_or(AppError::NoAuthentication)?;
+    let metrics = ExporterMetrics::new()?;
+    let authenticator = Authenticator::from_config(&config, &metrics)?;
     let client = Client::new(&config.partner_center)?;
-    let state = Arc::new(ExporterState::new(ExporterMetrics::new()?));
+    let state = Arc::new(ExporterState::new(metrics));
 
     for listener in &listeners {
         if let Ok(address) = listener.local_addr() {

@@ -12,6 +12,8 @@ use reqwest::Url;
 use reqwest::header::HeaderValue;
 use serde::{Deserialize, Deserializer};
 
+use crate::secret::Secret;
+
 /// Where the exporter looks for its configuration when `--config.file` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "config/partner-center-exporter.yml";
 
@@ -20,6 +22,19 @@ pub const DEFAULT_BASE_URL: &str = "https://api.partnercenter.microsoft.com";
 
 /// Polling more often than this gains nothing and spends the tenant's rate limit.
 pub const MIN_SENSIBLE_POLL_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The environment variable that may hold the client secret instead of `auth.client_secret_file`.
+pub const CLIENT_SECRET_ENV: &str = "PARTNER_CENTER_CLIENT_SECRET";
+
+/// The environment variable that may hold the first refresh token instead of `auth.refresh_token_file`.
+pub const REFRESH_TOKEN_ENV: &str = "PARTNER_CENTER_REFRESH_TOKEN";
+
+/// The Entra ID authority of Microsoft's global cloud.
+pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+
+/// Partner Center's identifier in Entra ID: the `resource` of v1 token
+/// requests and the prefix of v2 scopes.
+pub const DEFAULT_RESOURCE: &str = "https://api.partnercenter.microsoft.com";
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,6 +48,10 @@ pub struct Config {
     /// When and how long to poll.
     #[serde(default)]
     pub poll: PollConfig,
+    /// Where rotated refresh tokens are kept across restarts. Without it a
+    /// rotated token lives in memory only.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The `partner_center` section.
@@ -57,7 +76,8 @@ pub struct PartnerCenterConfig {
     pub max_pages: u32,
 }
 
-/// The `auth` section. Exactly one method must be set.
+/// The `auth` section as written. Exactly one method must be set; which
+/// one, and whether it is complete, is decided by [`AuthConfig::method`].
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
@@ -65,6 +85,287 @@ pub struct AuthConfig {
     /// external tool can renew it.
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
+    /// The partner's Entra ID tenant: a GUID or a domain name.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// The Application (client) ID of the app registration.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// A file holding the app registration's client secret.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// A file holding the first refresh token; never written to.
+    #[serde(default)]
+    pub refresh_token_file: Option<PathBuf>,
+    /// Entra ID's root URL; sovereign clouds have their own.
+    #[serde(default, deserialize_with = "deserialize_optional_url")]
+    pub authority: Option<Url>,
+    /// Which Entra ID token endpoint to use; v1 unless set.
+    #[serde(default)]
+    pub token_endpoint: Option<TokenEndpointVersion>,
+    /// Partner Center's identifier in Entra ID.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Secrets taken from the environment when the configuration was loaded;
+    /// never part of the file.
+    #[serde(skip)]
+    pub environment: SecretEnvironment,
+}
+
+/// Secrets passed as environment variables, for containers that cannot mount files.
+#[derive(Debug, Clone, Default)]
+pub struct SecretEnvironment {
+    /// The value of [`CLIENT_SECRET_ENV`], if set and not empty.
+    pub client_secret: Option<Secret>,
+    /// The value of [`REFRESH_TOKEN_ENV`], if set and not empty.
+    pub refresh_token: Option<Secret>,
+}
+
+impl SecretEnvironment {
+    /// Reads the secret variables through `lookup` (the process environment in production).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let read = |name: &str| {
+            lookup(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+                .map(Secret::new)
+        };
+        Self {
+            client_secret: read(CLIENT_SECRET_ENV),
+            refresh_token: read(REFRESH_TOKEN_ENV),
+        }
+    }
+}
+
+/// The Entra ID token endpoint flavour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenEndpointVersion {
+    /// `{authority}/{tenant}/oauth2/token` with `resource=`.
+    #[default]
+    V1,
+    /// `{authority}/{tenant}/oauth2/v2.0/token` with `scope=`.
+    V2,
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file, re-read whenever the secret is needed, so it can be replaced
+    /// without a restart.
+    File(PathBuf),
+    /// An environment variable, read once at startup.
+    Environment {
+        /// The variable's name, for messages.
+        name: &'static str,
+        /// Its value.
+        value: Secret,
+    },
+}
+
+/// The configured authentication method, complete and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A ready access token in a file.
+    BearerTokenFile(PathBuf),
+    /// App+User: access tokens redeemed from a refresh token at Entra ID.
+    RefreshToken(Box<RefreshTokenSettings>),
+}
+
+/// Everything the App+User refresh-token method needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenSettings {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: SecretSource,
+    /// The configured refresh token; `None` when only `state_dir` holds one
+    /// (stored there by the `login` command).
+    pub refresh_token: Option<SecretSource>,
+    /// Entra ID's root URL, without a trailing slash.
+    pub authority: Url,
+    pub token_endpoint: TokenEndpointVersion,
+    /// Partner Center's identifier in Entra ID.
+    pub resource: String,
+}
+
+/// The keys of the App+User method, for messages.
+const REFRESH_TOKEN_METHOD_KEYS: [&str; 7] = [
+    "tenant_id",
+    "client_id",
+    "client_secret_file",
+    "refresh_token_file",
+    "authority",
+    "token_endpoint",
+    "resource",
+];
+
+impl AuthConfig {
+    /// The one configured method, or the key that is wrong and why.
+    ///
+    /// Checks the shape only; files are read by [`Config::validate`].
+    pub fn method(&self) -> Result<AuthMethod, (&'static str, String)> {
+        let refresh_keys_set: Vec<&str> = REFRESH_TOKEN_METHOD_KEYS
+            .iter()
+            .copied()
+            .filter(|key| self.is_set(key))
+            .collect();
+        match (&self.bearer_token_file, refresh_keys_set.is_empty()) {
+            (Some(_), false) => Err((
+                "auth",
+                format!(
+                    "bearer_token_file and {} belong to two different methods; configure exactly one",
+                    refresh_keys_set
+                        .iter()
+                        .map(|key| format!("auth.{key}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            (Some(file), true) => Ok(AuthMethod::BearerTokenFile(file.clone())),
+            (None, true) => Err((
+                "auth",
+                "no authentication method is configured; set auth.tenant_id, auth.client_id,                  auth.client_secret_file and auth.refresh_token_file (App+User, see README),                  or auth.bearer_token_file"
+                    .to_owned(),
+            )),
+            (None, false) => self
+                .refresh_token_method()
+                .map(|settings| AuthMethod::RefreshToken(Box::new(settings))),
+        }
+    }
+
+    fn is_set(&self, key: &str) -> bool {
+        match key {
+            "tenant_id" => self.tenant_id.is_some(),
+            "client_id" => self.client_id.is_some(),
+            "client_secret_file" => self.client_secret_file.is_some(),
+            "refresh_token_file" => self.refresh_token_file.is_some(),
+            "authority" => self.authority.is_some(),
+            "token_endpoint" => self.token_endpoint.is_some(),
+            "resource" => self.resource.is_some(),
+            _ => false,
+        }
+    }
+
+    fn refresh_token_method(&self) -> Result<RefreshTokenSettings, (&'static str, String)> {
+        let tenant_id = self
+            .tenant_id
+            .as_deref()
+            .map(str::trim)
+            .ok_or(("auth.tenant_id", required_for_app_user()))?;
+        check_tenant_id(tenant_id).map_err(|message| ("auth.tenant_id", message))?;
+        let client_id = self
+            .client_id
+            .as_deref()
+            .map(str::trim)
+            .ok_or(("auth.client_id", required_for_app_user()))?;
+        if uuid::Uuid::parse_str(client_id).is_err() {
+            return Err((
+                "auth.client_id",
+                format!(
+                    "{client_id:?} is not a GUID; use the app registration's Application (client) ID"
+                ),
+            ));
+        }
+        let client_secret = match (&self.client_secret_file, &self.environment.client_secret) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    "auth.client_secret_file",
+                    format!("is set and so is {CLIENT_SECRET_ENV}; use one of them"),
+                ));
+            }
+            (Some(file), None) => SecretSource::File(file.clone()),
+            (None, Some(value)) => SecretSource::Environment {
+                name: CLIENT_SECRET_ENV,
+                value: value.clone(),
+            },
+            (None, None) => {
+                return Err((
+                    "auth.client_secret_file",
+                    format!("{} (or set {CLIENT_SECRET_ENV})", required_for_app_user()),
+                ));
+            }
+        };
+        let refresh_token = match (&self.refresh_token_file, &self.environment.refresh_token) {
+            (Some(_), Some(_)) => {
+                return Err((
+                    "auth.refresh_token_file",
+                    format!("is set and so is {REFRESH_TOKEN_ENV}; use one of them"),
+                ));
+            }
+            (Some(file), None) => Some(SecretSource::File(file.clone())),
+            (None, Some(value)) => Some(SecretSource::Environment {
+                name: REFRESH_TOKEN_ENV,
+                value: value.clone(),
+            }),
+            (None, None) => None,
+        };
+        let authority = match &self.authority {
+            Some(url) => {
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err((
+                        "auth.authority",
+                        format!("{url} is not an http(s) URL with a host"),
+                    ));
+                }
+                if !url.username().is_empty()
+                    || url.password().is_some()
+                    || url.query().is_some()
+                    || url.fragment().is_some()
+                {
+                    return Err((
+                        "auth.authority",
+                        "must be a plain URL, without user name, password, query or fragment"
+                            .to_owned(),
+                    ));
+                }
+                url.clone()
+            }
+            None => Url::parse(DEFAULT_AUTHORITY)
+                .unwrap_or_else(|_| unreachable!("DEFAULT_AUTHORITY is a valid URL")),
+        };
+        let resource = self
+            .resource
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or(DEFAULT_RESOURCE)
+            .trim_end_matches('/')
+            .to_owned();
+        if Url::parse(&resource).is_err() {
+            return Err((
+                "auth.resource",
+                format!("{resource:?} is not a URL like {DEFAULT_RESOURCE}"),
+            ));
+        }
+        Ok(RefreshTokenSettings {
+            tenant_id: tenant_id.to_owned(),
+            client_id: client_id.to_ascii_lowercase(),
+            client_secret,
+            refresh_token,
+            authority,
+            token_endpoint: self.token_endpoint.unwrap_or_default(),
+            resource,
+        })
+    }
+}
+
+fn required_for_app_user() -> String {
+    "is required for the App+User refresh-token method".to_owned()
+}
+
+/// A tenant is named by its GUID or one of its domain names; either goes
+/// into the token endpoint's path, so nothing else is accepted.
+fn check_tenant_id(tenant_id: &str) -> Result<(), String> {
+    let looks_like_domain = tenant_id.contains('.')
+        && tenant_id.split('.').all(|part| {
+            !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if uuid::Uuid::parse_str(tenant_id).is_ok() || looks_like_domain {
+        Ok(())
+    } else {
+        Err(format!(
+            "{tenant_id:?} is neither a tenant GUID nor a domain name like contoso.onmicrosoft.com"
+        ))
+    }
 }
 
 /// The `poll` section.
@@ -156,16 +457,31 @@ impl Config {
     /// Relative paths inside it are taken relative to the file's own
     /// directory, as Prometheus does, so the outcome does not depend on the
     /// working directory.
+    ///
+    /// The secrets' environment variables ([`CLIENT_SECRET_ENV`],
+    /// [`REFRESH_TOKEN_ENV`]) are read from the process environment.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_yaml(&text, path)
+        let environment = SecretEnvironment::from_lookup(|name| std::env::var(name).ok());
+        Self::from_yaml_with_environment(&text, path, environment)
     }
 
-    /// Parses and validates configuration text that was read from `path`.
+    /// Parses and validates configuration text that was read from `path`,
+    /// with no secrets from the environment.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        Self::from_yaml_with_environment(text, path, SecretEnvironment::default())
+    }
+
+    /// Parses and validates configuration text that was read from `path`,
+    /// with the given secrets from the environment.
+    pub fn from_yaml_with_environment(
+        text: &str,
+        path: &Path,
+        environment: SecretEnvironment,
+    ) -> Result<Self, ConfigError> {
         if text.trim().is_empty() {
             return Err(ConfigError::Schema {
                 path: path.to_owned(),
@@ -181,6 +497,7 @@ impl Config {
             path: path.to_owned(),
             message: schema_message(&err),
         })?;
+        config.auth.environment = environment;
         let base_dir = path.parent().unwrap_or_else(|| Path::new(""));
         config.resolve_paths(base_dir);
         config.validate(path)?;
@@ -188,13 +505,18 @@ impl Config {
     }
 
     fn resolve_paths(&mut self, base_dir: &Path) {
-        if let Some(file) = self
-            .auth
-            .bearer_token_file
-            .as_mut()
-            .filter(|file| file.is_relative())
+        for path in [
+            &mut self.auth.bearer_token_file,
+            &mut self.auth.client_secret_file,
+            &mut self.auth.refresh_token_file,
+            &mut self.state_dir,
+        ]
+        .into_iter()
+        .flatten()
         {
-            *file = base_dir.join(&*file);
+            if path.is_relative() {
+                *path = base_dir.join(&*path);
+            }
         }
     }
 
@@ -250,14 +572,41 @@ impl Config {
         if self.poll.timeout.is_zero() {
             return Err(invalid("poll.timeout", "must be longer than 0s".to_owned()));
         }
-        match &self.auth.bearer_token_file {
-            Some(file) => crate::auth::read_token_file_blocking(file)
+        if self
+            .state_dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            return Err(invalid("state_dir", "must not be empty".to_owned()));
+        }
+        match self
+            .auth
+            .method()
+            .map_err(|(key, message)| invalid(key, message))?
+        {
+            AuthMethod::BearerTokenFile(file) => crate::auth::read_token_file_blocking(&file)
                 .map(drop)
                 .map_err(|err| invalid("auth.bearer_token_file", err.to_string())),
-            None => Err(invalid(
-                "auth",
-                "no authentication method is configured; set auth.bearer_token_file".to_owned(),
-            )),
+            AuthMethod::RefreshToken(settings) => {
+                if let SecretSource::File(file) = &settings.client_secret {
+                    crate::auth::read_token_file_blocking(file)
+                        .map_err(|err| invalid("auth.client_secret_file", err.to_string()))?;
+                }
+                if let Some(SecretSource::File(file)) = &settings.refresh_token {
+                    crate::auth::read_token_file_blocking(file)
+                        .map_err(|err| invalid("auth.refresh_token_file", err.to_string()))?;
+                }
+                if settings.refresh_token.is_none() && self.state_dir.is_none() {
+                    return Err(invalid(
+                        "auth.refresh_token_file",
+                        format!(
+                            "{} unless state_dir is set for `partner-center-exporter login` to store one in (or set {REFRESH_TOKEN_ENV})",
+                            required_for_app_user()
+                        ),
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -267,18 +616,43 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         let base_url = &self.partner_center.base_url;
-        let loopback = base_url.host_str().is_some_and(|host| {
-            host.eq_ignore_ascii_case("localhost")
-                || host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        });
-        if base_url.scheme() == "http" && !loopback {
+        if base_url.scheme() == "http" && !is_loopback(base_url) {
             warnings.push(format!(
                 "partner_center.base_url {base_url} is plain http: the access token travels unencrypted"
             ));
+        }
+        if let Ok(AuthMethod::RefreshToken(settings)) = self.auth.method() {
+            if settings.authority.scheme() == "http" && !is_loopback(&settings.authority) {
+                warnings.push(format!(
+                    "auth.authority {} is plain http: the client secret and refresh token travel unencrypted",
+                    settings.authority
+                ));
+            }
+            if self.state_dir.is_none() {
+                warnings.push(
+                    "state_dir is not set: rotated refresh tokens are kept in memory only, \
+                     and the configured one stops working 90 days after it was issued"
+                        .to_owned(),
+                );
+            }
+        }
+        if self.auth.bearer_token_file.is_some() {
+            for (name, set) in [
+                (
+                    CLIENT_SECRET_ENV,
+                    self.auth.environment.client_secret.is_some(),
+                ),
+                (
+                    REFRESH_TOKEN_ENV,
+                    self.auth.environment.refresh_token.is_some(),
+                ),
+            ] {
+                if set {
+                    warnings.push(format!(
+                        "{name} is set but auth uses bearer_token_file; the variable is ignored"
+                    ));
+                }
+            }
         }
         if self.poll.interval < MIN_SENSIBLE_POLL_INTERVAL {
             warnings.push(format!(
@@ -289,6 +663,18 @@ impl Config {
         }
         warnings
     }
+}
+
+/// Whether a URL points at this machine, where plain http is no risk.
+fn is_loopback(url: &Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 fn schema_message(err: &serde_path_to_error::Error<serde_yaml_ng::Error>) -> String {
@@ -314,6 +700,12 @@ fn check_header_value(value: &str) -> Result<(), String> {
     HeaderValue::from_str(value)
         .map(drop)
         .map_err(|_| format!("{value:?} cannot be sent as an HTTP header value"))
+}
+
+fn deserialize_optional_url<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Url>, D::Error> {
+    deserialize_url(deserializer).map(Some)
 }
 
 fn deserialize_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Url, D::Error> {

@@ -71,11 +71,13 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
         },
         auth: AuthConfig {
             bearer_token_file: Some(token_dir.file.clone()),
+            ..AuthConfig::default()
         },
         poll: PollConfig {
             interval: DEMO_POLL_INTERVAL,
             timeout: Duration::from_secs(10),
         },
+        state_dir: None,
     };
     Ok(Demo {
         config,
@@ -194,16 +196,14 @@ fn simulated_percent(workload: &str, service: &str, channel: &str, unix_seconds:
     (value.clamp(5.0, 95.0) * 100.0).round() / 100.0
 }
 
-/// FNV-1a: stable across runs and platforms, unlike the standard hasher.
+/// FNV-1a over the parts, each ended by a zero byte so that ("ab", "c")
+/// and ("a", "bc") differ.
 fn fnv1a(parts: [&str; 3]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for byte in part.bytes().chain(std::iter::once(0)) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    hash
+    crate::secret::fnv1a(
+        parts
+            .iter()
+            .flat_map(|part| part.bytes().chain(std::iter::once(0))),
+    )
 }
 
 /// A private temporary directory with the token file, removed on drop.

@@ -46,6 +46,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli, config)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is_config_error() => {
+            tracing::error!(error = %err, "cannot start");
+            ExitCode::from(EXIT_CONFIG_ERROR)
+        }
         Err(err) => {
             tracing::error!(error = %err, "exporter failed");
             ExitCode::FAILURE

@@ -37,6 +37,21 @@ const PROCESSED_TIMESTAMP: &str = "partner_center_license_usage_processed_timest
 const PROCESSED_TIMESTAMP_HELP: &str =
     "When Partner Center processed the usage figure (processedDateTime), in Unix seconds.";
 
+/// The metrics of the App+User refresh-token method; registered only when
+/// that method is configured, so a bearer-token set-up shows no token
+/// expiry that alerts could misread.
+#[derive(Clone)]
+pub struct TokenMetrics {
+    /// When the current access token expires.
+    pub access_token_expiry_timestamp: Gauge,
+    /// When a new refresh token was last stored durably.
+    pub refresh_token_rotated_timestamp: Gauge,
+    /// Rotated refresh tokens that could not be stored durably.
+    pub refresh_token_persist_failures: IntCounter,
+    /// Token requests to Entra ID, by result.
+    pub token_requests: IntCounterVec,
+}
+
 /// The exporter's own metrics: health of polling and of the process.
 #[derive(Clone)]
 pub struct ExporterMetrics {
@@ -108,6 +123,45 @@ impl ExporterMetrics {
             poll_duration,
             poll_errors,
             items_skipped,
+        })
+    }
+
+    /// Creates the App+User token metrics and adds them to this registry.
+    pub fn register_token_metrics(&self) -> Result<TokenMetrics, prometheus::Error> {
+        let access_token_expiry_timestamp = Gauge::new(
+            "partner_center_access_token_expiry_timestamp_seconds",
+            "When the current Partner Center access token expires, in Unix seconds.",
+        )?;
+        let refresh_token_rotated_timestamp = Gauge::new(
+            "partner_center_refresh_token_rotated_timestamp_seconds",
+            "When a new refresh token was last stored durably in state_dir, in Unix seconds.",
+        )?;
+        let refresh_token_persist_failures = IntCounter::new(
+            "partner_center_refresh_token_persist_failures_total",
+            "Rotated refresh tokens that could not be stored in state_dir (or state_dir is not set).",
+        )?;
+        let token_requests = IntCounterVec::new(
+            Opts::new(
+                "partner_center_token_requests_total",
+                "Token requests to Entra ID, by result.",
+            ),
+            &["result"],
+        )?;
+        for result in crate::auth::entra::TOKEN_REQUEST_RESULTS {
+            token_requests.with_label_values(&[result]);
+        }
+        self.registry
+            .register(Box::new(access_token_expiry_timestamp.clone()))?;
+        self.registry
+            .register(Box::new(refresh_token_rotated_timestamp.clone()))?;
+        self.registry
+            .register(Box::new(refresh_token_persist_failures.clone()))?;
+        self.registry.register(Box::new(token_requests.clone()))?;
+        Ok(TokenMetrics {
+            access_token_expiry_timestamp,
+            refresh_token_rotated_timestamp,
+            refresh_token_persist_failures,
+            token_requests,
         })
     }
 

@@ -8,7 +8,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::auth::{AuthError, Authenticator};
+use crate::auth::Authenticator;
 use crate::partner_center::client::{Client, ClientError, UsageReport};
 use crate::snapshot::Snapshot;
 use crate::state::ExporterState;
@@ -20,8 +20,6 @@ const MAX_SKIPPED_ITEMS_LOGGED: usize = 10;
 /// Why a poll failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
-    #[error("cannot get an access token: {0}")]
-    Auth(#[from] AuthError),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("poll did not finish within {} (poll.timeout)", humantime::format_duration(*.0))]
@@ -32,7 +30,6 @@ impl PollError {
     /// A bounded name for the failure, used as the `reason` metric label.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Auth(_) => "auth",
             Self::Client(err) => err.kind(),
             Self::Timeout(_) => "timeout",
         }
@@ -127,7 +124,7 @@ impl Poller {
             Err(err) => {
                 let ids = match &err {
                     PollError::Client(client_err) => client_err.response_ids().cloned(),
-                    _ => None,
+                    PollError::Timeout(_) => None,
                 }
                 .unwrap_or_default();
                 tracing::warn!(
@@ -149,10 +146,9 @@ impl Poller {
     }
 
     async fn fetch(&self, correlation_id: Uuid) -> Result<UsageReport, PollError> {
-        let token = self.authenticator.access_token().await?;
         Ok(self
             .client
-            .fetch_license_usage(&token, correlation_id)
+            .fetch_license_usage(&self.authenticator, correlation_id)
             .await?)
     }
 

@@ -10,6 +10,7 @@ use reqwest::{StatusCode, Url};
 use uuid::Uuid;
 
 use super::model::{DecodeError, LicenseUsage, NextLink, SkippedItem, decode_usage_page};
+use crate::auth::{AuthError, Authenticator};
 use crate::config::PartnerCenterConfig;
 use crate::secret::Secret;
 
@@ -128,11 +129,17 @@ impl fmt::Display for ErrorDetail {
     }
 }
 
+/// Partner Center's error code for an App+User token without an MFA claim.
+const MFA_REQUIRED_CODE: &str = "900421";
+
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// 401 or 403: the token was refused.
-    #[error("Partner Center refused the access token (HTTP {}){detail}", status.as_u16())]
+    /// No access token could be had.
+    #[error("cannot get an access token: {0}")]
+    Auth(#[from] AuthError),
+    /// 401 (after one renewal) or 403: the token was refused.
+    #[error("Partner Center refused the access token (HTTP {}){detail}{}", status.as_u16(), unauthorized_advice(detail))]
     Unauthorized {
         status: StatusCode,
         detail: Box<ErrorDetail>,
@@ -173,7 +180,7 @@ impl ClientError {
     /// A bounded name for the failure, used as the `reason` metric label.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Unauthorized { .. } => "auth",
+            Self::Auth(_) | Self::Unauthorized { .. } => "auth",
             Self::Throttled { .. } => "throttled",
             Self::Status { .. } => "http",
             Self::Timeout(_) => "timeout",
@@ -274,10 +281,11 @@ impl Client {
 
     /// Fetches the whole license usage collection, following `links.next`
     /// until it ends. Every request carries a fresh `MS-RequestId`; all of
-    /// them carry `correlation_id`.
+    /// them carry `correlation_id`. A 401 makes `auth` renew the token and
+    /// the request is sent once more.
     pub async fn fetch_license_usage(
         &self,
-        token: &Secret,
+        auth: &Authenticator,
         correlation_id: Uuid,
     ) -> Result<UsageReport, ClientError> {
         let mut report = UsageReport::default();
@@ -288,7 +296,7 @@ impl Client {
             report.pages += 1;
             let page_number = report.pages;
             let (body, ids) = self
-                .get(url.clone(), token, correlation_id, &extra_headers)
+                .get_authenticated(url.clone(), auth, correlation_id, &extra_headers)
                 .await?;
             let page = decode_usage_page(&body).map_err(|source| ClientError::Decode {
                 source,
@@ -314,6 +322,36 @@ impl Client {
             }
             url = self.resolve_next(&next.uri)?;
             extra_headers = next.headers;
+        }
+    }
+
+    /// One GET with a token from `auth`; after a 401, one more with a renewed token.
+    async fn get_authenticated(
+        &self,
+        url: Url,
+        auth: &Authenticator,
+        correlation_id: Uuid,
+        extra_headers: &[(String, String)],
+    ) -> Result<(Vec<u8>, Box<ResponseIds>), ClientError> {
+        let token = auth.access_token().await?;
+        match self
+            .get(url.clone(), &token, correlation_id, extra_headers)
+            .await
+        {
+            Err(ClientError::Unauthorized {
+                status,
+                detail,
+                ids,
+            }) if status == StatusCode::UNAUTHORIZED => {
+                tracing::info!(
+                    detail = %detail.to_string().trim_start_matches(": "),
+                    ms_request_id = ids.request_id.as_deref().unwrap_or(""),
+                    "Partner Center refused the access token; renewing it and retrying once"
+                );
+                let renewed = auth.renew(&token).await?;
+                self.get(url, &renewed, correlation_id, extra_headers).await
+            }
+            other => other,
         }
     }
 
@@ -432,6 +470,16 @@ fn bearer(token: &Secret) -> Result<HeaderValue, ClientError> {
         })?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// What to do about a refused token, when Partner Center's code says.
+fn unauthorized_advice(detail: &ErrorDetail) -> &'static str {
+    if detail.code.as_deref() == Some(MFA_REQUIRED_CODE) {
+        "; the token lacks the multi-factor authentication claim Partner Center requires: \
+         run `partner-center-exporter login` again and complete the MFA prompt"
+    } else {
+        ""
+    }
 }
 
 /// `Retry-After` as seconds or as an HTTP date.

@@ -60,11 +60,13 @@ pub fn test_config(base_url: &str, interval: Duration) -> (Config, tempfile::Tem
         },
         auth: AuthConfig {
             bearer_token_file: Some(token_file),
+            ..AuthConfig::default()
         },
         poll: PollConfig {
             interval,
             timeout: Duration::from_secs(10),
         },
+        state_dir: None,
     };
     (config, dir)
 }
