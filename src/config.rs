@@ -992,6 +992,257 @@ mod tests {
         }
     }
 
+    const APP_USER: &str = "auth:\n  tenant_id: contoso.onmicrosoft.com\n  client_id: 3F2C5E2A-0000-4000-8000-000000000001\n  client_secret_file: secret\n  refresh_token_file: refresh\nstate_dir: state\n";
+
+    impl TokenDir {
+        fn with_app_user_files() -> Self {
+            let dir = Self::new();
+            std::fs::write(dir.dir.path().join("secret"), "client-secret\n").expect("write");
+            std::fs::write(dir.dir.path().join("refresh"), "refresh-token\n").expect("write");
+            dir
+        }
+    }
+
+    fn app_user_settings(config: &Config) -> RefreshTokenSettings {
+        match config.auth.method().expect("valid method") {
+            AuthMethod::RefreshToken(settings) => *settings,
+            other => panic!("expected the App+User method, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn app_user_method_gets_documented_defaults() {
+        let dir = TokenDir::with_app_user_files();
+        let config = dir.parse(APP_USER).expect("valid");
+        let settings = app_user_settings(&config);
+        assert_eq!(settings.tenant_id, "contoso.onmicrosoft.com");
+        assert_eq!(
+            settings.client_id, "3f2c5e2a-0000-4000-8000-000000000001",
+            "client ids compare case-insensitively"
+        );
+        assert_eq!(
+            settings.client_secret,
+            SecretSource::File(dir.dir.path().join("secret"))
+        );
+        assert_eq!(
+            settings.refresh_token,
+            Some(SecretSource::File(dir.dir.path().join("refresh")))
+        );
+        assert_eq!(
+            settings.authority.as_str(),
+            "https://login.microsoftonline.com/"
+        );
+        assert_eq!(settings.token_endpoint, TokenEndpointVersion::V1);
+        assert_eq!(settings.resource, DEFAULT_RESOURCE);
+        assert_eq!(
+            config.state_dir.as_deref(),
+            Some(dir.dir.path().join("state").as_path()),
+            "state_dir resolves against the config file's directory"
+        );
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    }
+
+    #[test]
+    fn app_user_method_reads_every_key() {
+        let dir = TokenDir::with_app_user_files();
+        let config = dir
+            .parse("auth:\n  tenant_id: 72f988bf-86f1-41af-91ab-2d7cd011db47\n  client_id: 3f2c5e2a-0000-4000-8000-000000000001\n  client_secret_file: secret\n  refresh_token_file: refresh\n  authority: https://login.microsoftonline.us/\n  token_endpoint: v2\n  resource: https://api.partnercenter.example/\nstate_dir: /var/lib/pce\n")
+            .expect("valid");
+        let settings = app_user_settings(&config);
+        assert_eq!(settings.tenant_id, "72f988bf-86f1-41af-91ab-2d7cd011db47");
+        assert_eq!(
+            settings.authority.as_str(),
+            "https://login.microsoftonline.us/"
+        );
+        assert_eq!(settings.token_endpoint, TokenEndpointVersion::V2);
+        assert_eq!(settings.resource, "https://api.partnercenter.example");
+        assert_eq!(config.state_dir.as_deref(), Some(Path::new("/var/lib/pce")));
+    }
+
+    #[test]
+    fn two_methods_at_once_are_refused_naming_the_keys() {
+        let dir = TokenDir::with_app_user_files();
+        let message = dir
+            .parse(&APP_USER.replace("auth:\n", "auth:\n  bearer_token_file: token\n"))
+            .expect_err("two methods")
+            .to_string();
+        assert!(message.contains("bearer_token_file"), "{message}");
+        assert!(message.contains("auth.tenant_id"), "{message}");
+        assert!(message.contains("exactly one"), "{message}");
+        let message = dir
+            .parse("auth:\n  bearer_token_file: token\n  token_endpoint: v2\n")
+            .expect_err("a stray App+User key")
+            .to_string();
+        assert!(message.contains("auth.token_endpoint"), "{message}");
+    }
+
+    #[test]
+    fn an_incomplete_app_user_method_names_the_missing_key() {
+        let dir = TokenDir::with_app_user_files();
+        for (remove, key) in [
+            ("  tenant_id: contoso.onmicrosoft.com\n", "auth.tenant_id"),
+            (
+                "  client_id: 3F2C5E2A-0000-4000-8000-000000000001\n",
+                "auth.client_id",
+            ),
+            ("  client_secret_file: secret\n", "auth.client_secret_file"),
+        ] {
+            let message = dir
+                .parse(&APP_USER.replace(remove, ""))
+                .expect_err("incomplete")
+                .to_string();
+            assert!(message.contains(key), "{key}: {message}");
+            assert!(message.contains("required"), "{key}: {message}");
+        }
+        let message = dir
+            .parse(
+                &APP_USER
+                    .replace("  refresh_token_file: refresh\n", "")
+                    .replace("state_dir: state\n", ""),
+            )
+            .expect_err("no refresh token anywhere")
+            .to_string();
+        assert!(message.contains("auth.refresh_token_file"), "{message}");
+        assert!(message.contains("login"), "{message}");
+        dir.parse(&APP_USER.replace("  refresh_token_file: refresh\n", ""))
+            .expect("state_dir alone is enough: `login` stores the token there");
+    }
+
+    #[test]
+    fn malformed_identifiers_are_refused() {
+        let dir = TokenDir::with_app_user_files();
+        for (from, to, key) in [
+            (
+                "contoso.onmicrosoft.com",
+                "contoso/../evil",
+                "auth.tenant_id",
+            ),
+            ("contoso.onmicrosoft.com", "contoso", "auth.tenant_id"),
+            (
+                "3F2C5E2A-0000-4000-8000-000000000001",
+                "my-app",
+                "auth.client_id",
+            ),
+        ] {
+            let message = dir
+                .parse(&APP_USER.replace(from, to))
+                .expect_err("malformed")
+                .to_string();
+            assert!(message.contains(key), "{to}: {message}");
+        }
+        let message = dir
+            .parse(&APP_USER.replace("auth:\n", "auth:\n  authority: ftp://login.example\n"))
+            .expect_err("not http")
+            .to_string();
+        assert!(message.contains("auth.authority"), "{message}");
+        let message = dir
+            .parse(&APP_USER.replace("auth:\n", "auth:\n  token_endpoint: v3\n"))
+            .expect_err("unknown version")
+            .to_string();
+        assert!(message.contains("auth.token_endpoint"), "{message}");
+    }
+
+    #[test]
+    fn unreadable_secret_files_name_their_key_without_content() {
+        let dir = TokenDir::with_app_user_files();
+        std::fs::write(dir.dir.path().join("secret"), "SECRET-VALUE\nsecond line\n")
+            .expect("write");
+        let message = dir.parse(APP_USER).expect_err("line break").to_string();
+        assert!(message.contains("auth.client_secret_file"), "{message}");
+        assert!(!message.contains("SECRET-VALUE"), "{message}");
+        std::fs::remove_file(dir.dir.path().join("refresh")).expect("remove");
+        std::fs::write(dir.dir.path().join("secret"), "ok\n").expect("write");
+        let message = dir.parse(APP_USER).expect_err("missing").to_string();
+        assert!(message.contains("auth.refresh_token_file"), "{message}");
+    }
+
+    #[test]
+    fn secrets_may_come_from_the_environment() {
+        let dir = TokenDir::new();
+        let yaml = APP_USER
+            .replace("  client_secret_file: secret\n", "")
+            .replace("  refresh_token_file: refresh\n", "");
+        let environment = SecretEnvironment::from_lookup(|name| match name {
+            CLIENT_SECRET_ENV => Some("env-secret\n".to_owned()),
+            REFRESH_TOKEN_ENV => Some("env-refresh".to_owned()),
+            _ => None,
+        });
+        let config =
+            Config::from_yaml_with_environment(&yaml, &dir.config_path(), environment.clone())
+                .expect("valid");
+        let settings = app_user_settings(&config);
+        assert_eq!(
+            settings.client_secret,
+            SecretSource::Environment {
+                name: CLIENT_SECRET_ENV,
+                value: Secret::new("env-secret"),
+            }
+        );
+        assert_eq!(
+            settings.refresh_token,
+            Some(SecretSource::Environment {
+                name: REFRESH_TOKEN_ENV,
+                value: Secret::new("env-refresh"),
+            })
+        );
+        assert!(
+            !format!("{config:?}").contains("env-secret"),
+            "Debug output must not show secrets"
+        );
+
+        let both = TokenDir::with_app_user_files();
+        let message =
+            Config::from_yaml_with_environment(APP_USER, &both.config_path(), environment)
+                .expect_err("file and variable")
+                .to_string();
+        assert!(message.contains("auth.client_secret_file"), "{message}");
+        assert!(message.contains(CLIENT_SECRET_ENV), "{message}");
+
+        let empty = SecretEnvironment::from_lookup(|_| Some("  ".to_owned()));
+        assert!(empty.client_secret.is_none() && empty.refresh_token.is_none());
+    }
+
+    #[test]
+    fn risky_app_user_settings_are_warned_about() {
+        let dir = TokenDir::with_app_user_files();
+        let config = dir
+            .parse(
+                &APP_USER
+                    .replace("state_dir: state\n", "")
+                    .replace("auth:\n", "auth:\n  authority: http://login.example\n"),
+            )
+            .expect("allowed");
+        let warnings = config.warnings();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("auth.authority") && w.contains("unencrypted")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("state_dir is not set")),
+            "{warnings:?}"
+        );
+
+        let environment = SecretEnvironment::from_lookup(|name| {
+            (name == CLIENT_SECRET_ENV).then(|| "x".to_owned())
+        });
+        let bearer = Config::from_yaml_with_environment(
+            "auth:\n  bearer_token_file: token\n",
+            &dir.config_path(),
+            environment,
+        )
+        .expect("valid");
+        assert!(
+            bearer
+                .warnings()
+                .iter()
+                .any(|w| w.contains(CLIENT_SECRET_ENV) && w.contains("ignored")),
+            "{:?}",
+            bearer.warnings()
+        );
+    }
+
     #[test]
     fn read_error_names_the_file() {
         let err = Config::load(Path::new("/nonexistent/exporter.yml")).expect_err("refused");

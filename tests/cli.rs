@@ -431,22 +431,69 @@ fn config_check_accepts_a_good_file() {
 }
 
 #[test]
-fn config_check_accepts_the_shipped_example_apart_from_its_token_path() {
-    // The example file is what users copy; only its token path cannot exist here.
+fn config_check_accepts_the_shipped_example_apart_from_its_paths() {
+    // The example file is what users copy; only its secret files and state
+    // directory cannot exist here, so they are pointed into the test's directory.
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/config/partner-center-exporter.example.yml"
     ))
     .expect("read the example configuration");
-    let token_line = "bearer_token_file: /run/secrets/partner-center-token";
-    assert!(
-        example.contains(token_line),
-        "the example's token path changed"
-    );
-    let dir = ConfigDir::with_config(&example.replace(token_line, "bearer_token_file: token"));
+    let mut config = example.clone();
+    for (shipped, local) in [
+        ("/run/secrets/client-secret", "client-secret"),
+        ("/run/secrets/refresh-token", "refresh-token"),
+        ("/var/lib/partner-center-exporter", "state"),
+    ] {
+        assert!(
+            example.contains(shipped),
+            "the example no longer has {shipped}"
+        );
+        config = config.replace(shipped, local);
+    }
+    let dir = ConfigDir::with_config(&config);
+    std::fs::write(dir.dir.path().join("client-secret"), "secret\n").expect("write");
+    std::fs::write(dir.dir.path().join("refresh-token"), "refresh\n").expect("write");
     let output = run(&[&dir.config_flag(), "--config.check"]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(text(&output.stdout).contains("configuration is valid"));
+    assert!(
+        !text(&output.stderr).contains("warning"),
+        "the example gives no warning: {}",
+        describe(&output)
+    );
+
+    // Its commented-out alternative, the bearer token file, is valid too.
+    let bearer = "  # bearer_token_file: /run/secrets/partner-center-token";
+    assert!(
+        example.contains(bearer),
+        "the example no longer shows bearer_token_file"
+    );
+    let app_user_keys = [
+        "tenant_id:",
+        "client_id:",
+        "client_secret_file:",
+        "refresh_token_file:",
+    ];
+    let bearer_only: String = example
+        .lines()
+        .filter(|line| {
+            !app_user_keys
+                .iter()
+                .any(|key| line.trim_start().starts_with(key))
+        })
+        .map(|line| {
+            if line == bearer {
+                "  bearer_token_file: token".to_owned()
+            } else {
+                line.replace("/var/lib/partner-center-exporter", "state")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = ConfigDir::with_config(&bearer_only);
+    let output = run(&[&dir.config_flag(), "--config.check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
 }
 
 #[test]
