@@ -103,6 +103,31 @@ impl RunningExporter {
         }
     }
 
+    /// Starts an exporter with a configuration of any authentication method
+    /// (App+User included, which has no token file): `token_file` is the
+    /// configured bearer token file if there is one, else empty. Files the
+    /// configuration names are the caller's to keep.
+    pub async fn start_with_any_auth(config: Config) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("local addr");
+        let token_file = config.auth.bearer_token_file.clone().unwrap_or_default();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(app::run(
+            config,
+            vec![listener],
+            test_server_settings(),
+            shutdown.clone(),
+        ));
+        Self {
+            address,
+            token_file,
+            shutdown,
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
