@@ -47,14 +47,21 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
 // Process helpers
 // ---------------------------------------------------------------------------
 
-/// A child process that is killed and reaped when dropped, so a failing
+/// A child process that is stopped and reaped when dropped, so a failing
 /// test leaves nothing running.
 struct ChildGuard(Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
+            // SIGTERM first, so a demo removes its temporary directory;
+            // SIGKILL if it has not stopped within a few seconds.
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            if self.wait_bounded(Duration::from_secs(5)).is_none() {
+                let _ = self.0.kill();
+            }
         }
         let _ = self.0.wait();
     }
@@ -65,7 +72,8 @@ impl ChildGuard {
     fn wait_bounded(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
+            // No panic here: this also runs inside `drop`.
+            if let Ok(Some(status)) = self.0.try_wait() {
                 return Some(status);
             }
             if Instant::now() >= deadline {
@@ -669,7 +677,7 @@ fn starting_with_a_missing_config_file_exits_78() {
 
 #[test]
 fn command_line_mistakes_exit_2() {
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 16] = [
         (&["--no-such-flag"], "--no-such-flag"),
         (&["--log.level=verbose"], "verbose"),
         (&["--log.format=text"], "text"),
@@ -680,6 +688,20 @@ fn command_line_mistakes_exit_2() {
         (&["--web.listen-address=:abc"], ":abc"),
         (&["--web.listen-address=localhost"], "localhost"),
         (&["--web.listen-address=127.0.0.1:99999"], "127.0.0.1:99999"),
+        // The exporter's own flags mean nothing to `login`, on either side of it.
+        (&["--demo", "login"], "--demo"),
+        (&["login", "--demo"], "--demo"),
+        (&["--config.check", "login"], "--config.check"),
+        (
+            &["--web.listen-address=127.0.0.1:0", "login"],
+            "--web.listen-address",
+        ),
+        (
+            &["login", "--web.telemetry-path=/m"],
+            "--web.telemetry-path",
+        ),
+        // Secrets are never flags.
+        (&["login", "--refresh-token=x"], "--refresh-token"),
     ];
     for (args, named) in cases {
         let output = run(args);
@@ -735,6 +757,35 @@ fn help_lists_every_flag() {
         assert!(stdout.contains(flag), "--help lacks {flag}:\n{stdout}");
     }
     assert!(stdout.contains(":10042"), "default port shown:\n{stdout}");
+    assert!(
+        stdout.contains("login") && stdout.contains("device-code flow"),
+        "the login subcommand is listed:\n{stdout}"
+    );
+}
+
+#[test]
+fn login_help_names_its_flags_and_purpose() {
+    let output = run(&["login", "--help"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    for expected in [
+        "device-code flow",
+        "state_dir",
+        "--config.file",
+        "--log.level",
+        "--log.format",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "login --help lacks {expected}:\n{stdout}"
+        );
+    }
+    for exporter_only in ["--demo", "--web.listen-address", "--config.check"] {
+        assert!(
+            !stdout.contains(exporter_only),
+            "login --help offers {exporter_only}:\n{stdout}"
+        );
+    }
 }
 
 #[test]
