@@ -11,7 +11,9 @@
 //! - [`telemetry`]: logging set-up (logfmt or JSON on standard error).
 //! - [`shutdown`]: SIGTERM and SIGINT turned into one cancellation token.
 //! - [`secret`]: a credential type that never prints its value.
-//! - [`auth`]: where access tokens come from.
+//! - [`auth`]: where access tokens come from: a token file, or App+User
+//!   tokens redeemed at Entra ID from a refresh token that is rotated into
+//!   `state_dir`; also the device-code `login` command.
 //! - [`partner_center`]: the upstream API: response model with lenient
 //!   decoding, and the HTTP client with paging and typed errors.
 //! - [`snapshot`]: one poll's series, deduplicated and pre-rendered.
@@ -21,6 +23,7 @@
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/`, `/healthz`, `/readyz`).
 //! - [`demo`]: a simulated Partner Center for `--demo`.
 //! - [`app`]: wires the pieces together and runs them.
+//! - [`upstream_text`]: upstream messages made fit for one log line.
 //! - [`build_info`]: version, revision and compiler of this build.
 
 #![forbid(unsafe_code)]
@@ -40,3 +43,4 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod state;
 pub mod telemetry;
+pub mod upstream_text;

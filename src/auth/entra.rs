@@ -533,17 +533,7 @@ impl EntraClient {
         if err.is_timeout() {
             EntraError::Timeout(self.request_timeout)
         } else {
-            let mut message = err.to_string();
-            let mut source = std::error::Error::source(err);
-            while let Some(cause) = source {
-                let text = cause.to_string();
-                if !message.contains(&text) {
-                    message.push_str(": ");
-                    message.push_str(&text);
-                }
-                source = cause.source();
-            }
-            EntraError::Network(message)
+            EntraError::Network(crate::upstream_text::error_chain(err))
         }
     }
 }
@@ -630,15 +620,7 @@ fn sanitize(text: &str, secrets: &[&Secret]) -> String {
             text = text.replace(value, "[redacted]");
         }
     }
-    let mut clean: String = text
-        .chars()
-        .take(MAX_TEXT_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if text.chars().count() > MAX_TEXT_CHARS {
-        clean.push('…');
-    }
-    clean
+    crate::upstream_text::one_line(&text, MAX_TEXT_CHARS)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::model::{DecodeError, LicenseUsage, NextLink, SkippedItem, decode_usag
 use crate::auth::{AuthError, Authenticator};
 use crate::config::PartnerCenterConfig;
 use crate::secret::Secret;
+use crate::upstream_text::error_chain;
 
 /// Path of the partner-level license usage collection, below the API root.
 pub const LICENSE_USAGE_PATH: &str = "v1/analytics/licenses/usage";
@@ -493,33 +494,9 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
-/// An error and its causes on one line: reqwest's own message alone often
-/// says only "error sending request".
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
-}
-
-/// Upstream text bound for a log line: control characters replaced, length capped.
+/// Upstream text bound for a log line.
 fn sanitize(text: &str) -> String {
-    let mut clean: String = text
-        .chars()
-        .take(MAX_DESCRIPTION_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if text.chars().count() > MAX_DESCRIPTION_CHARS {
-        clean.push('…');
-    }
-    clean
+    crate::upstream_text::one_line(text, MAX_DESCRIPTION_CHARS)
 }
 
 #[cfg(test)]

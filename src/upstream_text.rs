@@ -1,0 +1,69 @@
+//! Text that comes from upstream services (error descriptions, error
+//! chains), made fit for one log line.
+
+/// `text` with control characters replaced by spaces and cut to
+/// `max_chars`, marked with `…` when cut: an upstream message can neither
+/// break a log line nor flood it.
+pub fn one_line(text: &str, max_chars: usize) -> String {
+    let mut clean: String = text
+        .chars()
+        .take(max_chars)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.chars().count() > max_chars {
+        clean.push('…');
+    }
+    clean
+}
+
+/// An error and its causes on one line: reqwest's own message alone often
+/// says only "error sending request".
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_replaced_and_length_capped() {
+        assert_eq!(one_line("a\r\nb\tc", 100), "a  b c");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+        assert_eq!(one_line("abc", 3), "abc");
+    }
+
+    #[test]
+    fn causes_are_joined_without_repeats() {
+        let inner = std::io::Error::other("connection refused");
+        assert_eq!(
+            error_chain(&WrapError(inner)),
+            "request failed: connection refused"
+        );
+    }
+
+    #[derive(Debug)]
+    struct WrapError(std::io::Error);
+
+    impl std::fmt::Display for WrapError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("request failed")
+        }
+    }
+
+    impl std::error::Error for WrapError {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+}
