@@ -3,9 +3,13 @@
 //! Each configured method is one [`Authenticator`] variant; the client asks
 //! it for a token before each request, and for a new one when Partner
 //! Center refuses a token, without knowing how tokens are obtained.
+//!
+//! [`login`] is the one-off device-code sign-in that stores the first
+//! refresh token for the App+User method.
 
 pub mod app_user;
 pub mod entra;
+pub mod login;
 pub mod refresh_token_store;
 pub mod token_file;
 

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::config::DEFAULT_CONFIG_FILE;
 
@@ -15,6 +16,9 @@ pub const DEFAULT_LISTEN_ADDRESS: &str = ":10042";
 /// distinct from 1 (a runtime failure) and 2 (a command-line mistake).
 pub const EXIT_CONFIG_ERROR: u8 = 78;
 
+/// Exit code after an interrupted `login` (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 /// Command-line arguments.
 #[derive(Debug, Parser)]
 #[command(
@@ -23,11 +27,13 @@ pub const EXIT_CONFIG_ERROR: u8 = 78;
     about = "Prometheus exporter for Microsoft Partner Center license usage",
     long_about = "Polls the Partner Center license usage analytics \
         (GET /v1/analytics/licenses/usage) on an interval and serves the \
-        prorated usage per workload, service and channel on the telemetry path."
+        prorated usage per workload, service and channel on the telemetry path.",
+    // `--help` is the Prometheus exporters' way; a `help` subcommand would be a second one.
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     /// Path to the YAML configuration file.
-    #[arg(long = "config.file", value_name = "PATH", default_value = DEFAULT_CONFIG_FILE)]
+    #[arg(long = "config.file", value_name = "PATH", default_value = DEFAULT_CONFIG_FILE, global = true)]
     pub config_file: PathBuf,
 
     /// Validate the configuration file, print the result and exit without starting.
@@ -50,17 +56,79 @@ pub struct Cli {
     pub telemetry_path: String,
 
     /// Only log messages with the given severity or above.
-    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
     pub log_level: LogLevel,
 
     /// Output format of log messages.
-    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
     pub log_format: LogFormat,
 
     /// Run against a built-in simulated Partner Center on 127.0.0.1 instead
     /// of the configuration file: no credentials needed.
     #[arg(long = "demo", conflicts_with = "config_file")]
     pub demo: bool,
+
+    /// What to do instead of running the exporter.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands: one-off tasks instead of the exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Sign in once with the device-code flow and store the refresh token in state_dir
+    #[command(
+        long_about = "Sign in once with the device-code flow and store the refresh token in state_dir.\n\n\
+        Runs the OAuth 2.0 device-code flow against auth.tenant_id and auth.client_id of the \
+        configuration file: prints a URL and a code, waits while you enter the code there and \
+        sign in as a Partner Center admin agent (MFA included), then stores the refresh token \
+        in state_dir, where the exporter picks it up. Needs the App+User method, state_dir, and \
+        \"Allow public client flows\" on the app registration."
+    )]
+    Login,
+}
+
+/// Flags of the exporter itself, meaningless for a subcommand: their clap
+/// ids and how they are written.
+const EXPORTER_ONLY_FLAGS: [(&str, &str); 4] = [
+    ("demo", "--demo"),
+    ("config_check", "--config.check"),
+    ("listen_addresses", "--web.listen-address"),
+    ("telemetry_path", "--web.telemetry-path"),
+];
+
+impl Cli {
+    /// Parses the process's arguments; on a mistake prints it and exits
+    /// with 2 (or 0 for `--help` and `--version`), like [`Parser::parse`].
+    pub fn parse_args() -> Self {
+        Self::try_parse_args_from(std::env::args_os()).unwrap_or_else(|err| err.exit())
+    }
+
+    /// Parses `args` (the program name first), refusing exporter-only flags
+    /// next to a subcommand.
+    ///
+    /// Those flags are checked here rather than with clap's
+    /// `args_conflicts_with_subcommands`, which would also refuse the global
+    /// `--config.file` before `login`.
+    pub fn try_parse_args_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        if let Some(subcommand) = matches.subcommand_name() {
+            for (id, flag) in EXPORTER_ONLY_FLAGS {
+                if matches.value_source(id) == Some(ValueSource::CommandLine) {
+                    return Err(command.error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!("the argument '{flag}' cannot be used with the '{subcommand}' subcommand"),
+                    ));
+                }
+            }
+        }
+        Self::from_arg_matches(&matches).map_err(|err| err.format(&mut command))
+    }
 }
 
 /// Log severities, as `--log.level` spells them.
@@ -120,18 +188,100 @@ fn parse_telemetry_path(path: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn every_flag_has_help() {
-        let command = Cli::command();
+        let mut command = Cli::command();
         command.clone().debug_assert();
+        // Building propagates the global flags into the subcommands.
+        command.build();
         for arg in command.get_arguments() {
             assert!(
                 arg.get_help().is_some(),
                 "flag {:?} has no help",
                 arg.get_id()
             );
+        }
+        let mut subcommands = 0;
+        for subcommand in command.get_subcommands() {
+            subcommands += 1;
+            assert!(
+                subcommand.get_about().is_some(),
+                "subcommand {} has no help",
+                subcommand.get_name()
+            );
+            for arg in subcommand.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "flag {:?} of {} has no help",
+                    arg.get_id(),
+                    subcommand.get_name()
+                );
+            }
+        }
+        assert!(subcommands >= 1, "the login subcommand is checked too");
+    }
+
+    #[test]
+    fn login_takes_the_global_flags_on_either_side() {
+        for args in [
+            &["partner-center-exporter", "login", "--config.file=x.yml"][..],
+            &["partner-center-exporter", "--config.file=x.yml", "login"],
+            &[
+                "partner-center-exporter",
+                "--log.level=debug",
+                "login",
+                "--config.file",
+                "x.yml",
+                "--log.format=json",
+            ],
+        ] {
+            let cli =
+                Cli::try_parse_args_from(args).unwrap_or_else(|err| panic!("{args:?}: {err}"));
+            assert_eq!(cli.command, Some(Command::Login), "{args:?}");
+            assert_eq!(cli.config_file, PathBuf::from("x.yml"), "{args:?}");
+        }
+        let cli = Cli::try_parse_args_from([
+            "partner-center-exporter",
+            "--log.level=debug",
+            "login",
+            "--log.format=json",
+        ])
+        .expect("parses");
+        assert_eq!(cli.log_level, LogLevel::Debug);
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert_eq!(cli.config_file, PathBuf::from(DEFAULT_CONFIG_FILE));
+        let cli = Cli::try_parse_args_from(["partner-center-exporter"]).expect("parses");
+        assert_eq!(cli.command, None, "no subcommand runs the exporter");
+    }
+
+    #[test]
+    fn login_refuses_the_exporters_own_flags() {
+        for args in [
+            &["partner-center-exporter", "--demo", "login"][..],
+            &["partner-center-exporter", "login", "--demo"],
+            &["partner-center-exporter", "--config.check", "login"],
+            &["partner-center-exporter", "login", "--config.check"],
+            &[
+                "partner-center-exporter",
+                "--web.listen-address=:9000",
+                "login",
+            ],
+            &[
+                "partner-center-exporter",
+                "login",
+                "--web.listen-address=:9000",
+            ],
+            &[
+                "partner-center-exporter",
+                "--web.telemetry-path=/m",
+                "login",
+            ],
+            &["partner-center-exporter", "login", "--refresh-token=x"],
+            &["partner-center-exporter", "login", "extra"],
+        ] {
+            let err = Cli::try_parse_args_from(args).expect_err("refused");
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
         }
     }
 

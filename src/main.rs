@@ -5,10 +5,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use partner_center_exporter::cli::{Cli, EXIT_CONFIG_ERROR};
+use partner_center_exporter::auth::login::{self, LoginPacing, LoginTarget};
+use partner_center_exporter::cli::{Cli, Command, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
 use partner_center_exporter::config::Config;
 use partner_center_exporter::server::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, ServerSettings,
@@ -16,9 +16,12 @@ use partner_center_exporter::server::{
 use partner_center_exporter::{app, build_info, demo, shutdown, telemetry};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     telemetry::init(cli.log_level, cli.log_format);
 
+    if cli.command == Some(Command::Login) {
+        return run_login(&cli);
+    }
     if cli.config_check {
         return check_config(&cli);
     }
@@ -70,6 +73,76 @@ fn check_config(cli: &Cli) -> ExitCode {
         Err(err) => {
             eprintln!("error: {err}");
             ExitCode::from(EXIT_CONFIG_ERROR)
+        }
+    }
+}
+
+/// `login`: the device-code sign-in that stores a refresh token in
+/// `state_dir`. Instructions go to standard output, logs to standard error.
+fn run_login(cli: &Cli) -> ExitCode {
+    let config = match Config::load(&cli.config_file) {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::error!(error = %err, "invalid configuration");
+            return ExitCode::from(EXIT_CONFIG_ERROR);
+        }
+    };
+    let target = match LoginTarget::from_config(&config) {
+        Ok(target) => target,
+        Err(err) => {
+            tracing::error!(error = %format!("{}: {err}", cli.config_file.display()), "cannot run login");
+            return ExitCode::from(EXIT_CONFIG_ERROR);
+        }
+    };
+    // After the check above, so that a missing state_dir is one error, not
+    // a warning and then an error.
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    // One thread is plenty for one sign-in.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let on_signal = shutdown::cancel_on_signal(cancel.clone())
+            .map_err(|err| format!("cannot install the SIGTERM/SIGINT handlers: {err}"))?;
+        tokio::spawn(on_signal);
+        let result = login::run(
+            &target,
+            LoginPacing::STANDARD,
+            &cancel,
+            &mut std::io::stdout(),
+        )
+        .await;
+        // Ends the signal task.
+        cancel.cancel();
+        Ok::<_, String>(result)
+    });
+    match result {
+        Ok(Ok(_)) => ExitCode::SUCCESS,
+        Ok(Err(err @ login::LoginError::Interrupted)) => {
+            tracing::warn!("{err}");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Ok(Err(err)) if err.is_config_error() => {
+            tracing::error!(error = %err, "cannot run login");
+            ExitCode::from(EXIT_CONFIG_ERROR)
+        }
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "login failed");
+            ExitCode::FAILURE
+        }
+        Err(message) => {
+            tracing::error!(error = %message, "cannot run login");
+            ExitCode::FAILURE
         }
     }
 }
