@@ -23,7 +23,8 @@
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/`, `/healthz`, `/readyz`).
 //! - [`demo`]: a simulated Partner Center for `--demo`.
 //! - [`app`]: wires the pieces together and runs them.
-//! - [`upstream_text`]: upstream messages made fit for one log line.
+//! - [`upstream`]: upstream answers read within a size limit, their text
+//!   made fit for one log line.
 //! - [`build_info`]: version, revision and compiler of this build.
 
 #![forbid(unsafe_code)]
@@ -43,4 +44,4 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod state;
 pub mod telemetry;
-pub mod upstream_text;
+pub mod upstream;

@@ -37,15 +37,8 @@ fn main() -> ExitCode {
         }
     };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = build_runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(run(cli, config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -56,6 +49,17 @@ fn main() -> ExitCode {
         Err(err) => {
             tracing::error!(error = %err, "exporter failed");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The async runtime, with timers and I/O; `None` after logging why it cannot start.
+fn build_runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    match builder.enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            None
         }
     }
 }
@@ -100,15 +104,8 @@ fn run_login(cli: &Cli) -> ExitCode {
         tracing::warn!("{warning}");
     }
     // One thread is plenty for one sign-in.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = build_runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     let result = runtime.block_on(async {
         let cancel = CancellationToken::new();

@@ -334,10 +334,18 @@ impl AppUserAuthenticator {
     async fn adopt_newer_refresh_token(&self, state: &mut TokenState) {
         if let Some(store) = self.store.clone() {
             let settings = self.settings.clone();
-            let stored = tokio::task::spawn_blocking(move || load_stored(&store, &settings))
-                .await
-                .ok()
-                .flatten();
+            // Problems with the state file were logged at startup and, for
+            // writes, at every rotation; here they would only repeat.
+            let stored = tokio::task::spawn_blocking(move || {
+                store
+                    .load()
+                    .ok()
+                    .flatten()
+                    .filter(|stored| stored.client_id.eq_ignore_ascii_case(&settings.client_id))
+            })
+            .await
+            .ok()
+            .flatten();
             if let Some(stored) = stored
                 && stored.obtained_at > state.refresh.obtained_at
                 && stored.refresh_token != state.refresh.token

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::config::{RefreshTokenSettings, TokenEndpointVersion};
 use crate::secret::Secret;
+use crate::upstream::{BodyError, read_body_capped};
 
 /// The grant type of RFC 8628 device-code token requests.
 pub const DEVICE_CODE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -467,7 +468,7 @@ impl EntraClient {
         form: &[(&str, String)],
         secrets: &[&Secret],
     ) -> Result<Vec<u8>, EntraError> {
-        let mut response = self
+        let response = self
             .http
             .post(url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
@@ -476,19 +477,14 @@ impl EntraClient {
             .await
             .map_err(|err| self.transport_error(&err))?;
         let status = response.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let body = read_body_capped(response, MAX_BODY_BYTES)
             .await
-            .map_err(|err| self.transport_error(&err))?
-        {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(EntraError::Decode(format!(
-                    "the answer is larger than {MAX_BODY_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|err| match err {
+                BodyError::TooLarge => {
+                    EntraError::Decode(format!("the answer is larger than {MAX_BODY_BYTES} bytes"))
+                }
+                BodyError::Transport(err) => self.transport_error(&err),
+            })?;
         if status.is_success() {
             return Ok(body);
         }
@@ -533,7 +529,7 @@ impl EntraClient {
         if err.is_timeout() {
             EntraError::Timeout(self.request_timeout)
         } else {
-            EntraError::Network(crate::upstream_text::error_chain(err))
+            EntraError::Network(crate::upstream::error_chain(err))
         }
     }
 }
@@ -620,7 +616,7 @@ fn sanitize(text: &str, secrets: &[&Secret]) -> String {
             text = text.replace(value, "[redacted]");
         }
     }
-    crate::upstream_text::one_line(&text, MAX_TEXT_CHARS)
+    crate::upstream::one_line(&text, MAX_TEXT_CHARS)
 }
 
 #[cfg(test)]

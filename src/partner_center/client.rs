@@ -13,7 +13,7 @@ use super::model::{DecodeError, LicenseUsage, NextLink, SkippedItem, decode_usag
 use crate::auth::{AuthError, Authenticator};
 use crate::config::PartnerCenterConfig;
 use crate::secret::Secret;
-use crate::upstream_text::error_chain;
+use crate::upstream::{BodyError, error_chain, read_body_capped};
 
 /// Path of the partner-level license usage collection, below the API root.
 pub const LICENSE_USAGE_PATH: &str = "v1/analytics/licenses/usage";
@@ -391,7 +391,7 @@ impl Client {
             })?;
             request = request.header(name, value);
         }
-        let mut response = request
+        let response = request
             .send()
             .await
             .map_err(|err| self.transport_error(&err))?;
@@ -403,29 +403,16 @@ impl Client {
             .and_then(|value| value.to_str().ok())
             .and_then(parse_retry_after);
 
-        if response
-            .content_length()
-            .is_some_and(|length| length > MAX_BODY_BYTES as u64)
-        {
-            return Err(ClientError::BodyTooLarge {
-                limit: MAX_BODY_BYTES,
-                ids,
-            });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|err| self.transport_error(&err))?
-        {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
+        let body = match read_body_capped(response, MAX_BODY_BYTES).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
                 return Err(ClientError::BodyTooLarge {
                     limit: MAX_BODY_BYTES,
                     ids,
                 });
             }
-            body.extend_from_slice(&chunk);
-        }
+            Err(BodyError::Transport(err)) => return Err(self.transport_error(&err)),
+        };
 
         if status.is_success() {
             return Ok((body, ids));
@@ -496,7 +483,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 
 /// Upstream text bound for a log line.
 fn sanitize(text: &str) -> String {
-    crate::upstream_text::one_line(text, MAX_DESCRIPTION_CHARS)
+    crate::upstream::one_line(text, MAX_DESCRIPTION_CHARS)
 }
 
 #[cfg(test)]

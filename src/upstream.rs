@@ -1,5 +1,37 @@
-//! Text that comes from upstream services (error descriptions, error
-//! chains), made fit for one log line.
+//! Answers from upstream services (Partner Center, Entra ID): bodies read
+//! within a size limit, and their text made fit for one log line.
+
+/// Why a body could not be read whole.
+#[derive(Debug)]
+pub enum BodyError {
+    /// It is longer than the limit; reading stopped there.
+    TooLarge,
+    /// The connection failed while reading.
+    Transport(reqwest::Error),
+}
+
+/// Reads `response`'s body, refusing one over `limit` bytes as soon as its
+/// `Content-Length` or the bytes received say so, so a runaway answer
+/// cannot exhaust memory.
+pub async fn read_body_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
 
 /// `text` with control characters replaced by spaces and cut to
 /// `max_chars`, marked with `…` when cut: an upstream message can neither
