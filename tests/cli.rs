@@ -6,15 +6,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Exposition, promtool_check_metrics};
+use common::{ChildGuard, Exposition, promtool_check_metrics, read_all};
 use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
 
 const BIN: &str = env!("CARGO_BIN_EXE_partner-center-exporter");
@@ -46,51 +45,6 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
 // ---------------------------------------------------------------------------
 // Process helpers
 // ---------------------------------------------------------------------------
-
-/// A child process that is stopped and reaped when dropped, so a failing
-/// test leaves nothing running.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            // SIGTERM first, so a demo removes its temporary directory;
-            // SIGKILL if it has not stopped within a few seconds.
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.0.id().to_string()])
-                .status();
-            if self.wait_bounded(Duration::from_secs(5)).is_none() {
-                let _ = self.0.kill();
-            }
-        }
-        let _ = self.0.wait();
-    }
-}
-
-impl ChildGuard {
-    /// Waits up to `limit` for the process to exit; `None` if it is still running.
-    fn wait_bounded(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            // No panic here: this also runs inside `drop`.
-            if let Ok(Some(status)) = self.0.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn read_all(mut reader: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = reader.read_to_end(&mut bytes);
-        bytes
-    })
-}
 
 /// Runs the binary with `args` in `dir` (if given) and waits, within
 /// [`EXIT_LIMIT`], for it to exit by itself.

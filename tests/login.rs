@@ -7,12 +7,15 @@
 //! so a loaded machine cannot make them fail.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{ChildGuard, read_all};
 use partner_center_exporter::auth::login::{
     self, LoginError, LoginOutcome, LoginPacing, LoginTarget,
 };
@@ -706,33 +709,6 @@ fn a_refresh_token_from_the_environment_is_the_seed() {
 // The binary
 // ---------------------------------------------------------------------------
 
-/// A child process that is killed and reaped when dropped.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
-impl ChildGuard {
-    fn wait_bounded(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 /// The binary, deaf to the machine's proxy settings: the fake Entra ID is on 127.0.0.1.
 fn command(args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
@@ -752,14 +728,6 @@ fn command(args: &[&str]) -> Command {
         .env_remove("PARTNER_CENTER_CLIENT_SECRET")
         .env_remove(REFRESH_TOKEN_ENV);
     command
-}
-
-fn read_all(mut reader: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = reader.read_to_end(&mut bytes);
-        bytes
-    })
 }
 
 /// Runs the binary to its exit, within [`EXIT_LIMIT`].

@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use partner_center_exporter::app::{self, AppError};
 use partner_center_exporter::config::{AuthConfig, Config, PartnerCenterConfig, PollConfig};
@@ -503,4 +503,49 @@ pub fn collection(
         body["links"] = serde_json::json!({ "next": next });
     }
     body
+}
+
+/// A child process that is stopped and reaped when dropped, so a failing
+/// test leaves nothing running.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            // SIGTERM first, so a demo removes its temporary directory;
+            // SIGKILL if it has not stopped within a few seconds.
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            if self.wait_bounded(Duration::from_secs(5)).is_none() {
+                let _ = self.0.kill();
+            }
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl ChildGuard {
+    /// Waits up to `limit` for the process to exit; `None` if it is still running.
+    pub fn wait_bounded(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            // No panic here: this also runs inside `drop`.
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+pub fn read_all(mut reader: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = reader.read_to_end(&mut bytes);
+        bytes
+    })
 }
