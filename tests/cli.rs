@@ -13,7 +13,7 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{ChildGuard, Exposition, promtool_check_metrics, read_all};
+use common::{ChildGuard, Exposition, describe, promtool_check_metrics, read_all, text};
 use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
 
 const BIN: &str = env!("CARGO_BIN_EXE_partner-center-exporter");
@@ -84,19 +84,6 @@ fn run_in(dir: Option<&Path>, args: &[&str]) -> Output {
 
 fn run(args: &[&str]) -> Output {
     run_in(None, args)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// A long-running exporter process whose standard error is read line by

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{ChildGuard, read_all};
+use common::{ChildGuard, describe, read_all, text};
 use partner_center_exporter::auth::login::{
     self, LoginError, LoginOutcome, LoginPacing, LoginTarget,
 };
@@ -750,19 +750,6 @@ fn run(args: &[&str]) -> Output {
         describe(&output)
     );
     output
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
 }
 
 #[tokio::test]

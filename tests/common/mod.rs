@@ -8,7 +8,7 @@ use std::future::Future;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use partner_center_exporter::app::{self, AppError};
@@ -89,18 +89,8 @@ impl RunningExporter {
         dir: tempfile::TempDir,
         settings: ServerSettings,
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("local addr");
         let token_file = config.auth.bearer_token_file.clone().expect("token file");
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(app::run(config, vec![listener], settings, shutdown.clone()));
-        Self {
-            address,
-            token_file,
-            shutdown,
-            handle: Some(handle),
-            _dir: dir,
-        }
+        Self::spawn(config, token_file, dir, settings).await
     }
 
     /// Starts an exporter with a configuration of any authentication method
@@ -109,16 +99,21 @@ impl RunningExporter {
     /// configuration names are the caller's to keep.
     pub async fn start_with_any_auth(config: Config) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        let token_file = config.auth.bearer_token_file.clone().unwrap_or_default();
+        Self::spawn(config, token_file, dir, test_server_settings()).await
+    }
+
+    /// Runs `app::run` on a fresh 127.0.0.1 listener.
+    async fn spawn(
+        config: Config,
+        token_file: PathBuf,
+        dir: tempfile::TempDir,
+        settings: ServerSettings,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("local addr");
-        let token_file = config.auth.bearer_token_file.clone().unwrap_or_default();
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(app::run(
-            config,
-            vec![listener],
-            test_server_settings(),
-            shutdown.clone(),
-        ));
+        let handle = tokio::spawn(app::run(config, vec![listener], settings, shutdown.clone()));
         Self {
             address,
             token_file,
@@ -548,4 +543,19 @@ pub fn read_all(mut reader: impl Read + Send + 'static) -> std::thread::JoinHand
         let _ = reader.read_to_end(&mut bytes);
         bytes
     })
+}
+
+/// A process's output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("UTF-8 output")
+}
+
+/// A process's exit status and both streams, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
