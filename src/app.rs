@@ -61,7 +61,7 @@ pub async fn run(
     let metrics = ExporterMetrics::new()?;
     let authenticator = Authenticator::from_config(&config, &metrics)?;
     let client = Client::new(&config.partner_center)?;
-    let state = Arc::new(ExporterState::new(metrics));
+    let state = Arc::new(ExporterState::new(metrics, config.poll.max_staleness));
 
     for listener in &listeners {
         if let Ok(address) = listener.local_addr() {

@@ -74,6 +74,23 @@ pub struct PartnerCenterConfig {
     /// collection fails the poll rather than being published truncated.
     #[serde(default = "default_max_pages")]
     pub max_pages: u32,
+    /// Limit for establishing the TCP and TLS connection, within `request_timeout`.
+    #[serde(default = "default_connect_timeout", with = "humantime_duration")]
+    pub connect_timeout: Duration,
+    /// Largest response body accepted, enforced while it streams in, so a
+    /// huge or endless answer fails the poll instead of exhausting memory.
+    #[serde(default = "default_max_body_size", with = "byte_size")]
+    pub max_body_size: u64,
+    /// Further tries of a request after a timeout, a network error, 408,
+    /// 429 or a 5xx answer; 0 turns retrying off.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Wait before the first retry; it doubles for each further one, with jitter.
+    #[serde(default = "default_retry_backoff", with = "humantime_duration")]
+    pub retry_backoff: Duration,
+    /// Longest `Retry-After` obeyed; a longer one is taken as this long.
+    #[serde(default = "default_max_retry_after", with = "humantime_duration")]
+    pub max_retry_after: Duration,
 }
 
 /// The `auth` section as written. Exactly one method must be set; which
@@ -378,6 +395,11 @@ pub struct PollConfig {
     /// Limit for a whole poll: token, every page, decoding.
     #[serde(default = "default_poll_timeout", with = "humantime_duration")]
     pub timeout: Duration,
+    /// After this long without a successful poll, the license series are
+    /// withdrawn from `/metrics` rather than served as if current. Off
+    /// unless set.
+    #[serde(default, with = "optional_humantime_duration")]
+    pub max_staleness: Option<Duration>,
 }
 
 impl Default for PartnerCenterConfig {
@@ -388,6 +410,11 @@ impl Default for PartnerCenterConfig {
             locale: default_locale(),
             request_timeout: default_request_timeout(),
             max_pages: default_max_pages(),
+            connect_timeout: default_connect_timeout(),
+            max_body_size: default_max_body_size(),
+            max_retries: default_max_retries(),
+            retry_backoff: default_retry_backoff(),
+            max_retry_after: default_max_retry_after(),
         }
     }
 }
@@ -397,6 +424,7 @@ impl Default for PollConfig {
         Self {
             interval: default_poll_interval(),
             timeout: default_poll_timeout(),
+            max_staleness: None,
         }
     }
 }
@@ -420,6 +448,31 @@ fn default_request_timeout() -> Duration {
 
 fn default_max_pages() -> u32 {
     100
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// 64 MiB: far above any real answer (a page of this collection is a few
+/// kilobytes), low enough that a runaway body cannot exhaust memory.
+fn default_max_body_size() -> u64 {
+    64 * 1024 * 1024
+}
+
+/// Three retries, as Microsoft's Partner Center SDK does.
+fn default_max_retries() -> u32 {
+    3
+}
+
+/// The SDK's first wait; with doubling, the waits are about 0.5 s, 1 s, 2 s.
+fn default_retry_backoff() -> Duration {
+    Duration::from_millis(500)
+}
+
+/// Partner Center's throttling answers ask for about a minute.
+fn default_max_retry_after() -> Duration {
+    Duration::from_secs(2 * 60)
 }
 
 fn default_poll_interval() -> Duration {
@@ -572,6 +625,28 @@ impl Config {
         if self.poll.timeout.is_zero() {
             return Err(invalid("poll.timeout", "must be longer than 0s".to_owned()));
         }
+        if self.partner_center.connect_timeout.is_zero() {
+            return Err(invalid(
+                "partner_center.connect_timeout",
+                "must be longer than 0s".to_owned(),
+            ));
+        }
+        if self.partner_center.max_body_size < MIN_BODY_SIZE {
+            return Err(invalid(
+                "partner_center.max_body_size",
+                format!("must be at least {MIN_BODY_SIZE} bytes (1KiB)"),
+            ));
+        }
+        if self
+            .poll
+            .max_staleness
+            .is_some_and(|staleness| staleness < self.poll.interval)
+        {
+            return Err(invalid(
+                "poll.max_staleness",
+                "must be at least poll.interval, or every gap between two polls would withdraw the series".to_owned(),
+            ));
+        }
         if self
             .state_dir
             .as_ref()
@@ -714,6 +789,71 @@ fn deserialize_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Url, D:
         .map_err(|err| serde::de::Error::custom(format!("invalid URL {text:?}: {err}")))
 }
 
+/// The smallest `partner_center.max_body_size`: below it even an error
+/// answer would not fit.
+pub const MIN_BODY_SIZE: u64 = 1024;
+
+/// Byte sizes written as Prometheus writes them (`body_size_limit: 64MB`):
+/// a number of bytes, or a number with a unit, B, KB, MB, GB (powers of
+/// 1000) or KiB, MiB, GiB (powers of 1024).
+mod byte_size {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+            Other(serde::de::IgnoredAny),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Number(bytes) => Ok(bytes),
+            Raw::Text(text) => parse(&text).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid size {text:?}; write it like \"64MiB\", \"500KB\" or a number of bytes"
+                ))
+            }),
+            Raw::Other(_) => Err(serde::de::Error::custom(
+                "expected a size like \"64MiB\" or a number of bytes",
+            )),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<u64> {
+        let text = text.trim();
+        let digits_end = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(digits_end);
+        let number: u64 = number.parse().ok()?;
+        let multiplier: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" | "kB" => 1000,
+            "MB" => 1000 * 1000,
+            "GB" => 1000 * 1000 * 1000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => return None,
+        };
+        number.checked_mul(multiplier)
+    }
+}
+
+/// An optional duration: absent or `null` means off.
+mod optional_humantime_duration {
+    use std::time::Duration;
+
+    use serde::Deserializer;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        super::humantime_duration::deserialize(deserializer).map(Some)
+    }
+}
+
 /// Durations written the way Prometheus users write them: `30s`, `15m`, `1h 30m`.
 mod humantime_duration {
     use std::time::Duration;
@@ -786,6 +926,21 @@ mod tests {
         assert_eq!(config.partner_center.max_pages, 100);
         assert_eq!(config.poll.interval, Duration::from_secs(900));
         assert_eq!(config.poll.timeout, Duration::from_secs(120));
+        assert_eq!(config.poll.max_staleness, None);
+        assert_eq!(
+            config.partner_center.connect_timeout,
+            Duration::from_secs(10)
+        );
+        assert_eq!(config.partner_center.max_body_size, 64 * 1024 * 1024);
+        assert_eq!(config.partner_center.max_retries, 3);
+        assert_eq!(
+            config.partner_center.retry_backoff,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            config.partner_center.max_retry_after,
+            Duration::from_secs(120)
+        );
         assert_eq!(
             config.auth.bearer_token_file.as_deref(),
             Some(dir.dir.path().join("token").as_path()),
@@ -814,6 +969,76 @@ mod tests {
         assert_eq!(config.partner_center.max_pages, 7);
         assert_eq!(config.poll.interval, Duration::from_secs(2));
         assert_eq!(config.poll.timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn resilience_settings_are_read() {
+        let dir = TokenDir::new();
+        let config = dir
+            .parse(
+                "partner_center:\n  connect_timeout: 3s\n  max_body_size: 8MiB\n  max_retries: 0\n  retry_backoff: 250ms\n  max_retry_after: 30s\nauth:\n  bearer_token_file: token\npoll:\n  interval: 15m\n  max_staleness: 6h\n",
+            )
+            .expect("valid");
+        assert_eq!(
+            config.partner_center.connect_timeout,
+            Duration::from_secs(3)
+        );
+        assert_eq!(config.partner_center.max_body_size, 8 * 1024 * 1024);
+        assert_eq!(config.partner_center.max_retries, 0);
+        assert_eq!(
+            config.partner_center.retry_backoff,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            config.partner_center.max_retry_after,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            config.poll.max_staleness,
+            Some(Duration::from_secs(6 * 3600))
+        );
+    }
+
+    #[test]
+    fn sizes_take_prometheus_units() {
+        for (text, bytes) in [
+            ("1024", Some(1024)),
+            ("64MiB", Some(64 << 20)),
+            ("64MB", Some(64_000_000)),
+            ("500 KB", Some(500_000)),
+            ("2GiB", Some(2 << 30)),
+            ("12B", Some(12)),
+            ("1.5MiB", None),
+            ("64 mebibytes", None),
+            ("", None),
+            ("-1", None),
+            ("99999999999999999999GiB", None),
+        ] {
+            assert_eq!(byte_size::parse(text), bytes, "{text:?}");
+        }
+        assert!(
+            error_of("partner_center:\n  max_body_size: lots\nauth:\n  bearer_token_file: token\n")
+                .contains("partner_center.max_body_size: invalid size \"lots\"")
+        );
+        assert!(
+            error_of("partner_center:\n  max_body_size: 100\nauth:\n  bearer_token_file: token\n")
+                .contains("partner_center.max_body_size: must be at least 1024 bytes")
+        );
+    }
+
+    #[test]
+    fn max_staleness_shorter_than_the_interval_is_refused() {
+        let message = error_of(
+            "auth:\n  bearer_token_file: token\npoll:\n  interval: 15m\n  max_staleness: 10m\n",
+        );
+        assert!(
+            message.contains("poll.max_staleness: must be at least poll.interval"),
+            "{message}"
+        );
+        assert!(
+            error_of("auth:\n  bearer_token_file: token\npoll:\n  max_staleness: soon\n")
+                .contains("poll.max_staleness: invalid duration")
+        );
     }
 
     fn error_of(yaml: &str) -> String {

@@ -142,6 +142,7 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
         poll: PollConfig {
             interval: DEMO_POLL_INTERVAL,
             timeout: Duration::from_secs(10),
+            ..PollConfig::default()
         },
         // Not created here: the exporter prepares it, as in production.
         state_dir: Some(dir.path().join("state")),
@@ -825,7 +826,12 @@ mod tests {
         assert!(matches!(authenticator, Authenticator::AppUser(_)));
         let client = Client::new(&config.partner_center).expect("client");
         let report = client
-            .fetch_license_usage(&authenticator, uuid::Uuid::new_v4())
+            .fetch_license_usage(
+                &authenticator,
+                uuid::Uuid::new_v4(),
+                tokio::time::Instant::now() + Duration::from_secs(10),
+                &mut Default::default(),
+            )
             .await
             .expect("the simulated Partner Center answers");
         let labels: Vec<(&str, &str, &str)> = report

@@ -19,7 +19,8 @@
 //! - [`snapshot`]: one poll's series, deduplicated and pre-rendered.
 //! - [`metrics`]: every published metric and its exposition rendering.
 //! - [`state`]: what the poller writes and the server reads.
-//! - [`poller`]: the polling loop.
+//! - [`poller`]: the polling loop, stretched while Partner Center throttles.
+//! - [`retry`]: which upstream failures are tried again, and the waits between.
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/`, `/healthz`, `/readyz`).
 //! - [`demo`]: a simulated Partner Center for `--demo`.
 //! - [`app`]: wires the pieces together and runs them.
@@ -38,6 +39,7 @@ pub mod demo;
 pub mod metrics;
 pub mod partner_center;
 pub mod poller;
+pub mod retry;
 pub mod secret;
 pub mod server;
 pub mod shutdown;

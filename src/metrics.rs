@@ -30,6 +30,10 @@ pub const POLL_ERROR_REASONS: [&str; 7] = [
     "paging",
 ];
 
+/// The `reason` label values of `partner_center_request_retries_total`:
+/// what [`crate::partner_center::client::ClientError::retry_reason`] retries.
+pub const RETRY_REASONS: [&str; 4] = ["throttled", "timeout", "network", "http"];
+
 const PRORATED_PERCENT: &str = "partner_center_license_usage_prorated_percent";
 const PRORATED_PERCENT_HELP: &str = "Prorated license usage per workload, service and channel: \
     proratedLicensesUsagePercent exactly as Partner Center reports it.";
@@ -62,6 +66,10 @@ pub struct ExporterMetrics {
     pub poll_duration: Gauge,
     pub poll_errors: IntCounterVec,
     pub items_skipped: IntCounter,
+    /// Requests to Partner Center sent again, by what went wrong.
+    pub request_retries: IntCounterVec,
+    /// The current time between two polls; longer than configured while throttled.
+    pub poll_interval: Gauge,
 }
 
 impl ExporterMetrics {
@@ -91,6 +99,17 @@ impl ExporterMetrics {
             "partner_center_items_skipped_total",
             "License usage items left out because a field was missing or unusable.",
         )?;
+        let request_retries = IntCounterVec::new(
+            Opts::new(
+                "partner_center_request_retries_total",
+                "Requests to Partner Center sent again within a poll, by what went wrong with the previous try.",
+            ),
+            &["reason"],
+        )?;
+        let poll_interval = Gauge::new(
+            "partner_center_poll_interval_seconds",
+            "Time from the start of the last poll to the start of the next: poll.interval, longer while Partner Center throttles.",
+        )?;
         let build_info = IntGauge::with_opts(
             Opts::new(
                 "partner_center_exporter_build_info",
@@ -104,12 +123,17 @@ impl ExporterMetrics {
         for reason in POLL_ERROR_REASONS {
             poll_errors.with_label_values(&[reason]);
         }
+        for reason in RETRY_REASONS {
+            request_retries.with_label_values(&[reason]);
+        }
 
         registry.register(Box::new(up.clone()))?;
         registry.register(Box::new(last_success_timestamp.clone()))?;
         registry.register(Box::new(poll_duration.clone()))?;
         registry.register(Box::new(poll_errors.clone()))?;
         registry.register(Box::new(items_skipped.clone()))?;
+        registry.register(Box::new(request_retries.clone()))?;
+        registry.register(Box::new(poll_interval.clone()))?;
         registry.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -123,6 +147,8 @@ impl ExporterMetrics {
             poll_duration,
             poll_errors,
             items_skipped,
+            request_retries,
+            poll_interval,
         })
     }
 
@@ -296,6 +322,9 @@ partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",se
             "partner_center_items_skipped_total 0",
             "partner_center_poll_errors_total{reason=\"auth\"} 0",
             "partner_center_poll_errors_total{reason=\"paging\"} 0",
+            "partner_center_request_retries_total{reason=\"throttled\"} 0",
+            "partner_center_request_retries_total{reason=\"http\"} 0",
+            "# TYPE partner_center_poll_interval_seconds gauge",
             "# TYPE partner_center_poll_errors_total counter",
             "# TYPE partner_center_last_success_timestamp_seconds gauge",
         ] {

@@ -1,21 +1,36 @@
 //! The background loop that polls Partner Center and publishes each result.
+//!
+//! Polls start every `poll.interval`. After a poll that Partner Center
+//! throttled, the next start is pushed back instead: the interval doubles
+//! for each throttled poll in a row (up to [`MAX_STRETCH`] times) and is at
+//! least what `Retry-After` asked, because the tenant's rate limit is shared
+//! with every other tool of the partner.
 
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
-use tokio::time::MissedTickBehavior;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::auth::Authenticator;
-use crate::partner_center::client::{Client, ClientError, UsageReport};
-use crate::snapshot::Snapshot;
+use crate::partner_center::client::{Client, ClientError, FetchTrace, UsageReport};
+use crate::snapshot::{SeriesKey, Snapshot};
 use crate::state::ExporterState;
 
-/// At most this many skipped items are logged one by one per poll; the rest
-/// are summed up, so a broken answer cannot flood the log.
+/// At most this many skipped items (or out-of-range values) are logged one
+/// by one per poll; the rest are summed up, so a broken answer cannot flood
+/// the log.
 const MAX_SKIPPED_ITEMS_LOGGED: usize = 10;
+
+/// The most a run of throttled polls multiplies `poll.interval` by.
+pub const MAX_STRETCH: u32 = 8;
+
+/// The range a percentage is expected in; values outside are served as
+/// received but logged, once per series.
+const EXPECTED_PERCENT: std::ops::RangeInclusive<f64> = 0.0..=100.0;
 
 /// Why a poll failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +71,13 @@ pub struct Poller {
     state: Arc<ExporterState>,
     interval: Duration,
     timeout: Duration,
+    /// Polls in a row that met throttling; stretches the interval.
+    throttled_polls: u32,
+    /// Series already reported as outside 0–100, so each is logged once
+    /// while it stays there.
+    out_of_range: HashSet<SeriesKey>,
+    /// Whether the withdrawal of stale series has been logged.
+    withdrawal_logged: bool,
 }
 
 impl Poller {
@@ -72,39 +94,85 @@ impl Poller {
             state,
             interval,
             timeout,
+            throttled_polls: 0,
+            out_of_range: HashSet::new(),
+            withdrawal_logged: false,
         }
     }
 
-    /// Polls immediately, then every interval, until `shutdown` is cancelled.
-    /// A failed poll is recorded and the loop goes on.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.interval);
-        // A poll that overran the interval (or a suspended host) skips the
-        // missed starts and waits for the next one on the schedule, instead
-        // of firing them in a burst (Burst) or at once (Delay): the tenant's
-        // rate limit is shared and the data changes daily.
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    /// Polls immediately, then every interval (stretched after throttling),
+    /// until `shutdown` is cancelled. A failed poll is recorded and the loop
+    /// goes on.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut next_start = Instant::now();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = ticker.tick() => {}
+                () = tokio::time::sleep_until(next_start) => {}
             }
-            tokio::select! {
+            let started = Instant::now();
+            let delay = tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = self.poll_once() => {}
-            }
+                (_, delay) = self.poll_and_schedule() => delay,
+            };
+            next_start = next_start_after(started, delay, Instant::now());
         }
         tracing::debug!("poller stopped");
     }
 
+    /// Runs one poll, records its outcome, and returns the time from its
+    /// start to the next poll's.
+    pub async fn poll_and_schedule(&mut self) -> (Result<PollSummary, PollError>, Duration) {
+        let mut trace = FetchTrace::default();
+        let result = self.poll_once(&mut trace).await;
+        let throttled = trace.throttled.or(match &result {
+            Err(PollError::Client(ClientError::Throttled { retry_after, .. })) => {
+                Some(retry_after.unwrap_or(Duration::ZERO))
+            }
+            _ => None,
+        });
+        let delay = self.next_delay(throttled);
+        self.state.record_poll_interval(delay);
+        if delay > self.interval {
+            tracing::warn!(
+                next_poll_in = %humantime::format_duration(delay),
+                throttled_polls = self.throttled_polls,
+                "Partner Center throttled this poll; polling less often until it stops"
+            );
+        }
+        (result, delay)
+    }
+
+    /// `poll.interval`, or after throttling, longer: doubled for each
+    /// throttled poll in a row, up to [`MAX_STRETCH`] times, and at least
+    /// the `Retry-After` asked for (itself capped at the same maximum).
+    fn next_delay(&mut self, throttled: Option<Duration>) -> Duration {
+        let Some(retry_after) = throttled else {
+            self.throttled_polls = 0;
+            return self.interval;
+        };
+        self.throttled_polls = self.throttled_polls.saturating_add(1);
+        let longest = self.interval.saturating_mul(MAX_STRETCH);
+        let doubled = self
+            .interval
+            .saturating_mul(2u32.saturating_pow(self.throttled_polls));
+        doubled.max(retry_after).min(longest)
+    }
+
     /// Runs one poll under the poll timeout and records its outcome.
-    pub async fn poll_once(&self) -> Result<PollSummary, PollError> {
+    /// Retries and throttling along the way are written to `trace`.
+    pub async fn poll_once(&mut self, trace: &mut FetchTrace) -> Result<PollSummary, PollError> {
         let correlation_id = Uuid::new_v4();
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, self.fetch(correlation_id)).await {
-            Ok(result) => result,
+        let deadline = started + self.timeout;
+        let fetch =
+            self.client
+                .fetch_license_usage(&self.authenticator, correlation_id, deadline, trace);
+        let result = match tokio::time::timeout_at(deadline, fetch).await {
+            Ok(result) => result.map_err(PollError::from),
             Err(_) => Err(PollError::Timeout(self.timeout)),
         };
+        self.state.record_retries(&trace.retries);
         let duration = started.elapsed();
         let finished_at = Utc::now();
         match result {
@@ -116,6 +184,7 @@ impl Poller {
                     skipped = summary.skipped,
                     duplicates = summary.duplicates,
                     pages = summary.pages,
+                    retries = trace.retries.len(),
                     duration_seconds = duration.as_secs_f64(),
                     "poll succeeded"
                 );
@@ -135,25 +204,32 @@ impl Poller {
                     ms_correlation_id = ids.correlation_id.as_deref().unwrap_or(""),
                     ms_cv = ids.cv.as_deref().unwrap_or(""),
                     ms_server_id = ids.server_id.as_deref().unwrap_or(""),
+                    retries = trace.retries.len(),
                     duration_seconds = duration.as_secs_f64(),
                     "poll failed; serving the last good values"
                 );
                 self.state
                     .record_failure(err.kind(), err.to_string(), duration, finished_at);
+                if self.state.is_stale(finished_at) && !self.withdrawal_logged {
+                    self.withdrawal_logged = true;
+                    tracing::warn!(
+                        last_success = self
+                            .state
+                            .status()
+                            .last_success_at
+                            .map(|at| at.to_rfc3339())
+                            .unwrap_or_default(),
+                        "no successful poll for longer than poll.max_staleness; \
+                         license usage series are withdrawn until one succeeds"
+                    );
+                }
                 Err(err)
             }
         }
     }
 
-    async fn fetch(&self, correlation_id: Uuid) -> Result<UsageReport, PollError> {
-        Ok(self
-            .client
-            .fetch_license_usage(&self.authenticator, correlation_id)
-            .await?)
-    }
-
     fn publish(
-        &self,
+        &mut self,
         report: UsageReport,
         duration: Duration,
         finished_at: chrono::DateTime<Utc>,
@@ -173,6 +249,7 @@ impl Poller {
             );
         }
         let snapshot = Snapshot::from_items(report.items);
+        self.log_new_out_of_range(&snapshot);
         let summary = PollSummary {
             series: snapshot.series().len(),
             skipped: report.skipped.len(),
@@ -185,8 +262,88 @@ impl Poller {
                 "items repeated a workload, service and channel; the newest processedDateTime was kept"
             );
         }
+        if self.withdrawal_logged {
+            self.withdrawal_logged = false;
+            tracing::info!("a poll succeeded again; license usage series are served again");
+        }
         self.state
             .record_success(snapshot, summary.skipped as u64, duration, finished_at);
         summary
+    }
+
+    /// Logs each series whose percentage has left 0–100 since the last
+    /// poll. It is served as received: the API does not promise the range,
+    /// and hiding it would hide the upstream problem.
+    fn log_new_out_of_range(&mut self, snapshot: &Snapshot) {
+        let now_out: HashSet<&SeriesKey> = snapshot
+            .series()
+            .iter()
+            .filter(|(_, value)| !EXPECTED_PERCENT.contains(&value.prorated_percent))
+            .map(|(key, _)| key)
+            .collect();
+        let mut newly_out = 0usize;
+        for key in &now_out {
+            if self.out_of_range.contains(*key) {
+                continue;
+            }
+            newly_out += 1;
+            if newly_out <= MAX_SKIPPED_ITEMS_LOGGED {
+                let percent = snapshot
+                    .series()
+                    .get(*key)
+                    .map_or(f64::NAN, |value| value.prorated_percent);
+                tracing::warn!(
+                    workload = %key.workload,
+                    service = %key.service,
+                    channel = %key.channel,
+                    percent,
+                    "proratedLicensesUsagePercent is outside 0-100; served as received"
+                );
+            }
+        }
+        if newly_out > MAX_SKIPPED_ITEMS_LOGGED {
+            tracing::warn!(
+                more = newly_out - MAX_SKIPPED_ITEMS_LOGGED,
+                "more series have proratedLicensesUsagePercent outside 0-100"
+            );
+        }
+        self.out_of_range = now_out.into_iter().cloned().collect();
+    }
+}
+
+/// When the next poll starts: `delay` after this one started, or, when
+/// this poll ran past that, the next start on the same schedule (missed
+/// starts are skipped, not made up in a burst).
+fn next_start_after(started: Instant, delay: Duration, now: Instant) -> Instant {
+    let mut next = started + delay;
+    if next <= now && !delay.is_zero() {
+        let behind = now.duration_since(next).as_nanos();
+        let missed = behind / delay.as_nanos() + 1;
+        let missed = u32::try_from(missed).unwrap_or(u32::MAX);
+        next += delay.saturating_mul(missed);
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overrun_poll_skips_to_the_next_start_on_the_schedule() {
+        let started = Instant::now();
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            next_start_after(started, minute, started + Duration::from_secs(5)),
+            started + minute
+        );
+        assert_eq!(
+            next_start_after(started, minute, started + Duration::from_secs(150)),
+            started + 3 * minute
+        );
+        assert_eq!(
+            next_start_after(started, minute, started + minute),
+            started + 2 * minute
+        );
     }
 }

@@ -262,11 +262,16 @@ impl Routes {
             time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_else(|| "never".to_owned())
         };
-        let result = match (&status.last_poll_at, &status.last_error) {
+        let mut result = match (&status.last_poll_at, &status.last_error) {
             (None, _) => "no poll has finished yet".to_owned(),
             (Some(_), None) => format!("succeeded, {} series", status.series),
             (Some(_), Some(error)) => format!("failed: {error}"),
         };
+        if status.withdrawn {
+            result.push_str(
+                " (license usage series withdrawn: no success within poll.max_staleness)",
+            );
+        }
         let path = html_escape(&self.telemetry_path);
         let page = format!(
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>Partner Center Exporter</title></head>\n<body>\n\

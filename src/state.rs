@@ -1,7 +1,9 @@
 //! What the poller has learnt and the web server shows: the current snapshot,
 //! the exporter's metrics and the outcome of the last poll.
 //!
-//! The poller is the only writer; the server only reads.
+//! The poller is the only writer; the server only reads. With
+//! `poll.max_staleness` set, license series older than that are withheld at
+//! scrape time, so they vanish on time even when no poll finishes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,9 @@ pub struct PollStatus {
     pub last_success_at: Option<DateTime<Utc>>,
     /// Series in the snapshot being served.
     pub series: usize,
+    /// True when the series are withheld because no poll has succeeded
+    /// for longer than `poll.max_staleness`.
+    pub withdrawn: bool,
 }
 
 /// What one poll outcome publishes, swapped in as a whole so that the
@@ -39,14 +44,38 @@ struct Published {
 pub struct ExporterState {
     metrics: ExporterMetrics,
     published: ArcSwap<Published>,
+    /// `poll.max_staleness`: how old the last success may be before its
+    /// series stop being served.
+    max_staleness: Option<Duration>,
 }
 
 impl ExporterState {
-    pub fn new(metrics: ExporterMetrics) -> Self {
+    pub fn new(metrics: ExporterMetrics, max_staleness: Option<Duration>) -> Self {
         Self {
             metrics,
             published: ArcSwap::from_pointee(Published::default()),
+            max_staleness,
         }
+    }
+
+    /// Counts requests that were sent again, one `reason` per retry.
+    pub fn record_retries(&self, reasons: &[&'static str]) {
+        for reason in reasons {
+            self.metrics
+                .request_retries
+                .with_label_values(&[reason])
+                .inc();
+        }
+    }
+
+    /// Publishes the time until the next poll starts.
+    pub fn record_poll_interval(&self, interval: Duration) {
+        self.metrics.poll_interval.set(interval.as_secs_f64());
+    }
+
+    /// Whether, at `now`, the last success is older than `poll.max_staleness`.
+    pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
+        is_stale(&self.published.load(), self.max_staleness, now)
     }
 
     /// Publishes a successful poll: its snapshot replaces the previous one whole.
@@ -95,7 +124,11 @@ impl ExporterState {
     /// The full `/metrics` body.
     pub fn render_metrics(&self) -> Vec<u8> {
         let published = self.published.load();
-        self.metrics.render(published.snapshot.exposition())
+        if is_stale(&published, self.max_staleness, Utc::now()) {
+            self.metrics.render("")
+        } else {
+            self.metrics.render(published.snapshot.exposition())
+        }
     }
 
     /// True once a poll has succeeded: from then on there is data to serve.
@@ -111,7 +144,17 @@ impl ExporterState {
             last_error: published.last_error.clone(),
             last_success_at: published.last_success_at,
             series: published.snapshot.series().len(),
+            withdrawn: is_stale(&published, self.max_staleness, Utc::now()),
         }
+    }
+}
+
+/// Whether `published` holds series older than `max_staleness` at `now`.
+/// Before the first success there is nothing to withdraw.
+fn is_stale(published: &Published, max_staleness: Option<Duration>, now: DateTime<Utc>) -> bool {
+    match (max_staleness, published.last_success_at) {
+        (Some(limit), Some(success)) => (now - success).to_std().is_ok_and(|age| age > limit),
+        _ => false,
     }
 }
 
@@ -136,7 +179,7 @@ mod tests {
 
     #[test]
     fn failure_keeps_last_snapshot_and_sets_up_to_zero() {
-        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"));
+        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None);
         assert!(!state.is_ready());
         state.record_success(
             snapshot_of(&["Exchange"]),
@@ -177,7 +220,7 @@ mod tests {
 
     #[test]
     fn new_snapshot_replaces_the_old_one_whole() {
-        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"));
+        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None);
         state.record_success(
             snapshot_of(&["Exchange", "SharePoint"]),
             0,
@@ -191,5 +234,40 @@ mod tests {
             !text.contains("SharePoint"),
             "vanished series must vanish: {text}"
         );
+    }
+
+    #[test]
+    fn series_older_than_max_staleness_are_withdrawn_but_health_stays() {
+        let state = ExporterState::new(
+            ExporterMetrics::new().expect("metrics"),
+            Some(Duration::from_secs(3600)),
+        );
+        let two_hours_ago = Utc::now() - chrono::Duration::hours(2);
+        state.record_success(snapshot_of(&["Exchange"]), 0, Duration::ZERO, two_hours_ago);
+        state.record_failure("http", "HTTP 500".to_owned(), Duration::ZERO, Utc::now());
+        assert!(state.is_stale(Utc::now()));
+        assert!(!state.is_stale(two_hours_ago + chrono::Duration::minutes(30)));
+        let text = body(&state);
+        assert!(!text.contains("workload=\"Exchange\""), "{text}");
+        assert!(text.contains("partner_center_up 0"), "{text}");
+        let expected = format!(
+            "partner_center_last_success_timestamp_seconds {}",
+            two_hours_ago.timestamp_millis() as f64 / 1000.0
+        );
+        assert!(text.contains(&expected), "{text}");
+        assert!(state.status().withdrawn);
+
+        state.record_success(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        assert!(body(&state).contains("workload=\"Exchange\""));
+        assert!(!state.status().withdrawn);
+    }
+
+    #[test]
+    fn without_max_staleness_old_series_stay() {
+        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None);
+        let long_ago = Utc::now() - chrono::Duration::days(30);
+        state.record_success(snapshot_of(&["Exchange"]), 0, Duration::ZERO, long_ago);
+        assert!(!state.is_stale(Utc::now()));
+        assert!(body(&state).contains("workload=\"Exchange\""));
     }
 }

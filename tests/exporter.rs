@@ -407,24 +407,24 @@ async fn a_slow_upstream_times_out() {
 
 #[tokio::test]
 async fn a_vanished_series_disappears() {
-    let upstream = common::upstream_answering_first_then(
-        ResponseTemplate::new(200).set_body_string(FIXTURE),
-        ResponseTemplate::new(200).set_body_json(collection(
-            vec![item(
-                "SharePoint",
-                "o365",
-                "reseller",
-                7.0,
-                "2017-03-11T00:00:00+00:00",
-            )],
-            None,
-        )),
-    )
-    .await;
-    let exporter = RunningExporter::start(&upstream.uri(), FAST).await;
+    use common::scripted_upstream::{ScriptedUpstream, Step};
+    let upstream = ScriptedUpstream::start(vec![], Step::json(200, FIXTURE)).await;
+    let exporter = RunningExporter::start(&upstream.base_url, FAST).await;
     exporter
         .scrape_until(WAIT, |m| m.family(PERCENT).len() == 5)
         .await;
+    // Switched only now, so the five series are seen first however slow the machine.
+    let one_series = collection(
+        vec![item(
+            "SharePoint",
+            "o365",
+            "reseller",
+            7.0,
+            "2017-03-11T00:00:00+00:00",
+        )],
+        None,
+    );
+    upstream.replace(vec![], Step::json(200, &one_series.to_string()));
     let metrics = exporter
         .scrape_until(WAIT, |m| m.family(PERCENT).len() == 1)
         .await;
@@ -497,7 +497,7 @@ async fn readiness_waits_for_the_first_successful_poll() {
         .and(path(USAGE_PATH))
         .respond_with(
             ResponseTemplate::new(200)
-                .set_body_string(FIXTURE)
+                .set_body_raw(FIXTURE, "application/json")
                 .set_delay(Duration::from_millis(1500)),
         )
         .mount(&upstream)

@@ -4,46 +4,17 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{RunningExporter, TEST_TOKEN, collection, item};
-use tracing_subscriber::layer::SubscriberExt;
+use common::{CapturedLogs, RunningExporter, TEST_TOKEN, collection, item};
 use wiremock::ResponseTemplate;
-
-/// Log output collected in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 // The default current-thread runtime keeps every task on this thread, so
 // the thread-local subscriber below sees the poller's events.
 #[tokio::test]
 async fn failures_and_skipped_items_are_logged_without_the_token() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::registry().with(
-        tracing_logfmt::builder()
-            .layer()
-            .with_writer(move || writer.clone()),
-    );
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = CapturedLogs::default();
+    let _guard = captured.install();
 
     let mut unusable = item("Broken", "o365", "reseller", 0.0, "2024-05-01T00:00:00Z");
     unusable["proratedLicensesUsagePercent"] = serde_json::json!(null);

@@ -8,6 +8,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::config::{RefreshTokenSettings, TokenEndpointVersion};
+use crate::retry::RetryPolicy;
 use crate::secret::Secret;
 use crate::upstream::{BodyError, read_body_capped};
 
@@ -25,6 +26,16 @@ const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// How long to wait for a TCP and TLS connection to Entra ID.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Refresh-token redemption is retried briefly after a transient failure
+/// (timeout, network error, 408, 429, 5xx): a poll should not fail because
+/// Entra ID hiccupped once. The poll's own timeout still bounds it all.
+const TOKEN_RETRY: RetryPolicy = RetryPolicy {
+    max_retries: 2,
+    initial_backoff: Duration::from_secs(1),
+    max_backoff: Duration::from_secs(4),
+    max_retry_after: Duration::from_secs(10),
+};
 
 /// A client for one tenant's Entra ID endpoints.
 #[derive(Debug, Clone)]
@@ -273,6 +284,22 @@ impl EntraError {
         }
     }
 
+    /// Whether the same request may well succeed a moment later: timeouts,
+    /// network errors, and 408, 429 or 5xx answers (Entra ID's
+    /// `temporarily_unavailable` among them).
+    pub fn is_transient(&self) -> bool {
+        let transient_status = |status: u16| matches!(status, 408 | 429 | 500..=599);
+        match self {
+            Self::Timeout(_) | Self::Network(_) => true,
+            Self::Status { status, .. } => transient_status(*status),
+            Self::Rejected(rejection) => {
+                transient_status(rejection.http_status)
+                    || rejection.error == "temporarily_unavailable"
+            }
+            Self::Decode(_) | Self::Setup(_) => false,
+        }
+    }
+
     /// The problem Entra ID named, if it answered with an OAuth error.
     pub fn problem(&self) -> Option<Problem> {
         match self {
@@ -393,8 +420,38 @@ impl EntraClient {
     }
 
     /// Redeems `refresh_token` for an access token (and, usually, a new
-    /// refresh token).
+    /// refresh token), trying again after a transient failure.
     pub async fn redeem_refresh_token(
+        &self,
+        refresh_token: &Secret,
+        client_secret: &Secret,
+    ) -> Result<TokenGrant, EntraError> {
+        let mut retry = 0;
+        loop {
+            let error = match self
+                .redeem_refresh_token_once(refresh_token, client_secret)
+                .await
+            {
+                Ok(grant) => return Ok(grant),
+                Err(error) if error.is_transient() => error,
+                Err(error) => return Err(error),
+            };
+            retry += 1;
+            let deadline = tokio::time::Instant::now() + TOKEN_RETRY.max_retry_after * 2;
+            let Some(wait) = TOKEN_RETRY.wait_before(retry, None, deadline) else {
+                return Err(error);
+            };
+            tracing::warn!(
+                error = %error,
+                retry,
+                wait_seconds = wait.duration().as_secs_f64(),
+                "token request to Entra ID failed; retrying"
+            );
+            tokio::time::sleep(wait.duration()).await;
+        }
+    }
+
+    async fn redeem_refresh_token_once(
         &self,
         refresh_token: &Secret,
         client_secret: &Secret,

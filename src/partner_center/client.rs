@@ -1,32 +1,36 @@
 //! The HTTP client for `GET /v1/analytics/licenses/usage`: headers, paging
-//! through `links.next`, body limits and typed errors.
+//! through `links.next`, retries, body limits and typed errors.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use reqwest::{StatusCode, Url};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::model::{DecodeError, LicenseUsage, NextLink, SkippedItem, decode_usage_page};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::PartnerCenterConfig;
+use crate::retry::{RetryPolicy, Wait};
 use crate::secret::Secret;
 use crate::upstream::{BodyError, error_chain, read_body_capped};
 
 /// Path of the partner-level license usage collection, below the API root.
 pub const LICENSE_USAGE_PATH: &str = "v1/analytics/licenses/usage";
 
-/// Largest response body accepted; far above any real answer, low enough
-/// that a runaway body cannot exhaust memory.
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-
 /// Longest upstream error description kept; the rest is cut.
 const MAX_DESCRIPTION_CHARS: usize = 512;
 
-/// How long to wait for a TCP and TLS connection before giving up.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most redirects followed for one request. Partner Center does not
+/// redirect; a proxy or a sovereign-cloud front door might, once or twice.
+const MAX_REDIRECTS: usize = 5;
+
+/// No computed backoff between retries waits longer than this.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// `links.next.headers` may only set Partner Center's own `MS-` headers
 /// (in practice `MS-ContinuationToken`), never these, which the client owns.
@@ -48,6 +52,10 @@ pub struct Client {
     request_timeout: Duration,
     /// Reported when connecting runs out of time.
     connect_timeout: Duration,
+    /// Largest body read; a longer one fails the request.
+    max_body_size: usize,
+    /// Which failures are tried again and how long to wait in between.
+    retry: RetryPolicy,
 }
 
 /// Everything one poll fetched, across all pages.
@@ -59,6 +67,18 @@ pub struct UsageReport {
     pub skipped: Vec<(u32, SkippedItem)>,
     /// Pages requested.
     pub pages: u32,
+}
+
+/// What happened on the way through one fetch, whether it succeeded or
+/// not: the poller counts the retries and slows down after throttling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchTrace {
+    /// One entry per retry, naming what was retried (`throttled`,
+    /// `timeout`, `network`, `http`).
+    pub retries: Vec<&'static str>,
+    /// Set when Partner Center answered 429 at least once: the longest
+    /// `Retry-After` it gave, or zero when it gave none.
+    pub throttled: Option<Duration>,
 }
 
 /// The identifiers Partner Center puts on its answers; Microsoft support asks for them.
@@ -169,8 +189,16 @@ pub enum ClientError {
         source: DecodeError,
         ids: Box<ResponseIds>,
     },
-    #[error("response from Partner Center is larger than {limit} bytes")]
+    #[error(
+        "response from Partner Center is larger than {limit} bytes (partner_center.max_body_size)"
+    )]
     BodyTooLarge { limit: usize, ids: Box<ResponseIds> },
+    /// A 2xx answer that is not JSON, such as a proxy's HTML page.
+    #[error("response from Partner Center is {content_type}, not JSON")]
+    NotJson {
+        content_type: String,
+        ids: Box<ResponseIds>,
+    },
     #[error("cannot page through the collection: {0}")]
     Paging(String),
     #[error("cannot set up the HTTP client: {0}")]
@@ -186,8 +214,25 @@ impl ClientError {
             Self::Status { .. } => "http",
             Self::Timeout(_) => "timeout",
             Self::Network(_) | Self::Setup(_) => "network",
-            Self::Decode { .. } | Self::BodyTooLarge { .. } => "decode",
+            Self::Decode { .. } | Self::BodyTooLarge { .. } | Self::NotJson { .. } => "decode",
             Self::Paging(_) => "paging",
+        }
+    }
+
+    /// What to call this failure in `partner_center_request_retries_total`
+    /// when it is worth another try: timeouts, network errors, 408, 429,
+    /// 500, 502, 503 and 504. Everything else would fail the same way again.
+    pub fn retry_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Timeout(_) => Some("timeout"),
+            Self::Network(_) => Some("network"),
+            Self::Throttled { .. } => Some("throttled"),
+            Self::Status { status, .. }
+                if matches!(status.as_u16(), 408 | 500 | 502 | 503 | 504) =>
+            {
+                Some("http")
+            }
+            _ => None,
         }
     }
 
@@ -198,7 +243,8 @@ impl ClientError {
             | Self::Throttled { ids, .. }
             | Self::Status { ids, .. }
             | Self::Decode { ids, .. }
-            | Self::BodyTooLarge { ids, .. } => Some(ids.as_ref()),
+            | Self::BodyTooLarge { ids, .. }
+            | Self::NotJson { ids, .. } => Some(ids.as_ref()),
             _ => None,
         }
     }
@@ -207,7 +253,7 @@ impl ClientError {
 impl Client {
     /// Builds a client from the `partner_center` section.
     pub fn new(config: &PartnerCenterConfig) -> Result<Self, ClientError> {
-        let connect_timeout = CONNECT_TIMEOUT.min(config.request_timeout);
+        let connect_timeout = config.connect_timeout.min(config.request_timeout);
         let http = reqwest::Client::builder()
             .user_agent(concat!(
                 "partner-center-exporter/",
@@ -215,8 +261,11 @@ impl Client {
             ))
             .connect_timeout(connect_timeout)
             .timeout(config.request_timeout)
-            // reqwest drops Authorization when a redirect leaves the host.
-            .redirect(reqwest::redirect::Policy::limited(5))
+            // reqwest drops Authorization when a redirect leaves the host
+            // (or port); tests/resilience.rs checks that it does.
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            // Certificates are always verified (reqwest's default); there is
+            // deliberately no setting to turn that off.
             .build()
             .map_err(|err| ClientError::Setup(error_chain(&err)))?;
         let header = |value: &str| {
@@ -237,6 +286,13 @@ impl Client {
             max_pages: config.max_pages,
             request_timeout: config.request_timeout,
             connect_timeout,
+            max_body_size: usize::try_from(config.max_body_size).unwrap_or(usize::MAX),
+            retry: RetryPolicy {
+                max_retries: config.max_retries,
+                initial_backoff: config.retry_backoff,
+                max_backoff: MAX_BACKOFF.max(config.retry_backoff),
+                max_retry_after: config.max_retry_after,
+            },
         })
     }
 
@@ -281,13 +337,16 @@ impl Client {
     }
 
     /// Fetches the whole license usage collection, following `links.next`
-    /// until it ends. Every request carries a fresh `MS-RequestId`; all of
-    /// them carry `correlation_id`. A 401 makes `auth` renew the token and
-    /// the request is sent once more.
+    /// until it ends. All requests carry `correlation_id`; failures worth
+    /// another try are retried until `deadline` (see [`ClientError::retry_reason`]).
+    /// A 401 makes `auth` renew the token and the request is sent once more.
+    /// `trace` records the retries and any throttling, whatever the outcome.
     pub async fn fetch_license_usage(
         &self,
         auth: &Authenticator,
         correlation_id: Uuid,
+        deadline: Instant,
+        trace: &mut FetchTrace,
     ) -> Result<UsageReport, ClientError> {
         let mut report = UsageReport::default();
         let mut url = self.usage_url.clone();
@@ -296,8 +355,13 @@ impl Client {
         loop {
             report.pages += 1;
             let page_number = report.pages;
+            let request = PageRequest {
+                url: url.clone(),
+                correlation_id,
+                extra_headers: &extra_headers,
+            };
             let (body, ids) = self
-                .get_authenticated(url.clone(), auth, correlation_id, &extra_headers)
+                .get_with_retries(&request, auth, deadline, trace)
                 .await?;
             let page = decode_usage_page(&body).map_err(|source| ClientError::Decode {
                 source,
@@ -326,75 +390,144 @@ impl Client {
         }
     }
 
+    /// One page, tried again after failures worth it while retries and time
+    /// are left. The `MS-RequestId` stays the same after a timeout or a
+    /// network error (Partner Center may have received the request and
+    /// recognises the repeat) and is new after any answer.
+    async fn get_with_retries(
+        &self,
+        request: &PageRequest<'_>,
+        auth: &Authenticator,
+        deadline: Instant,
+        trace: &mut FetchTrace,
+    ) -> Result<(Vec<u8>, Box<ResponseIds>), ClientError> {
+        let mut request_id = Uuid::new_v4();
+        let mut retry = 0;
+        loop {
+            let failed = match self.get_authenticated(request, request_id, auth).await {
+                Ok(answer) => return Ok(answer),
+                Err(failed) => failed,
+            };
+            let error = failed.error;
+            if let ClientError::Throttled { retry_after, .. } = &error {
+                let asked = retry_after.unwrap_or(Duration::ZERO);
+                trace.throttled = Some(trace.throttled.map_or(asked, |seen| seen.max(asked)));
+            }
+            let Some(reason) = error.retry_reason() else {
+                return Err(error);
+            };
+            retry += 1;
+            let retry_after = match &error {
+                ClientError::Throttled { retry_after, .. } => *retry_after,
+                _ => None,
+            };
+            let Some(wait) = self.retry.wait_before(retry, retry_after, deadline) else {
+                return Err(error);
+            };
+            let ids = error.response_ids().cloned().unwrap_or_default();
+            let message = match wait {
+                Wait::RetryAfter(_) => {
+                    "Partner Center is throttling; waiting as its Retry-After asks, then retrying"
+                }
+                Wait::Backoff(_) => "Partner Center request failed; retrying",
+            };
+            tracing::warn!(
+                correlation_id = %request.correlation_id,
+                reason,
+                error = %error,
+                retry,
+                wait_seconds = wait.duration().as_secs_f64(),
+                ms_request_id = ids.request_id.as_deref().unwrap_or(""),
+                "{message}"
+            );
+            trace.retries.push(reason);
+            if failed.answered {
+                request_id = Uuid::new_v4();
+            }
+            tokio::time::sleep(wait.duration()).await;
+        }
+    }
+
     /// One GET with a token from `auth`; after a 401, one more with a renewed token.
     async fn get_authenticated(
         &self,
-        url: Url,
+        request: &PageRequest<'_>,
+        request_id: Uuid,
         auth: &Authenticator,
-        correlation_id: Uuid,
-        extra_headers: &[(String, String)],
-    ) -> Result<(Vec<u8>, Box<ResponseIds>), ClientError> {
-        let token = auth.access_token().await?;
-        match self
-            .get(url.clone(), &token, correlation_id, extra_headers)
-            .await
-        {
-            Err(ClientError::Unauthorized {
-                status,
-                detail,
-                ids,
+    ) -> Result<(Vec<u8>, Box<ResponseIds>), Failed> {
+        let token = auth.access_token().await.map_err(Failed::before_sending)?;
+        match self.get(request, request_id, &token).await {
+            Err(Failed {
+                error:
+                    ClientError::Unauthorized {
+                        status,
+                        detail,
+                        ids,
+                    },
+                ..
             }) if status == StatusCode::UNAUTHORIZED => {
                 tracing::info!(
                     detail = %detail.to_string().trim_start_matches(": "),
                     ms_request_id = ids.request_id.as_deref().unwrap_or(""),
                     "Partner Center refused the access token; renewing it and retrying once"
                 );
-                let renewed = auth.renew(&token).await?;
-                self.get(url, &renewed, correlation_id, extra_headers).await
+                let renewed = auth.renew(&token).await.map_err(Failed::before_sending)?;
+                self.get(request, Uuid::new_v4(), &renewed).await
             }
             other => other,
         }
     }
 
-    /// One GET; returns the body of a 2xx answer or the typed error.
+    /// One GET; returns the body of a 2xx JSON answer or the typed error.
     async fn get(
         &self,
-        url: Url,
+        request: &PageRequest<'_>,
+        request_id: Uuid,
         token: &Secret,
-        correlation_id: Uuid,
-        extra_headers: &[(String, String)],
-    ) -> Result<(Vec<u8>, Box<ResponseIds>), ClientError> {
-        let mut request = self
+    ) -> Result<(Vec<u8>, Box<ResponseIds>), Failed> {
+        let mut builder = self
             .http
-            .get(url)
-            .header(AUTHORIZATION, bearer(token)?)
+            .get(request.url.clone())
+            .header(
+                AUTHORIZATION,
+                bearer(token).map_err(Failed::before_sending)?,
+            )
             .header(ACCEPT, "application/json")
-            .header("MS-RequestId", Uuid::new_v4().to_string())
-            .header("MS-CorrelationId", correlation_id.to_string())
+            .header("MS-RequestId", request_id.to_string())
+            .header("MS-CorrelationId", request.correlation_id.to_string())
             .header(
                 "MS-PartnerCenter-Application",
                 self.application_name.clone(),
             )
             .header("X-Locale", self.locale.clone());
-        for (key, value) in extra_headers {
+        for (key, value) in request.extra_headers {
             let lower = key.to_ascii_lowercase();
             if !lower.starts_with("ms-") || CLIENT_OWNED_MS_HEADERS.contains(&lower.as_str()) {
-                return Err(ClientError::Paging(format!(
+                return Err(Failed::before_sending(ClientError::Paging(format!(
                     "links.next asks for header {key:?}, which the exporter does not let Partner Center set"
-                )));
+                ))));
             }
             let name = HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
-                ClientError::Paging(format!("links.next names an invalid header {key:?}"))
+                Failed::before_sending(ClientError::Paging(format!(
+                    "links.next names an invalid header {key:?}"
+                )))
             })?;
             let value = HeaderValue::from_str(value).map_err(|_| {
-                ClientError::Paging(format!("links.next gives header {key:?} an invalid value"))
+                Failed::before_sending(ClientError::Paging(format!(
+                    "links.next gives header {key:?} an invalid value"
+                )))
             })?;
-            request = request.header(name, value);
+            builder = builder.header(name, value);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|err| self.transport_error(&err))?;
+        let response = builder.send().await.map_err(|err| Failed {
+            error: self.transport_error(&err),
+            answered: false,
+        })?;
+        // From here on Partner Center has answered: a retry is a new request.
+        let answered = |error| Failed {
+            error,
+            answered: true,
+        };
         let status = response.status();
         let ids = Box::new(ResponseIds::from_headers(response.headers()));
         let retry_after = response
@@ -402,23 +535,30 @@ impl Client {
             .get(RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(parse_retry_after);
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|value| sanitize(&String::from_utf8_lossy(value.as_bytes())));
 
-        let body = match read_body_capped(response, MAX_BODY_BYTES).await {
+        let body = match read_body_capped(response, self.max_body_size).await {
             Ok(body) => body,
             Err(BodyError::TooLarge) => {
-                return Err(ClientError::BodyTooLarge {
-                    limit: MAX_BODY_BYTES,
+                return Err(answered(ClientError::BodyTooLarge {
+                    limit: self.max_body_size,
                     ids,
-                });
+                }));
             }
-            Err(BodyError::Transport(err)) => return Err(self.transport_error(&err)),
+            Err(BodyError::Transport(err)) => return Err(answered(self.transport_error(&err))),
         };
 
         if status.is_success() {
+            if let Some(content_type) = content_type.filter(|value| !is_json(value)) {
+                return Err(answered(ClientError::NotJson { content_type, ids }));
+            }
             return Ok((body, ids));
         }
         let detail = Box::new(ErrorDetail::from_body(&body));
-        Err(match status {
+        Err(answered(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ClientError::Unauthorized {
                 status,
                 detail,
@@ -434,7 +574,7 @@ impl Client {
                 detail,
                 ids,
             },
-        })
+        }))
     }
 
     fn transport_error(&self, err: &reqwest::Error) -> ClientError {
@@ -446,6 +586,42 @@ impl Client {
             ClientError::Network(error_chain(err))
         }
     }
+}
+
+/// One page's request, as sent on every try.
+struct PageRequest<'a> {
+    url: Url,
+    correlation_id: Uuid,
+    /// Headers `links.next` asked for.
+    extra_headers: &'a [(String, String)],
+}
+
+/// A failed try, and whether Partner Center had answered it (which decides
+/// whether a retry may reuse the `MS-RequestId`).
+struct Failed {
+    error: ClientError,
+    answered: bool,
+}
+
+impl Failed {
+    fn before_sending(error: impl Into<ClientError>) -> Self {
+        Self {
+            error: error.into(),
+            answered: false,
+        }
+    }
+}
+
+/// Whether a `Content-Type` announces JSON: `application/json`,
+/// `text/json`, or any `+json` type, whatever the parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
 }
 
 fn bearer(token: &Secret) -> Result<HeaderValue, ClientError> {

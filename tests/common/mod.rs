@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod scripted_upstream;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{Read, Write};
@@ -18,6 +20,49 @@ use reqwest::Url;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// Log lines collected in memory, in logfmt as the exporter writes them.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Collects this thread's log events until the guard is dropped. With
+    /// tokio's default current-thread test runtime every task runs on this
+    /// thread, so the poller's events are collected too.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        use tracing_subscriber::layer::SubscriberExt;
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_logfmt::builder()
+                .layer()
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+
+    /// The first line containing `needle`, or a failure showing all lines.
+    pub fn line_with(&self, needle: &str) -> String {
+        let text = self.text();
+        text.lines()
+            .find(|line| line.contains(needle))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no log line contains {needle:?}:\n{text}"))
+    }
+}
+
+impl Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// The token the test exporters send; fake upstreams check for it.
 pub const TEST_TOKEN: &str = "test-access-token-5f0e";
@@ -56,6 +101,9 @@ pub fn test_config(base_url: &str, interval: Duration) -> (Config, tempfile::Tem
         partner_center: PartnerCenterConfig {
             base_url: Url::parse(base_url).expect("base url"),
             request_timeout: Duration::from_secs(5),
+            // Suites that test retrying turn it on; elsewhere one request
+            // per page keeps the scripted answers in step.
+            max_retries: 0,
             ..PartnerCenterConfig::default()
         },
         auth: AuthConfig {
@@ -65,6 +113,7 @@ pub fn test_config(base_url: &str, interval: Duration) -> (Config, tempfile::Tem
         poll: PollConfig {
             interval,
             timeout: Duration::from_secs(10),
+            ..PollConfig::default()
         },
         state_dir: None,
     };
