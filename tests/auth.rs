@@ -1276,6 +1276,55 @@ async fn an_unknown_client_points_at_client_id() {
     .await;
 }
 
+#[tokio::test]
+async fn a_transient_entra_failure_is_retried_and_a_refusal_is_not() {
+    let entra = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(V1_TOKEN_PATH))
+        .respond_with(entra_error(
+            503,
+            "temporarily_unavailable",
+            50_196,
+            "The server is temporarily unavailable.",
+            "trace-503",
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&entra)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(V1_TOKEN_PATH))
+        .respond_with(grant("at-after-retry", Some("rt-2"), &json!(3600)))
+        .with_priority(2)
+        .mount(&entra)
+        .await;
+    let site = Site::new(CLIENT_SECRET, Some("rt-configured"));
+    let (auth, _metrics) = authenticator(&site, &entra);
+    let token = auth.access_token().await.expect("a token after one retry");
+    assert_eq!(token.expose(), "at-after-retry");
+    assert_eq!(token_requests(&entra).await.len(), 2);
+
+    let refusing = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(V1_TOKEN_PATH))
+        .respond_with(entra_error(
+            400,
+            "invalid_grant",
+            700_082,
+            "The refresh token has expired due to inactivity.",
+            "trace-400",
+        ))
+        .mount(&refusing)
+        .await;
+    let (auth, _metrics) = authenticator(&site, &refusing);
+    auth.access_token().await.expect_err("refused");
+    assert_eq!(
+        token_requests(&refusing).await.len(),
+        1,
+        "a refusal would be refused again: no retry"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 6. Concurrent needs share one request
 // ---------------------------------------------------------------------------
