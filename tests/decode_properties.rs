@@ -721,7 +721,7 @@ fn decode_and_serve(body: &[u8]) -> Result<Option<UsagePage>, TestCaseError> {
         page.items.len(),
         snapshot.series().len() + snapshot.duplicates()
     );
-    let state = ExporterState::new(ExporterMetrics::new().expect("metrics"));
+    let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None);
     state.record_success(
         snapshot.clone(),
         page.skipped.len() as u64,

@@ -503,7 +503,16 @@ async fn unusable_items_are_skipped_and_the_rest_is_served() {
         bad[field] = value;
         bad_items.push(bad.to_string());
     }
-    bad_items.extend(["null".to_owned(), "\"text\"".to_owned()]);
+    let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+    bad_items.extend([
+        "null".to_owned(),
+        "\"text\"".to_owned(),
+        // Numbers beyond f64, escapes that are no character, a label
+        // nested thousands of levels deep: unusable, but only this item.
+        r#"{"workloadName": "Huge", "serviceName": "o365", "channel": "reseller", "proratedLicensesUsagePercent": 1e400, "processedDateTime": "2024-05-01"}"#.to_owned(),
+        r#"{"workloadName": "Lone\ud800", "serviceName": "o365", "channel": "reseller", "proratedLicensesUsagePercent": 1, "processedDateTime": "2024-05-01"}"#.to_owned(),
+        format!(r#"{{"workloadName": {deep}, "serviceName": "o365", "channel": "reseller", "proratedLicensesUsagePercent": 1, "processedDateTime": "2024-05-01"}}"#),
+    ]);
     let body = format!("{{\"items\": [{}, {}]}}", good, bad_items.join(", "));
     let upstream = ScriptedUpstream::start(vec![], Step::json(200, &body)).await;
     let (config, dir) = retrying_config(&upstream, 0);

@@ -182,6 +182,9 @@ pub enum ClientError {
     },
     #[error("request to Partner Center timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
+    /// The poll's deadline came before Partner Center answered.
+    #[error("Partner Center did not answer before the poll's deadline (poll.timeout)")]
+    DeadlineReached,
     #[error("cannot reach Partner Center: {0}")]
     Network(String),
     #[error("response from Partner Center is unusable: {source}")]
@@ -212,7 +215,7 @@ impl ClientError {
             Self::Auth(_) | Self::Unauthorized { .. } => "auth",
             Self::Throttled { .. } => "throttled",
             Self::Status { .. } => "http",
-            Self::Timeout(_) => "timeout",
+            Self::Timeout(_) | Self::DeadlineReached => "timeout",
             Self::Network(_) | Self::Setup(_) => "network",
             Self::Decode { .. } | Self::BodyTooLarge { .. } | Self::NotJson { .. } => "decode",
             Self::Paging(_) => "paging",
@@ -403,10 +406,15 @@ impl Client {
     ) -> Result<(Vec<u8>, Box<ResponseIds>), ClientError> {
         let mut request_id = Uuid::new_v4();
         let mut retry = 0;
+        let mut previous: Option<ClientError> = None;
         loop {
-            let failed = match self.get_authenticated(request, request_id, auth).await {
-                Ok(answer) => return Ok(answer),
-                Err(failed) => failed,
+            let attempt = self.get_authenticated(request, request_id, auth);
+            let failed = match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(failed)) => failed,
+                // Time ran out during a retry: the failure that made it
+                // necessary says more than "out of time" would.
+                Err(_) => return Err(previous.unwrap_or(ClientError::DeadlineReached)),
             };
             let error = failed.error;
             if let ClientError::Throttled { retry_after, .. } = &error {
@@ -445,6 +453,7 @@ impl Client {
                 request_id = Uuid::new_v4();
             }
             tokio::time::sleep(wait.duration()).await;
+            previous = Some(error);
         }
     }
 
