@@ -179,6 +179,7 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<(), app::AppError> {
         telemetry_path: cli.telemetry_path,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        max_requests: cli.max_requests,
     };
     app::run(config, listeners, settings, shutdown).await
 }
