@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         }
     };
 
+    raise_open_file_limit();
     let Some(runtime) = build_runtime(tokio::runtime::Builder::new_multi_thread()) else {
         return ExitCode::FAILURE;
     };
@@ -61,6 +62,21 @@ fn build_runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime:
             tracing::error!(error = %err, "cannot start the async runtime");
             None
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, as the Go
+/// runtime does for Go exporters: every connection is a file descriptor,
+/// and the soft limit systemd gives services (1024) is a few hundred idle
+/// clients away from refusing Prometheus. Idle connections are closed after
+/// the header-read timeout; this only makes room for a burst of them.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!(
+            error = %err,
+            "cannot raise the open file limit; many idle connections may exhaust it"
+        ),
     }
 }
 

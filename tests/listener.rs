@@ -470,3 +470,76 @@ async fn no_method_or_body_changes_anything() {
     );
     exporter.stop().await.expect("clean stop");
 }
+
+/// The soft and hard "Max open files" of a running process.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("/proc limits");
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open file limit in:\n{limits}"));
+    let mut values = line["Max open files".len()..].split_whitespace();
+    let soft = values.next().expect("soft limit").to_owned();
+    let hard = values.next().expect("hard limit").to_owned();
+    (soft, hard)
+}
+
+#[test]
+fn the_binary_raises_its_open_file_limit_to_the_hard_limit() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    const LOW: u32 = 256;
+    let (_, hard) = open_file_limits(std::process::id());
+    assert!(
+        hard == "unlimited" || hard.parse::<u64>().expect("hard limit") > u64::from(LOW),
+        "the hard limit ({hard}) leaves nothing to raise"
+    );
+    // The shell lowers the soft limit, as systemd's 1024 would, and then
+    // becomes the exporter.
+    let mut child = common::ChildGuard(
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!("ulimit -S -n {LOW} && exec \"$0\" \"$@\""),
+                env!("CARGO_BIN_EXE_partner-center-exporter"),
+                "--demo",
+                "--web.listen-address=127.0.0.1:0",
+                "--log.level=debug",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the exporter"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + SLOW_WAIT;
+    let mut log = Vec::new();
+    while !log
+        .iter()
+        .any(|line: &String| line.contains("message=listening"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => panic!("the exporter did not start:\n{}", log.join("\n")),
+        }
+    }
+    let (soft, hard) = open_file_limits(child.0.id());
+    assert_eq!(soft, hard, "soft limit raised to the hard limit");
+    assert!(
+        log.iter()
+            .any(|line| line.contains("open file limit") && line.contains(&format!("limit={hard}"))),
+        "the new limit is logged:\n{}",
+        log.join("\n")
+    );
+}
