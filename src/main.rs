@@ -11,7 +11,8 @@ use partner_center_exporter::auth::login::{self, LoginPacing, LoginTarget};
 use partner_center_exporter::cli::{Cli, Command, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
 use partner_center_exporter::config::Config;
 use partner_center_exporter::server::{
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, ServerSettings,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_STALL_TIMEOUT,
+    ServerSettings,
 };
 use partner_center_exporter::{app, build_info, demo, shutdown, telemetry};
 
@@ -196,6 +197,7 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<(), app::AppError> {
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         max_requests: cli.max_requests,
+        write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
     };
     app::run(config, listeners, settings, shutdown).await
 }

@@ -4,7 +4,8 @@
 //! Partner Center or changes state.
 
 use std::convert::Infallible;
-use std::io::Write;
+use std::future::Future;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use hyper::server::conn::http1;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -33,6 +35,9 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long open connections get to finish after a stop signal.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a client may take none of a response before it is dropped.
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many scrapes may be in flight at once unless `--web.max-requests`
 /// says otherwise: node_exporter's default.
@@ -68,6 +73,9 @@ pub struct ServerSettings {
     /// How many requests to the telemetry path may be in flight at once;
     /// more are answered `503`. 0 means no limit.
     pub max_requests: usize,
+    /// How long a connection may accept none of a response that is being
+    /// sent before it is closed.
+    pub write_stall_timeout: Duration,
 }
 
 /// Why a listen address could not be used.
@@ -169,6 +177,7 @@ pub async fn serve(
                 None => break,
             },
         };
+        let stream = StallGuard::new(stream, settings.write_stall_timeout);
         serve_connection(stream, peer, &builder, &routes, &graceful);
     }
     accept_loops.shutdown().await;
@@ -206,7 +215,7 @@ async fn accept_loop(listener: TcpListener, accepted: mpsc::Sender<(TcpStream, S
 }
 
 fn serve_connection(
-    stream: TcpStream,
+    stream: StallGuard,
     peer: SocketAddr,
     builder: &http1::Builder,
     routes: &Arc<Routes>,
@@ -225,6 +234,97 @@ fn serve_connection(
     });
 }
 
+/// A connection's socket that fails a write the client has taken none of
+/// for `limit`, which closes the connection.
+///
+/// hyper has no write timeout: without this, a client that sends a request
+/// and never reads the answer would keep its connection, and a scrape its
+/// slot under `--web.max-requests`, for as long as it liked. The limit is on
+/// stalls, not on the whole response, so a slow but reading client is served.
+struct StallGuard {
+    stream: TcpStream,
+    limit: Duration,
+    /// Runs from the first write the socket could not take, until one it can.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallGuard {
+    fn new(stream: TcpStream, limit: Duration) -> Self {
+        Self {
+            stream,
+            limit,
+            stalled: None,
+        }
+    }
+
+    fn guard<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the client took none of the response for {}",
+                    humantime::format_duration(limit)
+                ),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl AsyncRead for StallGuard {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StallGuard {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.guard(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.guard(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_flush(cx);
+        this.guard(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
 /// The request router and the state it reads.
 struct Routes {
     state: Arc<ExporterState>,
@@ -238,8 +338,9 @@ struct Routes {
 ///
 /// A scrape holds its slot until its body has been handed to the socket
 /// (see [`ResponseBody`]), not just until it is rendered: a client that
-/// asks for the metrics and does not read them keeps its slot, which bounds
-/// the memory such clients can tie up to `max_requests` bodies.
+/// asks for the metrics and does not read them keeps its slot until it is
+/// dropped for stalling (see [`StallGuard`]), which bounds the memory such
+/// clients can tie up to `max_requests` bodies.
 struct ScrapeSlots {
     /// `None` when there is no limit.
     slots: Option<Arc<Semaphore>>,

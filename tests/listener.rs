@@ -1,7 +1,8 @@
 //! The web server against careless and hostile clients on 127.0.0.1: the
-//! cap on parallel scrapes, the header-read timeout for slow and idle
-//! connections, the request head size limit, and methods that change
-//! nothing. In each case a normal scrape must still succeed.
+//! cap on parallel scrapes, clients that stop reading, the header-read
+//! timeout for slow and idle connections, the request head size limit,
+//! methods that change nothing, and the raised open file limit. In each
+//! case a normal scrape must still succeed.
 
 mod common;
 
@@ -23,9 +24,10 @@ const ONCE: Duration = Duration::from_secs(3600);
 /// How long tests wait for many clients at once on a busy machine.
 const SLOW_WAIT: Duration = Duration::from_secs(60);
 
-/// How long clients wait to be closed after a header-read timeout of a few
-/// seconds at most: generous, yet short of hyper's own default of 30 s, so
-/// that a server which did not set its timeout fails.
+/// How long clients wait to be closed after a header-read or write-stall
+/// timeout of a few seconds at most: generous, yet short of the 30 s of
+/// hyper's default header-read timeout and of the default stall limit, so
+/// that a server which ignored the test's setting fails.
 const CLOSE_WAIT: Duration = Duration::from_secs(20);
 
 /// Usage items behind a `/metrics` of about 12 MB: far more than loopback
@@ -222,6 +224,77 @@ async fn max_requests_zero_means_no_limit() {
     let (body, _) = scrape_bounded(&exporter).await;
     assert!(body.contains("Workload049999"), "the whole body arrived");
     drop(readers);
+    exporter.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_and_frees_its_slot() {
+    let upstream = upstream_with_items(MANY_ITEMS).await;
+    let exporter = start_ready(
+        &upstream,
+        settings(|s| {
+            s.max_requests = 1;
+            s.write_stall_timeout = Duration::from_secs(1);
+        }),
+    )
+    .await;
+    let (full, _) = scrape_bounded(&exporter).await;
+
+    let (mut stalled, status) = request_without_reading(exporter.address, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK\r\n");
+    // Without a limit on stalls, the one slot would stay taken for as long
+    // as this client keeps its connection open without reading.
+    let metrics = exporter.url("/metrics");
+    wait_for(CLOSE_WAIT, "the stalled scrape's slot to come back", || {
+        let metrics = metrics.clone();
+        async move {
+            let head = common::http().head(&metrics).send().await.expect("HEAD");
+            head.status() == 200
+        }
+    })
+    .await;
+    // The server gave up on it: what is left to read ends before the body.
+    match read_until_closed(&mut stalled, WAIT).await {
+        Ending::Reset => {}
+        Ending::Closed(partial) => assert!(
+            partial.len() < full.len(),
+            "the whole body arrived after all ({} bytes)",
+            partial.len()
+        ),
+    }
+    scrape_bounded(&exporter).await;
+    exporter.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_that_keeps_reading_gets_the_whole_body() {
+    let upstream = upstream_with_items(MANY_ITEMS).await;
+    let stall_limit = Duration::from_secs(2);
+    let exporter = start_ready(&upstream, settings(|s| s.write_stall_timeout = stall_limit)).await;
+    let (full, _) = scrape_bounded(&exporter).await;
+
+    let (mut slow, status) = request_without_reading(exporter.address, "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK\r\n");
+    // A pause far shorter than the limit after every read: the whole body
+    // takes several times the limit to arrive.
+    let started = Instant::now();
+    let mut received = 0;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let ending = loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        match tokio::time::timeout(WAIT, slow.read(&mut chunk)).await {
+            Ok(Ok(0)) => break "closed",
+            Ok(Ok(n)) => received += n,
+            Ok(Err(err)) => panic!("reading after {received} bytes: {err}"),
+            Err(_) => break "stuck",
+        }
+        if received >= full.len() {
+            break "complete";
+        }
+    };
+    let took = started.elapsed();
+    assert_eq!(ending, "complete", "after {received} bytes and {took:?}");
+    eprintln!("a slow reader took {took:?} for {received} bytes");
     exporter.stop().await.expect("clean stop");
 }
 
