@@ -6,6 +6,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::config::DEFAULT_CONFIG_FILE;
+use crate::server::DEFAULT_MAX_REQUESTS;
 
 /// Where the exporter listens unless told otherwise: port 10042 on every
 /// interface. Prometheus' 9100–9999 exporter range is fully allocated, so
@@ -55,6 +56,10 @@ pub struct Cli {
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics", value_parser = parse_telemetry_path)]
     pub telemetry_path: String,
 
+    /// Maximum number of parallel scrape requests. Use 0 to disable.
+    #[arg(long = "web.max-requests", value_name = "N", default_value_t = DEFAULT_MAX_REQUESTS)]
+    pub max_requests: usize,
+
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
     pub log_level: LogLevel,
@@ -90,11 +95,12 @@ pub enum Command {
 
 /// Flags of the exporter itself, meaningless for a subcommand: their clap
 /// ids and how they are written.
-const EXPORTER_ONLY_FLAGS: [(&str, &str); 4] = [
+const EXPORTER_ONLY_FLAGS: [(&str, &str); 5] = [
     ("demo", "--demo"),
     ("config_check", "--config.check"),
     ("listen_addresses", "--web.listen-address"),
     ("telemetry_path", "--web.telemetry-path"),
+    ("max_requests", "--web.max-requests"),
 ];
 
 impl Cli {
@@ -277,6 +283,7 @@ mod tests {
                 "--web.telemetry-path=/m",
                 "login",
             ],
+            &["partner-center-exporter", "login", "--web.max-requests=5"],
             &["partner-center-exporter", "login", "--refresh-token=x"],
             &["partner-center-exporter", "login", "extra"],
         ] {
@@ -291,6 +298,7 @@ mod tests {
         assert_eq!(cli.config_file, PathBuf::from(DEFAULT_CONFIG_FILE));
         assert_eq!(cli.listen_addresses, vec![":10042"]);
         assert_eq!(cli.telemetry_path, "/metrics");
+        assert_eq!(cli.max_requests, 40, "node_exporter's default");
         assert_eq!(cli.log_level, LogLevel::Info);
         assert_eq!(cli.log_format, LogFormat::Logfmt);
         assert!(!cli.demo && !cli.config_check);
@@ -328,6 +336,8 @@ mod tests {
             ],
             ["partner-center-exporter", "--web.listen-address=::1:9000"],
             ["partner-center-exporter", "--web.listen-address=[::1:9000"],
+            ["partner-center-exporter", "--web.max-requests=-1"],
+            ["partner-center-exporter", "--web.max-requests=many"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?} accepted");
         }

@@ -11,7 +11,8 @@ use partner_center_exporter::auth::login::{self, LoginPacing, LoginTarget};
 use partner_center_exporter::cli::{Cli, Command, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
 use partner_center_exporter::config::Config;
 use partner_center_exporter::server::{
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, ServerSettings,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_STALL_TIMEOUT,
+    ServerSettings,
 };
 use partner_center_exporter::{app, build_info, demo, shutdown, telemetry};
 
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         }
     };
 
+    raise_open_file_limit();
     let Some(runtime) = build_runtime(tokio::runtime::Builder::new_multi_thread()) else {
         return ExitCode::FAILURE;
     };
@@ -61,6 +63,21 @@ fn build_runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime:
             tracing::error!(error = %err, "cannot start the async runtime");
             None
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, as the Go
+/// runtime does for Go exporters: every connection is a file descriptor,
+/// and the soft limit systemd gives services (1024) is a few hundred idle
+/// clients away from refusing Prometheus. Idle connections are closed after
+/// the header-read timeout; this only makes room for a burst of them.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!(
+            error = %err,
+            "cannot raise the open file limit; many idle connections may exhaust it"
+        ),
     }
 }
 
@@ -179,6 +196,8 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<(), app::AppError> {
         telemetry_path: cli.telemetry_path,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        max_requests: cli.max_requests,
+        write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
     };
     app::run(config, listeners, settings, shutdown).await
 }

@@ -4,21 +4,25 @@
 //! Partner Center or changes state.
 
 use std::convert::Infallible;
-use std::io::Write;
+use std::future::Future;
+use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -32,8 +36,29 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish after a stop signal.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a client may take none of a response before it is dropped.
+pub const DEFAULT_WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many scrapes may be in flight at once unless `--web.max-requests`
+/// says otherwise: node_exporter's default.
+pub const DEFAULT_MAX_REQUESTS: usize = 40;
+
 /// Bodies smaller than this are sent as they are: gzip would not pay off.
 const MIN_GZIP_BYTES: usize = 1024;
+
+/// The most hyper buffers per connection, in either direction.
+///
+/// Reading, it is the largest request head (request line and headers)
+/// accepted: a longer one is answered `431` and the connection closed.
+/// Prometheus sends well under 1 KiB, a bearer token or a cookie a few
+/// KiB more; 16 KiB is also Node.js' default limit, and it keeps thousands
+/// of half-sent heads to tens of megabytes, where hyper's default (about
+/// 400 KiB) would allow close to a gigabyte.
+///
+/// Writing, it is how much of a response hyper may hold before it waits
+/// for the socket; a scrape keeps its slot until its body is written out,
+/// or, for a body smaller than this, handed to hyper (see [`ResponseBody`]).
+const MAX_BUFFER_BYTES: usize = 16 * 1024;
 
 /// What the server needs besides its listeners and the shared state.
 #[derive(Debug, Clone)]
@@ -45,6 +70,12 @@ pub struct ServerSettings {
     /// How long a client may take, from connecting or from its previous
     /// request, to send a request's headers.
     pub header_read_timeout: Duration,
+    /// How many requests to the telemetry path may be in flight at once;
+    /// more are answered `503`. 0 means no limit.
+    pub max_requests: usize,
+    /// How long a connection may accept none of a response that is being
+    /// sent before it is closed.
+    pub write_stall_timeout: Duration,
 }
 
 /// Why a listen address could not be used.
@@ -115,15 +146,20 @@ pub async fn serve(
     let routes = Arc::new(Routes {
         state,
         telemetry_path: settings.telemetry_path,
+        scrape_slots: ScrapeSlots::new(settings.max_requests),
     });
     // HTTP/1.1 only: it is what scrapers speak over plain TCP, and its
     // header-read timer starts as soon as a connection opens, so a client
     // that connects and sends nothing is closed too. (Protocol sniffing for
     // HTTP/2 prior knowledge would wait for bytes without any limit.)
+    //
+    // The header-read timer also runs between the requests of a keep-alive
+    // connection, so idle connections are closed after the same time.
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout);
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(MAX_BUFFER_BYTES);
 
     // One accept task per listener feeds a single loop that owns the
     // graceful-shutdown tracker, which cannot be shared between tasks.
@@ -141,6 +177,7 @@ pub async fn serve(
                 None => break,
             },
         };
+        let stream = StallGuard::new(stream, settings.write_stall_timeout);
         serve_connection(stream, peer, &builder, &routes, &graceful);
     }
     accept_loops.shutdown().await;
@@ -178,7 +215,7 @@ async fn accept_loop(listener: TcpListener, accepted: mpsc::Sender<(TcpStream, S
 }
 
 fn serve_connection(
-    stream: TcpStream,
+    stream: StallGuard,
     peer: SocketAddr,
     builder: &http1::Builder,
     routes: &Arc<Routes>,
@@ -187,7 +224,7 @@ fn serve_connection(
     let routes = routes.clone();
     let service = hyper::service::service_fn(move |request| {
         let routes = routes.clone();
-        async move { Ok::<_, Infallible>(routes.handle(&request)) }
+        async move { Ok::<_, Infallible>(routes.handle(&request, peer)) }
     });
     let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
     tokio::spawn(async move {
@@ -197,18 +234,150 @@ fn serve_connection(
     });
 }
 
+/// A connection's socket that fails a write the client has taken none of
+/// for `limit`, which closes the connection.
+///
+/// hyper has no write timeout: without this, a client that sends a request
+/// and never reads the answer would keep its connection, and a scrape its
+/// slot under `--web.max-requests`, for as long as it liked. The limit is on
+/// stalls, not on the whole response, so a slow but reading client is served.
+struct StallGuard {
+    stream: TcpStream,
+    limit: Duration,
+    /// Runs from the first write the socket could not take, until one it can.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallGuard {
+    fn new(stream: TcpStream, limit: Duration) -> Self {
+        Self {
+            stream,
+            limit,
+            stalled: None,
+        }
+    }
+
+    fn guard<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the client took none of the response for {}",
+                    humantime::format_duration(limit)
+                ),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl AsyncRead for StallGuard {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StallGuard {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.guard(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.guard(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_flush(cx);
+        this.guard(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
 /// The request router and the state it reads.
 struct Routes {
     state: Arc<ExporterState>,
     telemetry_path: String,
+    scrape_slots: ScrapeSlots,
+}
+
+/// The `--web.max-requests` limit, like promhttp's `MaxRequestsInFlight`,
+/// on the telemetry path only: `/healthz` and the other small pages still
+/// answer while scrapes are refused, so an overload is visible as such.
+///
+/// A scrape holds its slot until its body has been handed to the socket
+/// (see [`ResponseBody`]), not just until it is rendered: a client that
+/// asks for the metrics and does not read them keeps its slot until it is
+/// dropped for stalling (see [`StallGuard`]), which bounds the memory such
+/// clients can tie up to `max_requests` bodies.
+struct ScrapeSlots {
+    /// `None` when there is no limit.
+    slots: Option<Arc<Semaphore>>,
+    limit: usize,
+}
+
+impl ScrapeSlots {
+    fn new(limit: usize) -> Self {
+        // A semaphore holds at most MAX_PERMITS; any limit that high is no
+        // limit in practice.
+        let slots =
+            (limit > 0).then(|| Arc::new(Semaphore::new(limit.min(Semaphore::MAX_PERMITS))));
+        Self { slots, limit }
+    }
+
+    /// `Ok(None)` without a limit, `Ok(Some(slot))` within it, `Err(())`
+    /// when every slot is taken.
+    fn try_take(&self) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        match &self.slots {
+            None => Ok(None),
+            Some(slots) => slots.clone().try_acquire_owned().map(Some).map_err(|_| ()),
+        }
+    }
 }
 
 impl Routes {
-    fn handle(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    fn handle(&self, request: &Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
         let path = request.uri().path();
         let method = request.method();
         let response = if path == self.telemetry_path {
-            allow_get(method).unwrap_or_else(|| self.metrics(request.headers()))
+            allow_get(method).unwrap_or_else(|| match self.scrape_slots.try_take() {
+                Ok(slot) => self.metrics(request.headers(), slot),
+                Err(()) => {
+                    tracing::debug!(%peer, limit = self.scrape_slots.limit, "too many scrapes in flight; answering 503");
+                    too_many_scrapes(self.scrape_slots.limit)
+                }
+            })
         } else {
             match path {
                 "/" => allow_get(method).unwrap_or_else(|| self.landing_page()),
@@ -221,7 +390,11 @@ impl Routes {
         response
     }
 
-    fn metrics(&self, request_headers: &HeaderMap) -> Response<Full<Bytes>> {
+    fn metrics(
+        &self,
+        request_headers: &HeaderMap,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Response<ResponseBody> {
         let body = self.state.render_metrics();
         let mut response = Response::builder()
             .header(header::CONTENT_TYPE, CONTENT_TYPE)
@@ -241,11 +414,11 @@ impl Routes {
             body
         };
         response
-            .body(Full::new(Bytes::from(body)))
+            .body(ResponseBody::holding(Bytes::from(body), slot))
             .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response\n"))
     }
 
-    fn readiness(&self) -> Response<Full<Bytes>> {
+    fn readiness(&self) -> Response<ResponseBody> {
         if self.state.is_ready() {
             text(StatusCode::OK, "ready\n")
         } else {
@@ -256,7 +429,7 @@ impl Routes {
         }
     }
 
-    fn landing_page(&self) -> Response<Full<Bytes>> {
+    fn landing_page(&self) -> Response<ResponseBody> {
         let status = self.state.status();
         let format_time = |time: Option<chrono::DateTime<chrono::Utc>>| {
             time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -291,13 +464,73 @@ impl Routes {
         );
         Response::builder()
             .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-            .body(Full::new(Bytes::from(page)))
+            .body(ResponseBody::new(Bytes::from(page)))
             .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response\n"))
     }
 }
 
+/// A response body that keeps the scrape slot it was given until hyper
+/// has written it out.
+///
+/// hyper drops a body as soon as the body reports its end, which for a
+/// plain `Full<Bytes>` is as soon as its one frame has been taken, before
+/// any of it reaches the socket. While it holds a slot, this body reports
+/// no end after its frame; so hyper, once its write buffer holds more than
+/// [`MAX_BUFFER_BYTES`], flushes it to the socket before it looks at the
+/// body again, finds the response complete, and drops the body and slot.
+pub struct ResponseBody {
+    inner: Full<Bytes>,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl ResponseBody {
+    fn new(data: Bytes) -> Self {
+        Self::holding(data, None)
+    }
+
+    fn holding(data: Bytes, slot: Option<OwnedSemaphorePermit>) -> Self {
+        Self {
+            inner: Full::new(data),
+            slot,
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            this.slot = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.slot.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The answer to a scrape beyond `--web.max-requests`.
+fn too_many_scrapes(limit: usize) -> Response<ResponseBody> {
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("503 too many scrapes in flight (limit {limit}); try again later\n"),
+    )
+}
+
 /// `None` for GET and HEAD; otherwise the 405 answer.
-fn allow_get(method: &Method) -> Option<Response<Full<Bytes>>> {
+fn allow_get(method: &Method) -> Option<Response<ResponseBody>> {
     if method == Method::GET || method == Method::HEAD {
         return None;
     }
@@ -308,8 +541,8 @@ fn allow_get(method: &Method) -> Option<Response<Full<Bytes>>> {
     Some(response)
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -618,7 +618,7 @@ fn starting_with_a_missing_config_file_exits_78() {
 
 #[test]
 fn command_line_mistakes_exit_2() {
-    let cases: [(&[&str], &str); 16] = [
+    let cases: [(&[&str], &str); 18] = [
         (&["--no-such-flag"], "--no-such-flag"),
         (&["--log.level=verbose"], "verbose"),
         (&["--log.format=text"], "text"),
@@ -629,6 +629,7 @@ fn command_line_mistakes_exit_2() {
         (&["--web.listen-address=:abc"], ":abc"),
         (&["--web.listen-address=localhost"], "localhost"),
         (&["--web.listen-address=127.0.0.1:99999"], "127.0.0.1:99999"),
+        (&["--web.max-requests=-1"], "-1"),
         // The exporter's own flags mean nothing to `login`, on either side of it.
         (&["--demo", "login"], "--demo"),
         (&["login", "--demo"], "--demo"),
@@ -641,6 +642,7 @@ fn command_line_mistakes_exit_2() {
             &["login", "--web.telemetry-path=/m"],
             "--web.telemetry-path",
         ),
+        (&["login", "--web.max-requests=5"], "--web.max-requests"),
         // Secrets are never flags.
         (&["login", "--refresh-token=x"], "--refresh-token"),
     ];
@@ -689,6 +691,7 @@ fn help_lists_every_flag() {
         "--config.check",
         "--web.listen-address",
         "--web.telemetry-path",
+        "--web.max-requests",
         "--log.level",
         "--log.format",
         "--demo",
@@ -721,7 +724,12 @@ fn login_help_names_its_flags_and_purpose() {
             "login --help lacks {expected}:\n{stdout}"
         );
     }
-    for exporter_only in ["--demo", "--web.listen-address", "--config.check"] {
+    for exporter_only in [
+        "--demo",
+        "--web.listen-address",
+        "--web.max-requests",
+        "--config.check",
+    ] {
         assert!(
             !stdout.contains(exporter_only),
             "login --help offers {exporter_only}:\n{stdout}"

@@ -89,6 +89,8 @@ pub fn test_server_settings() -> ServerSettings {
         telemetry_path: "/metrics".to_owned(),
         shutdown_grace: Duration::from_secs(5),
         header_read_timeout: partner_center_exporter::server::DEFAULT_HEADER_READ_TIMEOUT,
+        max_requests: partner_center_exporter::server::DEFAULT_MAX_REQUESTS,
+        write_stall_timeout: partner_center_exporter::server::DEFAULT_WRITE_STALL_TIMEOUT,
     }
 }
 
