@@ -641,3 +641,71 @@ async fn a_million_items_are_decoded_and_an_oversized_body_is_refused() {
     let exporter = RunningExporter::start_with(config, dir).await;
     exporter.until_poll_errors("decode", 1.0).await;
 }
+
+/// An HTTPS upstream with a self-signed certificate, served by `openssl
+/// s_server`: the exporter refuses it. There is no setting to skip
+/// certificate verification, so this is the only outcome.
+#[tokio::test]
+async fn an_untrusted_certificate_is_refused() {
+    let Some(openssl) = common::find_tool("openssl") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssl is required in CI (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: openssl is not installed; the TLS verification test did not run");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new(&openssl)
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl req");
+    assert!(made.status.success(), "{}", common::describe(&made));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let server = std::process::Command::new(&openssl)
+        .args(["s_server", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start openssl s_server");
+    let _server = common::ChildGuard(server);
+    common::wait_for(WAIT, "openssl s_server to listen", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+
+    let (config, dir) = common::test_config(
+        &format!("https://127.0.0.1:{port}"),
+        Duration::from_secs(3600),
+    );
+    let exporter = RunningExporter::start_with(config, dir).await;
+    exporter.until_poll_errors("network", 1.0).await;
+    let page = exporter.landing_page().await;
+    assert!(
+        page.to_lowercase().contains("certificate"),
+        "the failure names the certificate:\n{page}"
+    );
+}

@@ -433,7 +433,7 @@ fn parse_sample(line: &str) -> Sample {
 /// Runs `promtool check metrics` on a scrape. Without promtool the check
 /// fails when `CI` is set and is skipped loudly otherwise.
 pub fn promtool_check_metrics(body: &str) {
-    let Some(promtool) = find_promtool() else {
+    let Some(promtool) = find_tool("promtool") else {
         assert!(
             std::env::var_os("CI").is_none(),
             "promtool is required in CI (Debian package `prometheus`) but was not found"
@@ -465,10 +465,11 @@ pub fn promtool_check_metrics(body: &str) {
     );
 }
 
-fn find_promtool() -> Option<PathBuf> {
+/// Where `name` is on the `PATH`, if it is installed.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|dir| dir.join("promtool"))
+            .map(|dir| dir.join(name))
             .find(|candidate| candidate.is_file())
     })
 }
