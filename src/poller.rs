@@ -125,13 +125,7 @@ impl Poller {
     pub async fn poll_and_schedule(&mut self) -> (Result<PollSummary, PollError>, Duration) {
         let mut trace = FetchTrace::default();
         let result = self.poll_once(&mut trace).await;
-        let throttled = trace.throttled.or(match &result {
-            Err(PollError::Client(ClientError::Throttled { retry_after, .. })) => {
-                Some(retry_after.unwrap_or(Duration::ZERO))
-            }
-            _ => None,
-        });
-        let delay = self.next_delay(throttled);
+        let delay = self.next_delay(trace.throttled);
         self.state.record_poll_interval(delay);
         if delay > self.interval {
             tracing::warn!(
