@@ -13,8 +13,7 @@ use wiremock::ResponseTemplate;
 // the thread-local subscriber below sees the poller's events.
 #[tokio::test]
 async fn failures_and_skipped_items_are_logged_without_the_token() {
-    let captured = CapturedLogs::default();
-    let _guard = captured.install();
+    let captured = CapturedLogs::global();
 
     let mut unusable = item("Broken", "o365", "reseller", 0.0, "2024-05-01T00:00:00Z");
     unusable["proratedLicensesUsagePercent"] = serde_json::json!(null);

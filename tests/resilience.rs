@@ -192,8 +192,7 @@ async fn retries_stop_before_the_poll_deadline() {
 
 #[tokio::test]
 async fn throttling_waits_for_retry_after_then_succeeds_and_stretches_the_interval() {
-    let captured = CapturedLogs::default();
-    let _guard = captured.install();
+    let logs = CapturedLogs::global();
     let upstream = ScriptedUpstream::start(
         vec![Step::response(
             429,
@@ -226,13 +225,14 @@ async fn throttling_waits_for_retry_after_then_succeeds_and_stretches_the_interv
         requests[1].header("ms-requestid")
     );
     assert_eq!(retries(&metrics, "throttled"), 1.0);
-    let line = captured.line_with("throttling");
+    let first_request_id = requests[0].header("ms-requestid").expect("MS-RequestId");
+    let line = logs.line_with(&["throttling", first_request_id]);
     assert!(
-        line.contains("level=warn") && line.contains("Retry-After"),
+        line.contains("level=warn") && line.contains("Retry-After") && line.contains("retry=1"),
         "{line}"
     );
-    let line = captured.line_with("polling less often");
-    assert!(line.contains("next_poll_in=2m"), "{line}");
+    // Only this test polls every minute, so only it can be told 2m.
+    logs.line_with(&["level=warn", "polling less often", "next_poll_in=2m"]);
 }
 
 #[tokio::test]
@@ -538,8 +538,7 @@ async fn unusable_items_are_skipped_and_the_rest_is_served() {
 /// once per series, not once per poll.
 #[tokio::test]
 async fn odd_values_and_labels_are_served_as_received_and_logged_once() {
-    let captured = CapturedLogs::default();
-    let _guard = captured.install();
+    let logs = CapturedLogs::global();
     let odd_labels = "Sky\"pe \\ für\nBusiness ☁";
     let body = collection(
         vec![
@@ -583,7 +582,8 @@ async fn odd_values_and_labels_are_served_as_received_and_logged_once() {
         metrics.text
     );
     exporter.stop().await.expect("clean stop");
-    let logs = captured.text();
+    // Only this test sends percentages outside 0-100.
+    let logs = logs.text();
     let warnings: Vec<&str> = logs
         .lines()
         .filter(|line| line.contains("outside 0-100"))

@@ -432,7 +432,6 @@ impl Client {
             let Some(wait) = self.retry.wait_before(retry, retry_after, deadline) else {
                 return Err(error);
             };
-            let ids = error.response_ids().cloned().unwrap_or_default();
             let message = match wait {
                 Wait::RetryAfter(_) => {
                     "Partner Center is throttling; waiting as its Retry-After asks, then retrying"
@@ -445,7 +444,9 @@ impl Client {
                 error = %error,
                 retry,
                 wait_seconds = wait.duration().as_secs_f64(),
-                ms_request_id = ids.request_id.as_deref().unwrap_or(""),
+                // The identifier this try was sent with, which Partner
+                // Center echoes and Microsoft support asks for.
+                ms_request_id = %request_id,
                 "{message}"
             );
             trace.retries.push(reason);

@@ -26,31 +26,45 @@ use tokio_util::sync::CancellationToken;
 pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl CapturedLogs {
-    /// Collects this thread's log events until the guard is dropped. With
-    /// tokio's default current-thread test runtime every task runs on this
-    /// thread, so the poller's events are collected too.
-    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
-        use tracing_subscriber::layer::SubscriberExt;
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_logfmt::builder()
-                .layer()
-                .with_writer(move || writer.clone()),
-        );
-        tracing::subscriber::set_default(subscriber)
+    /// The log of this whole test binary: every thread's events, from the
+    /// first call on. A process-wide subscriber, because tracing caches
+    /// per call site whether anyone listens, and with thread-local ones a
+    /// test running beside another can miss its own events. Tests look for
+    /// lines only they can have caused.
+    pub fn global() -> &'static CapturedLogs {
+        static LOGS: std::sync::OnceLock<CapturedLogs> = std::sync::OnceLock::new();
+        LOGS.get_or_init(|| {
+            use tracing_subscriber::layer::SubscriberExt;
+            let logs = CapturedLogs::default();
+            let writer = logs.clone();
+            let subscriber = tracing_subscriber::registry()
+                .with(
+                    tracing_logfmt::builder()
+                        .layer()
+                        .with_writer(move || writer.clone()),
+                )
+                .with(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("partner_center_exporter", tracing::Level::TRACE),
+                );
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the test binary");
+            logs
+        })
     }
 
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
     }
 
-    /// The first line containing `needle`, or a failure showing all lines.
-    pub fn line_with(&self, needle: &str) -> String {
+    /// The first line containing every one of `needles`, or a failure
+    /// showing all lines.
+    pub fn line_with(&self, needles: &[&str]) -> String {
         let text = self.text();
         text.lines()
-            .find(|line| line.contains(needle))
+            .find(|line| needles.iter().all(|needle| line.contains(needle)))
             .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no log line contains {needle:?}:\n{text}"))
+            .unwrap_or_else(|| panic!("no log line contains all of {needles:?}:\n{text}"))
     }
 }
 
