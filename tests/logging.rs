@@ -9,8 +9,6 @@ use std::time::Duration;
 use common::{CapturedLogs, RunningExporter, TEST_TOKEN, collection, item};
 use wiremock::ResponseTemplate;
 
-// The default current-thread runtime keeps every task on this thread, so
-// the thread-local subscriber below sees the poller's events.
 #[tokio::test]
 async fn failures_and_skipped_items_are_logged_without_the_token() {
     let captured = CapturedLogs::global();
