@@ -20,12 +20,19 @@
 //! rotated refresh token stored in the temporary `state_dir`, and the
 //! Partner Center client and decoder. Access tokens live 50 s, so the
 //! exporter renews them, and rotates the refresh token, every 30 s.
+//!
+//! An [`OutageSwitch`] simulates a Partner Center outage: while it is on,
+//! the license usage endpoint answers `503` (the token endpoint keeps
+//! working), so `partner_center_up`, the poll error counters and the alerts
+//! built on them can be watched going bad and recovering. The binary flips
+//! it on `SIGUSR1` ([`toggle_outage_on_sigusr1`]).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::f64::consts::TAU;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -99,8 +106,72 @@ pub struct Demo {
     /// The exporter configuration for the simulation: Partner Center's base
     /// URL and Entra ID's authority are both where the simulation listens.
     pub config: Config,
+    /// Turns the simulated Partner Center outage on and off.
+    pub outage: OutageSwitch,
     /// Holds the credential files and `state_dir`; removed when the demo ends.
     _dir: DemoDir,
+}
+
+/// Whether the simulated Partner Center is down. Clones share one switch.
+#[derive(Clone, Debug, Default)]
+pub struct OutageSwitch(Arc<AtomicBool>);
+
+impl OutageSwitch {
+    /// Whether license usage requests are answered `503` now.
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Starts the outage if there is none, ends it otherwise, logs which at
+    /// `info` (a person flipped it and wants to see that it took), and
+    /// returns whether an outage is simulated now.
+    pub fn toggle(&self) -> bool {
+        // fetch_xor returns the old value: one atomic step, so two toggles
+        // at once still leave the switch where it started.
+        let on = !self.0.fetch_xor(true, Ordering::AcqRel);
+        if on {
+            tracing::info!(
+                "demo: simulated Partner Center outage started; license usage requests are answered 503 until the next toggle"
+            );
+        } else {
+            tracing::info!(
+                "demo: simulated Partner Center outage ended; license usage requests are answered again"
+            );
+        }
+        on
+    }
+}
+
+/// Installs the `SIGUSR1` handler now and returns the future that toggles
+/// `outage` at every `SIGUSR1` until `shutdown` is cancelled. Installed
+/// before the exporter starts serving, so a signal sent as soon as it
+/// answers toggles the outage rather than killing the process (the default
+/// action of `SIGUSR1`).
+#[cfg(unix)]
+pub fn toggle_outage_on_sigusr1(
+    outage: OutageSwitch,
+    shutdown: CancellationToken,
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut user_defined1 = signal(SignalKind::user_defined1()).map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!("cannot install the SIGUSR1 handler: {err}"),
+        )
+    })?;
+    Ok(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = user_defined1.recv() => {
+                    if received.is_none() {
+                        return;
+                    }
+                    outage.toggle();
+                }
+            }
+        }
+    })
 }
 
 /// Starts the simulated Partner Center and Entra ID on 127.0.0.1 (a free
@@ -118,10 +189,12 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
     let address = listener.local_addr()?;
     let base_url = Url::parse(&format!("http://{address}"))
         .map_err(|err| std::io::Error::other(err.to_string()))?;
+    let outage = OutageSwitch::default();
     let simulation = Arc::new(Simulation::new(
         client_id.clone(),
         client_secret,
         refresh_token,
+        outage.clone(),
     ));
     tokio::spawn(serve(listener, simulation, shutdown));
 
@@ -147,7 +220,11 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
         // Not created here: the exporter prepares it, as in production.
         state_dir: Some(dir.path().join("state")),
     };
-    Ok(Demo { config, _dir: dir })
+    Ok(Demo {
+        config,
+        outage,
+        _dir: dir,
+    })
 }
 
 /// A random credential value: printable ASCII, as Entra ID's are, with 244
@@ -194,6 +271,7 @@ struct Simulation {
     client_id: String,
     client_secret: Secret,
     tokens: Mutex<IssuedTokens>,
+    outage: OutageSwitch,
 }
 
 struct IssuedTokens {
@@ -237,7 +315,12 @@ impl TokenRequest {
 }
 
 impl Simulation {
-    fn new(client_id: String, client_secret: Secret, refresh_token: Secret) -> Self {
+    fn new(
+        client_id: String,
+        client_secret: Secret,
+        refresh_token: Secret,
+        outage: OutageSwitch,
+    ) -> Self {
         Self {
             client_id,
             client_secret,
@@ -245,6 +328,7 @@ impl Simulation {
                 refresh_token,
                 access_tokens: VecDeque::new(),
             }),
+            outage,
         }
     }
 
@@ -280,13 +364,23 @@ impl Simulation {
         }
     }
 
-    /// The license usage endpoint, for holders of an unexpired issued access token.
+    /// The license usage endpoint, for holders of an unexpired issued access
+    /// token, unless an outage is simulated.
     fn partner_center(
         &self,
         request: &Request<Incoming>,
         now: Instant,
         wall_now: SystemTime,
     ) -> Response<Full<Bytes>> {
+        // Checked first, as an outage at Partner Center's front door
+        // answers before anything looks at the request.
+        if self.outage.is_on() {
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"code":503,"description":"Service Unavailable (simulated outage)","source":"demo"}"#
+                    .to_owned(),
+            );
+        }
         if request.method() != Method::GET {
             return json(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -931,6 +1025,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_simulated_outage_answers_503_until_switched_off() {
+        let running = running().await;
+        let config = &running.demo.config;
+        let entra = entra(&settings(config));
+        let secret = file_secret(config.auth.client_secret_file.as_ref());
+        let first = file_secret(config.auth.refresh_token_file.as_ref());
+        let grant = entra
+            .redeem_refresh_token(&first, &secret)
+            .await
+            .expect("the configured refresh token works");
+        assert_eq!(
+            usage_status(config, bearer(&grant.access_token)).await,
+            StatusCode::OK
+        );
+
+        let outage = running.demo.outage.clone();
+        assert!(!outage.is_on(), "no outage at the start");
+        assert!(outage.toggle(), "the first toggle starts an outage");
+        assert!(running.demo.outage.is_on(), "clones share one switch");
+        assert_eq!(
+            usage_status(config, bearer(&grant.access_token)).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            usage_status(config, HeaderValue::from_static("Bearer not-issued")).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the outage answers before the token is looked at"
+        );
+        // Only Partner Center is down: Entra ID still rotates tokens.
+        let renewed = entra
+            .redeem_refresh_token(
+                &grant.refresh_token.expect("a rotated refresh token"),
+                &secret,
+            )
+            .await
+            .expect("Entra ID answers during the outage");
+
+        assert!(!outage.toggle(), "the second toggle ends the outage");
+        assert!(!running.demo.outage.is_on());
+        assert_eq!(
+            usage_status(config, bearer(&renewed.access_token)).await,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
     async fn the_latest_refresh_token_is_stored_in_state_dir() {
         let running = running().await;
         let config = &running.demo.config;
@@ -1121,6 +1261,7 @@ mod tests {
             uuid::Uuid::new_v4().to_string(),
             Secret::new("client-secret"),
             Secret::new("rt-0"),
+            OutageSwitch::default(),
         );
         let now = Instant::now();
         let response =

@@ -184,9 +184,17 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<(), app::AppError> {
             let demo = demo::start(shutdown.clone())
                 .await
                 .map_err(app::AppError::Demo)?;
+            // Before the server starts, so that a SIGUSR1 sent as soon as
+            // the exporter answers finds its handler in place.
+            #[cfg(unix)]
+            tokio::spawn(
+                demo::toggle_outage_on_sigusr1(demo.outage.clone(), shutdown.clone())
+                    .map_err(app::AppError::Demo)?,
+            );
             tracing::info!(
                 url = %demo.config.partner_center.base_url,
-                "demo mode: polling a simulated Partner Center that serves the documented example series"
+                "demo mode: polling a simulated Partner Center that serves the documented example series; \
+                 SIGUSR1 starts or ends a simulated outage"
             );
             (demo.config.clone(), Some(demo))
         }

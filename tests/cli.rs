@@ -38,6 +38,10 @@ const EXIT_LIMIT: Duration = Duration::from_secs(20);
 const LOG_LIMIT: Duration = Duration::from_secs(20);
 /// Longest wait for the demo's first successful poll to show on `/metrics`.
 const SCRAPE_LIMIT: Duration = Duration::from_secs(20);
+/// Longest wait for a demo poll to notice the start or end of a simulated
+/// outage: a poll interval (15 s), the retries of a failing poll (about
+/// 3.5 s), and room for a loaded machine.
+const OUTAGE_LIMIT: Duration = Duration::from_secs(45);
 /// Longest wait for the exit after SIGTERM: above the 10 s connection grace,
 /// so only a real hang fails.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
@@ -292,6 +296,31 @@ async fn scrape_until_up(client: &reqwest::Client, address: SocketAddr) -> Strin
             "partner_center_up never became 1 within {SCRAPE_LIMIT:?}; last scrape:\n{body}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Scrapes `/metrics` until `condition` holds, within `limit`.
+async fn scrape_until(
+    client: &reqwest::Client,
+    address: SocketAddr,
+    limit: Duration,
+    what: &str,
+    condition: impl Fn(&Exposition) -> bool,
+) -> Exposition {
+    let deadline = Instant::now() + limit;
+    loop {
+        let response = get(client, address, "/metrics").await;
+        assert_eq!(response.status(), 200);
+        let metrics = Exposition::parse(&response.text().await.expect("metrics body"));
+        if condition(&metrics) {
+            return metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scrape showed {what} within {limit:?}; last scrape:\n{}",
+            metrics.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -977,6 +1006,58 @@ async fn sigint_stops_the_demo_too() {
             .any(|line| line.contains("shutting down") && line.contains("signal=SIGINT")),
         "{}",
         exporter.log_text()
+    );
+}
+
+#[tokio::test]
+async fn sigusr1_starts_and_ends_a_simulated_outage_in_the_demo() {
+    let mut exporter = Exporter::start(&["--demo", "--web.listen-address=127.0.0.1:0"]);
+    let address = exporter.listening_addresses(1)[0];
+    let client = http_client();
+    scrape_until_up(&client, address).await;
+
+    exporter.signal("-USR1");
+    let started = exporter.wait_for_line("the outage start", LOG_LIMIT, |line| {
+        line.contains("outage started")
+    });
+    assert!(started.contains("level=info"), "{started}");
+    // The next poll, at most a poll interval away, meets 503s, retries them
+    // and fails; the last good values stay served.
+    let during = scrape_until(&client, address, OUTAGE_LIMIT, "partner_center_up 0", |m| {
+        m.value("partner_center_up", &[]) == Some(0.0)
+    })
+    .await;
+    assert!(
+        during
+            .value("partner_center_poll_errors_total", &[("reason", "http")])
+            .is_some_and(|errors| errors >= 1.0),
+        "a 503 fails the poll with reason http:\n{}",
+        during.text
+    );
+    assert!(
+        during
+            .value(
+                "partner_center_request_retries_total",
+                &[("reason", "http")]
+            )
+            .is_some_and(|retries| retries >= 1.0),
+        "503 is retried:\n{}",
+        during.text
+    );
+    assert_eq!(during.family(PERCENT).len(), 5, "{}", during.text);
+
+    exporter.signal("-USR1");
+    let ended = exporter.wait_for_line("the outage end", LOG_LIMIT, |line| {
+        line.contains("outage ended")
+    });
+    assert!(ended.contains("level=info"), "{ended}");
+    scrape_until(&client, address, OUTAGE_LIMIT, "partner_center_up 1", |m| {
+        m.value("partner_center_up", &[]) == Some(1.0)
+    })
+    .await;
+    assert!(
+        matches!(exporter.child.0.try_wait(), Ok(None)),
+        "SIGUSR1 does not stop the demo"
     );
 }
 
