@@ -1,0 +1,1032 @@
+//! The deploy kit against the real servers: Debian's Prometheus scrapes the
+//! exporter binary in `--demo` mode with `deploy/prometheus/prometheus.yml`
+//! and evaluates `deploy/prometheus/alerts.yml`; every PromQL expression of
+//! the Grafana dashboard and of the rules runs against it; and an outage of
+//! the simulated Partner Center (SIGUSR1) makes an exporter-health alert
+//! fire, reach Debian's Alertmanager running
+//! `deploy/alertmanager/alertmanager.yml`, and resolve again.
+//!
+//! The configurations are the shipped files with only what a test has to
+//! change: addresses, 1 s intervals, 2 s `for:` durations, and receivers
+//! pointed at a local webhook. The shipped durations and thresholds are
+//! checked by promtool's unit tests, `deploy/prometheus/alerts_test.yml`.
+//!
+//! Without `prometheus` or `prometheus-alertmanager` on the PATH the test is
+//! skipped with a warning on a developer machine, and fails when `CI` is set.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use serde_yaml_ng::Value as Yaml;
+
+use common::{ChildGuard, find_tool};
+use partner_center_exporter::demo::DEMO_SERIES;
+
+const BIN: &str = env!("CARGO_BIN_EXE_partner-center-exporter");
+const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
+/// The job name the shipped scrape configuration and alerts agree on.
+const JOB: &str = "partner-center-exporter";
+/// The scrape, evaluation and notification interval of the test variants.
+const FAST: &str = "1s";
+/// Every `for:` of the test variant of the rules: short, but still a
+/// pending phase before firing.
+const FAST_FOR: &str = "2s";
+/// The alert the outage must raise.
+const OUTAGE_ALERT: &str = "PartnerCenterPollsFailing";
+/// Where the shipped Alertmanager configuration routes it (severity critical).
+const OUTAGE_RECEIVER: &str = "on-call";
+/// The alert a stopped exporter must raise.
+const DOWN_ALERT: &str = "PartnerCenterExporterDown";
+/// The one rule that may match a healthy demo: the demo's figures swing
+/// between 5 and 95, so some are below the threshold at times.
+const BUSINESS_ALERT: &str = "PartnerCenterLicenseUsageLow";
+
+/// Longest wait for a process to start answering, or for Prometheus to
+/// have scraped a few times.
+const START_LIMIT: Duration = Duration::from_secs(30);
+/// Longest wait for an outage's start or end to show in Prometheus and
+/// Alertmanager: a demo poll interval (15 s), the retries of a failing
+/// poll (about 3.5 s), a few 1 s rounds of scraping, evaluation and
+/// notification, and room for a loaded machine.
+const OUTAGE_LIMIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
+    let Some(tools) = Tools::find() else {
+        return;
+    };
+    let started = Instant::now();
+    let stack = Stack::start(&tools).await;
+    let s = &stack;
+
+    // The series arrive with the exporter's labels, next to job and instance.
+    let up = s
+        .eventually(
+            START_LIMIT,
+            "partner_center_up 1 in Prometheus",
+            || async move {
+                let result = s.query("partner_center_up == 1").await.ok()?;
+                (result.len() == 1).then(|| result[0]["metric"].clone())
+            },
+        )
+        .await;
+    assert_eq!(up["job"], JOB, "{up}");
+    assert_eq!(up["instance"], s.exporter.address.to_string(), "{up}");
+    s.series_have_the_exporters_labels().await;
+
+    // Range functions need a few samples.
+    s.eventually(
+        START_LIMIT,
+        "five samples of partner_center_up",
+        || async move {
+            let result = s
+                .query("count_over_time(partner_center_up[1m]) >= 5")
+                .await
+                .ok()?;
+            (!result.is_empty()).then_some(())
+        },
+    )
+    .await;
+    s.dashboard_queries_return_data().await;
+    s.rule_expressions_parse_and_stay_quiet().await;
+
+    // Outage: the next poll fails, the health alert fires and is routed.
+    s.exporter.signal("-USR1");
+    s.exporter
+        .wait_for_line("the outage start", START_LIMIT, |line| {
+            line.contains("outage started")
+        })
+        .await;
+    let firing = s
+        .eventually(
+            OUTAGE_LIMIT,
+            "the outage alert firing in Prometheus",
+            || s.prometheus_alert(OUTAGE_ALERT, "firing"),
+        )
+        .await;
+    assert_eq!(firing["labels"]["severity"], "critical", "{firing}");
+    assert_eq!(firing["labels"]["job"], JOB, "{firing}");
+    assert_eq!(
+        firing["labels"]["instance"],
+        s.exporter.address.to_string(),
+        "{firing}"
+    );
+    let description = firing["annotations"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        description.contains("by reason: http "),
+        "the description's query template names the failure:\n{firing}"
+    );
+    for (name, text) in firing["annotations"].as_object().expect("annotations") {
+        let text = text.as_str().unwrap_or_default();
+        assert!(
+            !text.is_empty() && !text.contains("error expanding template"),
+            "annotation {name}: {text:?}"
+        );
+    }
+    assert!(
+        !s.query(&s.rule_expression(OUTAGE_ALERT))
+            .await
+            .expect("the rule's expression runs")
+            .is_empty(),
+        "the rule's expression matches during the outage"
+    );
+    let routed = s
+        .eventually(OUTAGE_LIMIT, "the outage alert in Alertmanager", || {
+            s.alertmanager_alert(OUTAGE_ALERT)
+        })
+        .await;
+    assert_eq!(routed["status"]["state"], "active", "{routed}");
+    let receivers: Vec<&str> = routed["receivers"]
+        .as_array()
+        .expect("receivers")
+        .iter()
+        .filter_map(|receiver| receiver["name"].as_str())
+        .collect();
+    assert_eq!(receivers, [OUTAGE_RECEIVER], "{routed}");
+    s.eventually(OUTAGE_LIMIT, "a firing notification at the webhook", || {
+        s.notification(OUTAGE_RECEIVER, OUTAGE_ALERT, "firing")
+    })
+    .await;
+
+    // Recovery: the next poll succeeds and everything resolves.
+    s.exporter.signal("-USR1");
+    s.exporter
+        .wait_for_line("the outage end", START_LIMIT, |line| {
+            line.contains("outage ended")
+        })
+        .await;
+    s.eventually(
+        OUTAGE_LIMIT,
+        "the outage alert gone from Prometheus",
+        || async move {
+            let alerts = s.prometheus_alerts().await.ok()?;
+            (!alerts
+                .iter()
+                .any(|alert| alert["labels"]["alertname"] == OUTAGE_ALERT))
+            .then_some(())
+        },
+    )
+    .await;
+    s.eventually(
+        OUTAGE_LIMIT,
+        "the outage alert gone from Alertmanager",
+        || async move {
+            s.alertmanager_alert(OUTAGE_ALERT)
+                .await
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    s.eventually(
+        OUTAGE_LIMIT,
+        "a resolved notification at the webhook",
+        || s.notification(OUTAGE_RECEIVER, OUTAGE_ALERT, "resolved"),
+    )
+    .await;
+
+    // A stopped exporter: the scrape fails and the job's alert fires.
+    s.exporter.terminate();
+    let down = s
+        .eventually(OUTAGE_LIMIT, "the exporter-down alert firing", || {
+            s.prometheus_alert(DOWN_ALERT, "firing")
+        })
+        .await;
+    assert_eq!(
+        down["labels"]["instance"],
+        s.exporter.address.to_string(),
+        "{down}"
+    );
+
+    drop(stack);
+    eprintln!(
+        "tests/ecosystem.rs took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The servers
+// ---------------------------------------------------------------------------
+
+/// Prometheus and Alertmanager, as Debian installs them.
+struct Tools {
+    prometheus: PathBuf,
+    alertmanager: PathBuf,
+}
+
+impl Tools {
+    /// Both servers, or `None` after a loud warning; in CI, a failure.
+    fn find() -> Option<Self> {
+        let prometheus = find_tool("prometheus");
+        // Debian's name for it; upstream's archive calls it alertmanager.
+        let alertmanager =
+            find_tool("prometheus-alertmanager").or_else(|| find_tool("alertmanager"));
+        if let (Some(prometheus), Some(alertmanager)) = (prometheus.clone(), alertmanager.clone()) {
+            return Some(Self {
+                prometheus,
+                alertmanager,
+            });
+        }
+        let missing: Vec<&str> = [
+            (
+                prometheus.is_none(),
+                "prometheus (Debian package `prometheus`)",
+            ),
+            (
+                alertmanager.is_none(),
+                "prometheus-alertmanager (Debian package `prometheus-alertmanager`)",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(missing, name)| missing.then_some(name))
+        .collect();
+        let missing = missing.join(" and ");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{missing} required in CI but not found on the PATH"
+        );
+        eprintln!(
+            "\n\
+             ==================================================================\n\
+             WARNING: SKIPPING tests/ecosystem.rs: {missing} not found on the PATH.\n\
+             The deploy kit is NOT tested against Prometheus and Alertmanager.\n\
+             ==================================================================\n"
+        );
+        None
+    }
+}
+
+/// The exporter binary in demo mode, its standard error collected line by line.
+struct Exporter {
+    child: ChildGuard,
+    address: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Exporter {
+    async fn start() -> Self {
+        let mut child = ChildGuard(
+            Command::new(BIN)
+                .args(["--demo", "--web.listen-address=127.0.0.1:0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start the exporter binary"),
+        );
+        let stderr = child.0.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                writer.lock().expect("log lock").push(line);
+            }
+        });
+        let mut exporter = Self {
+            child,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+        };
+        let listening = exporter
+            .wait_for_line("message=listening", START_LIMIT, |line| {
+                line.contains("message=listening")
+            })
+            .await;
+        exporter.address = listening
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("address="))
+            .and_then(|address| address.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {listening:?}"));
+        exporter
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Waits up to `limit` for a log line satisfying `wanted`.
+    async fn wait_for_line(
+        &self,
+        what: &str,
+        limit: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self
+                .log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .find(|line| wanted(line))
+            {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exporter log line with {what} within {limit:?}:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a signal with kill(1), e.g. `-USR1`.
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.0.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed: {status:?}");
+    }
+
+    fn terminate(&self) {
+        self.signal("-TERM");
+    }
+}
+
+/// Prometheus or Alertmanager, logging into a file of the test's directory.
+struct Server {
+    name: &'static str,
+    child: ChildGuard,
+    url: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(name: &'static str, program: &Path, args: &[String], log: PathBuf) -> Self {
+        let log_file = std::fs::File::create(&log).expect("create a log file");
+        let stderr = log_file.try_clone().expect("clone the log file");
+        let child = ChildGuard(
+            Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(log_file)
+                .stderr(stderr)
+                .spawn()
+                .unwrap_or_else(|err| panic!("start {}: {err}", program.display())),
+        );
+        let address = args
+            .iter()
+            .find_map(|arg| arg.strip_prefix("--web.listen-address="))
+            .expect("a listen address");
+        Self {
+            name,
+            child,
+            url: format!("http://{address}"),
+            log,
+        }
+    }
+
+    /// The last lines of the server's log, for failure messages.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Waits until `/-/ready` answers 200, failing early if the process exits.
+    async fn wait_ready(&mut self, client: &reqwest::Client) {
+        let deadline = Instant::now() + START_LIMIT;
+        loop {
+            if let Ok(response) = client.get(format!("{}/-/ready", self.url)).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.0.try_wait() {
+                panic!(
+                    "{} exited with {status} before it was ready:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} was not ready within {START_LIMIT:?}:\n{}",
+                self.name,
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago, for servers that cannot
+/// be told to pick one themselves. Another process could take it in
+/// between; the server then fails to start and says so.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+/// Everything the test runs. Fields drop in order: the processes stop
+/// before their directory is removed.
+struct Stack {
+    exporter: Exporter,
+    prometheus: Server,
+    alertmanager: Server,
+    webhook: wiremock::MockServer,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start(tools: &Tools) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("HTTP client");
+
+        let webhook = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(wiremock::ResponseTemplate::new(200))
+            .mount(&webhook)
+            .await;
+
+        let exporter = Exporter::start().await;
+
+        let alertmanager_address = format!("127.0.0.1:{}", free_port());
+        let alertmanager_config = dir.path().join("alertmanager.yml");
+        std::fs::write(
+            &alertmanager_config,
+            alertmanager_config_for_test(&webhook.uri()),
+        )
+        .expect("write alertmanager.yml");
+        let mut alertmanager = Server::start(
+            "Alertmanager",
+            &tools.alertmanager,
+            &[
+                format!("--config.file={}", alertmanager_config.display()),
+                format!(
+                    "--storage.path={}",
+                    dir.path().join("alertmanager").display()
+                ),
+                format!("--web.listen-address={alertmanager_address}"),
+                // No cluster: it would listen on every interface and gossip.
+                "--cluster.listen-address=".to_owned(),
+            ],
+            dir.path().join("alertmanager.log"),
+        );
+        alertmanager.wait_ready(&client).await;
+
+        let rules = dir.path().join("alerts.yml");
+        std::fs::write(&rules, rules_for_test()).expect("write alerts.yml");
+        let prometheus_config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &prometheus_config,
+            prometheus_config_for_test(exporter.address, &alertmanager_address, &rules),
+        )
+        .expect("write prometheus.yml");
+        let mut prometheus = Server::start(
+            "Prometheus",
+            &tools.prometheus,
+            &[
+                format!("--config.file={}", prometheus_config.display()),
+                format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+                format!("--web.listen-address=127.0.0.1:{}", free_port()),
+                // Firing alerts are sent again this often (1 m by default),
+                // should the first sending fail.
+                "--rules.alert.resend-delay=1s".to_owned(),
+            ],
+            dir.path().join("prometheus.log"),
+        );
+        prometheus.wait_ready(&client).await;
+
+        Self {
+            exporter,
+            prometheus,
+            alertmanager,
+            webhook,
+            client,
+            _dir: dir,
+        }
+    }
+
+    /// The three logs, for failure messages.
+    fn context(&self) -> String {
+        format!(
+            "--- exporter log ---\n{}\n--- Prometheus log (end) ---\n{}\n--- Alertmanager log (end) ---\n{}",
+            self.exporter.log_text(),
+            self.prometheus.log_tail(),
+            self.alertmanager.log_tail()
+        )
+    }
+
+    /// Retries `attempt` until it gives a value, for up to `limit`.
+    async fn eventually<T, Fut>(&self, limit: Duration, what: &str, attempt: impl Fn() -> Fut) -> T
+    where
+        Fut: Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(value) = attempt().await {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {limit:?}\n{}",
+                self.context()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn get_json(&self, url: &str, query: &[(&str, &str)]) -> Result<Json, String> {
+        let url =
+            reqwest::Url::parse_with_params(url, query).map_err(|err| format!("{url}: {err}"))?;
+        let response = self
+            .client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|err| format!("GET {url}: {err}"))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|err| format!("GET {url}: {err}"))?;
+        let json: Json =
+            serde_json::from_str(&body).map_err(|err| format!("{status}, {err}: {body}"))?;
+        if !status.is_success() {
+            return Err(format!("{status}: {body}"));
+        }
+        Ok(json)
+    }
+
+    /// An instant query's vector, or Prometheus' error (a parse error, say).
+    async fn query(&self, expr: &str) -> Result<Vec<Json>, String> {
+        let url = format!("{}/api/v1/query", self.prometheus.url);
+        let body = self.get_json(&url, &[("query", expr)]).await?;
+        if body["status"] != "success" || body["data"]["resultType"] != "vector" {
+            return Err(format!("not a vector: {body}"));
+        }
+        Ok(body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Values of `label` on series matching `selector`.
+    async fn label_values(&self, label: &str, selector: &str) -> Vec<String> {
+        let url = format!("{}/api/v1/label/{label}/values", self.prometheus.url);
+        let body = self
+            .get_json(&url, &[("match[]", selector)])
+            .await
+            .unwrap_or_else(|err| panic!("label values of {label} for {selector}: {err}"));
+        body["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("label values: {body}"))
+            .iter()
+            .filter_map(|value| value.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Prometheus' pending and firing alerts.
+    async fn prometheus_alerts(&self) -> Result<Vec<Json>, String> {
+        let url = format!("{}/api/v1/alerts", self.prometheus.url);
+        let body = self.get_json(&url, &[]).await?;
+        Ok(body["data"]["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The alert called `name` in `state` (pending or firing), if Prometheus has it.
+    async fn prometheus_alert(&self, name: &str, state: &str) -> Option<Json> {
+        self.prometheus_alerts()
+            .await
+            .ok()?
+            .into_iter()
+            .find(|alert| alert["labels"]["alertname"] == name && alert["state"] == state)
+    }
+
+    /// The unresolved alert called `name`, if Alertmanager lists it.
+    async fn alertmanager_alert(&self, name: &str) -> Option<Json> {
+        let url = format!("{}/api/v2/alerts", self.alertmanager.url);
+        self.get_json(&url, &[])
+            .await
+            .ok()?
+            .as_array()?
+            .iter()
+            .find(|alert| alert["labels"]["alertname"] == name)
+            .cloned()
+    }
+
+    /// A webhook notification to `receiver` of `alert` with `status`
+    /// (firing or resolved), if one arrived.
+    async fn notification(&self, receiver: &str, alert: &str, status: &str) -> Option<Json> {
+        self.webhook
+            .received_requests()
+            .await?
+            .into_iter()
+            .filter(|request| request.url.path() == format!("/{receiver}"))
+            .filter_map(|request| serde_json::from_slice::<Json>(&request.body).ok())
+            .find(|body| {
+                body["receiver"] == receiver
+                    && body["status"] == status
+                    && body["alerts"].as_array().is_some_and(|alerts| {
+                        alerts
+                            .iter()
+                            .any(|a| a["labels"]["alertname"] == alert && a["status"] == status)
+                    })
+            })
+    }
+
+    /// The expression of the shipped rule `alert`.
+    fn rule_expression(&self, alert: &str) -> String {
+        shipped_rules()
+            .into_iter()
+            .find(|(name, _)| name == alert)
+            .map(|(_, expr)| expr)
+            .unwrap_or_else(|| panic!("no rule {alert} in alerts.yml"))
+    }
+
+    /// The license series carry exactly workload, service and channel from
+    /// the exporter, and job and instance from Prometheus: nothing renamed
+    /// to exported_*.
+    async fn series_have_the_exporters_labels(&self) {
+        for metric in [
+            "partner_center_license_usage_prorated_percent",
+            "partner_center_license_usage_processed_timestamp_seconds",
+        ] {
+            let result = self
+                .query(metric)
+                .await
+                .unwrap_or_else(|err| panic!("{metric}: {err}"));
+            let mut seen = BTreeSet::new();
+            for series in &result {
+                let labels = series["metric"].as_object().expect("labels");
+                let names: BTreeSet<&str> = labels.keys().map(String::as_str).collect();
+                assert_eq!(
+                    names,
+                    BTreeSet::from([
+                        "__name__", "channel", "instance", "job", "service", "workload"
+                    ]),
+                    "{series}"
+                );
+                assert_eq!(labels["job"], JOB);
+                assert_eq!(labels["instance"], self.exporter.address.to_string());
+                seen.insert((
+                    labels["workload"].as_str().unwrap_or_default().to_owned(),
+                    labels["service"].as_str().unwrap_or_default().to_owned(),
+                    labels["channel"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+            let expected: BTreeSet<(String, String, String)> = DEMO_SERIES
+                .iter()
+                .map(|(w, s, c)| ((*w).to_owned(), (*s).to_owned(), (*c).to_owned()))
+                .collect();
+            assert_eq!(seen, expected, "{metric}");
+        }
+    }
+
+    /// Every panel query of the dashboard, with its variables set as
+    /// Grafana sets them (first to "All", then to one value each), runs and
+    /// returns data: the demo uses App+User, so even the token panels have
+    /// some.
+    async fn dashboard_queries_return_data(&self) {
+        let dashboard = dashboard();
+        let variables = dashboard["templating"]["list"]
+            .as_array()
+            .expect("templating.list");
+        assert!(
+            variables
+                .iter()
+                .any(|v| v["type"] == "datasource" && v["name"] == "DS_PROMETHEUS"),
+            "a data source variable named DS_PROMETHEUS, for provisioning"
+        );
+        let names: BTreeSet<&str> = variables
+            .iter()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        for wanted in ["service", "channel", "workload"] {
+            assert!(names.contains(wanted), "variable {wanted} in {names:?}");
+        }
+        let targets = dashboard_targets(&dashboard);
+        assert!(targets.len() >= 10, "{} panel queries", targets.len());
+
+        for all in [true, false] {
+            // Variables in order, each query seeing the earlier ones' values.
+            let mut values: Vec<(String, String)> = Vec::new();
+            for variable in variables.iter().filter(|v| v["type"] == "query") {
+                let name = variable["name"].as_str().expect("variable name");
+                let definition = variable["query"]["query"]
+                    .as_str()
+                    .or_else(|| variable["query"].as_str())
+                    .expect("variable query");
+                let (selector, label) = parse_label_values(&substitute(definition, &values));
+                let found = self.label_values(&label, &selector).await;
+                assert!(
+                    !found.is_empty(),
+                    "variable {name}: no values for label_values({selector}, {label})"
+                );
+                let value = if all {
+                    // Grafana's "All" without allValue: every value, as a regex.
+                    format!(
+                        "({})",
+                        found
+                            .iter()
+                            .map(|v| regex_escape(v))
+                            .collect::<Vec<_>>()
+                            .join("|")
+                    )
+                } else {
+                    regex_escape(&found[0])
+                };
+                values.push((name.to_owned(), value));
+            }
+            for (title, expr) in &targets {
+                let query = substitute(expr, &values);
+                assert!(!query.contains('$'), "{title}: unknown variable in {query}");
+                let result = self
+                    .query(&query)
+                    .await
+                    .unwrap_or_else(|err| panic!("{title}: {query}: {err}"));
+                assert!(
+                    !result.is_empty(),
+                    "{title}: no data for {query} (variables {values:?})"
+                );
+            }
+        }
+    }
+
+    /// Every rule expression of the shipped alerts.yml parses and names
+    /// only metrics the exporter (or Prometheus, for `up`) really has; and
+    /// in a healthy demo none matches except the business alert, whose
+    /// threshold the demo's figures cross now and then.
+    async fn rule_expressions_parse_and_stay_quiet(&self) {
+        let rules = shipped_rules();
+        assert!(rules.len() >= 8, "{} rules", rules.len());
+        let known: BTreeSet<String> = self
+            .label_values("__name__", "{__name__=~\"partner_center_.+|up\"}")
+            .await
+            .into_iter()
+            .collect();
+        for (alert, expr) in &rules {
+            let result = self
+                .query(expr)
+                .await
+                .unwrap_or_else(|err| panic!("{alert}: {expr}: {err}"));
+            for metric in metric_names(expr) {
+                assert!(
+                    known.contains(&metric),
+                    "{alert} reads {metric}, which Prometheus does not have; it has {known:?}"
+                );
+            }
+            if alert != BUSINESS_ALERT {
+                assert!(
+                    result.is_empty(),
+                    "{alert} matches a healthy demo: {expr} gave {result:?}"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The shipped files and their test variants
+// ---------------------------------------------------------------------------
+
+fn read_yaml(path: &str) -> Yaml {
+    let path = format!("{DEPLOY}/{path}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|err| panic!("{path}: {err}"))
+}
+
+fn dashboard() -> Json {
+    let path = format!("{DEPLOY}/grafana/partner-center-license-usage.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("{path}: {err}"))
+}
+
+/// (panel title, expression) of every query of every panel, rows' nested
+/// panels included; each uses the `${DS_PROMETHEUS}` data source.
+fn dashboard_targets(dashboard: &Json) -> Vec<(String, String)> {
+    fn walk(panels: &Json, out: &mut Vec<(String, String)>) {
+        for panel in panels.as_array().into_iter().flatten() {
+            walk(&panel["panels"], out);
+            let title = panel["title"].as_str().unwrap_or_default();
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                for datasource in [&panel["datasource"], &target["datasource"]] {
+                    assert_eq!(datasource["uid"], "${DS_PROMETHEUS}", "{title}");
+                }
+                let expr = target["expr"].as_str().expect("a PromQL target");
+                out.push((title.to_owned(), expr.to_owned()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard["panels"], &mut out);
+    out
+}
+
+/// Replaces Grafana's `$name` and `${name}` with the given values, and
+/// Grafana's interval variables with values fit for a short test.
+fn substitute(expr: &str, values: &[(String, String)]) -> String {
+    let mut all: Vec<(String, String)> = values.to_vec();
+    for (name, value) in [
+        ("__rate_interval", "1m"),
+        ("__interval", "15s"),
+        ("__range", "1h"),
+    ] {
+        all.push((name.to_owned(), value.to_owned()));
+    }
+    // Longest names first, so that $instance is not read as $in + stance.
+    all.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
+    let mut out = expr.to_owned();
+    for (name, value) in &all {
+        out = out
+            .replace(&format!("${{{name}}}"), value)
+            .replace(&format!("${name}"), value);
+    }
+    out
+}
+
+/// Escapes a label value for a regex inside a PromQL string, as Grafana
+/// does for multi-value variables.
+fn regex_escape(value: &str) -> String {
+    let mut out = String::new();
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\\\\\"),
+            '$' | '^' | '*' | '{' | '}' | '[' | ']' | '\'' | '+' | '?' | '.' | '(' | ')' | '|' => {
+                out.push_str("\\\\");
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// (selector, label) of Grafana's `label_values(selector, label)`.
+fn parse_label_values(query: &str) -> (String, String) {
+    let inner = query
+        .trim()
+        .strip_prefix("label_values(")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not label_values(...): {query}"));
+    let (selector, label) = inner
+        .rsplit_once(',')
+        .unwrap_or_else(|| panic!("label_values needs a selector: {query}"));
+    (selector.trim().to_owned(), label.trim().to_owned())
+}
+
+/// The metric names an expression reads: every `partner_center_*` word,
+/// and `up` where it is selected.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = expr
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|word| word.starts_with("partner_center_"))
+        .map(str::to_owned)
+        .collect();
+    if expr.contains("up{") {
+        names.insert("up".to_owned());
+    }
+    names
+}
+
+/// (alert name, expression) of every rule of the shipped alerts.yml.
+fn shipped_rules() -> Vec<(String, String)> {
+    let rules = read_yaml("prometheus/alerts.yml");
+    let mut out = Vec::new();
+    for group in rules["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            let name = rule["alert"]
+                .as_str()
+                .or_else(|| rule["record"].as_str())
+                .expect("a named rule");
+            let expr = rule["expr"].as_str().expect("an expression");
+            out.push((name.to_owned(), expr.to_owned()));
+        }
+    }
+    out
+}
+
+/// The shipped alerts.yml, evaluated every second, with `for:` cut to 2 s.
+fn rules_for_test() -> String {
+    let mut rules = read_yaml("prometheus/alerts.yml");
+    for group in rules["groups"].as_sequence_mut().expect("groups") {
+        group["interval"] = Yaml::from(FAST);
+        for rule in group["rules"].as_sequence_mut().expect("rules") {
+            if rule.get("for").is_some() {
+                rule["for"] = Yaml::from(FAST_FOR);
+            }
+        }
+    }
+    serde_yaml_ng::to_string(&rules).expect("YAML")
+}
+
+/// The shipped prometheus.yml with 1 s intervals, the test's exporter,
+/// Alertmanager and rules, and only the exporter's job.
+fn prometheus_config_for_test(exporter: SocketAddr, alertmanager: &str, rules: &Path) -> String {
+    let mut config = read_yaml("prometheus/prometheus.yml");
+    for key in ["scrape_interval", "scrape_timeout", "evaluation_interval"] {
+        config["global"][key] = Yaml::from(FAST);
+    }
+    config["rule_files"] = Yaml::Sequence(vec![Yaml::from(rules.display().to_string())]);
+    let targets = &mut config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"];
+    assert!(
+        targets.is_sequence(),
+        "the shipped configuration names an Alertmanager"
+    );
+    *targets = Yaml::Sequence(vec![Yaml::from(alertmanager)]);
+    let jobs = config["scrape_configs"]
+        .as_sequence_mut()
+        .expect("scrape_configs");
+    jobs.retain(|job| job["job_name"].as_str() == Some(JOB));
+    let job = jobs
+        .first_mut()
+        .unwrap_or_else(|| panic!("the shipped configuration has a job {JOB}"));
+    job["scrape_interval"] = Yaml::from(FAST);
+    job["scrape_timeout"] = Yaml::from(FAST);
+    let targets = &mut job["static_configs"][0]["targets"];
+    assert!(targets.is_sequence(), "the job has static targets");
+    *targets = Yaml::Sequence(vec![Yaml::from(exporter.to_string())]);
+    serde_yaml_ng::to_string(&config).expect("YAML")
+}
+
+/// The shipped alertmanager.yml with every receiver replaced by the test's
+/// webhook (at `/<receiver name>`), and grouping waits cut to 1 s. Routes
+/// and inhibition stay as shipped.
+fn alertmanager_config_for_test(webhook: &str) -> String {
+    fn speed_up(route: &mut Yaml) {
+        for key in ["group_wait", "group_interval"] {
+            if route.get(key).is_some() {
+                route[key] = Yaml::from(FAST);
+            }
+        }
+        for child in route
+            .get_mut("routes")
+            .and_then(Yaml::as_sequence_mut)
+            .into_iter()
+            .flatten()
+        {
+            speed_up(child);
+        }
+    }
+    let mut config = read_yaml("alertmanager/alertmanager.yml");
+    speed_up(&mut config["route"]);
+    // The top route's defaults (30 s and 5 m) apply when it sets none.
+    config["route"]["group_wait"] = Yaml::from(FAST);
+    config["route"]["group_interval"] = Yaml::from(FAST);
+    for receiver in config["receivers"]
+        .as_sequence_mut()
+        .expect("receivers")
+        .iter_mut()
+    {
+        let name = receiver["name"].as_str().expect("receiver name").to_owned();
+        let mut webhook_config = serde_yaml_ng::Mapping::new();
+        webhook_config.insert("url".into(), format!("{webhook}/{name}").into());
+        webhook_config.insert("send_resolved".into(), true.into());
+        let mut replacement = serde_yaml_ng::Mapping::new();
+        replacement.insert("name".into(), name.into());
+        replacement.insert(
+            "webhook_configs".into(),
+            Yaml::Sequence(vec![Yaml::Mapping(webhook_config)]),
+        );
+        *receiver = Yaml::Mapping(replacement);
+    }
+    serde_yaml_ng::to_string(&config).expect("YAML")
+}
+
+#[test]
+fn grafana_variables_are_substituted_longest_name_first_and_escaped() {
+    let values = vec![
+        ("in".to_owned(), "x".to_owned()),
+        ("instance".to_owned(), regex_escape("a.b:1")),
+    ];
+    assert_eq!(
+        substitute(
+            r#"up{instance=~"$instance", i=~"${in}"}[$__rate_interval]"#,
+            &values
+        ),
+        r#"up{instance=~"a\\.b:1", i=~"x"}[1m]"#
+    );
+    assert_eq!(
+        parse_label_values(r#"label_values(m{job=~"$job"}, instance)"#),
+        (r#"m{job=~"$job"}"#.to_owned(), "instance".to_owned())
+    );
+    assert_eq!(
+        metric_names("time() - partner_center_a_b > on (job) up{job=\"x\"}"),
+        BTreeSet::from(["partner_center_a_b".to_owned(), "up".to_owned()])
+    );
+}
