@@ -347,7 +347,9 @@ async fn series_are_withdrawn_after_max_staleness_and_return_with_the_next_succe
     let upstream = ScriptedUpstream::start(vec![fixture()], Step::json(500, "{}")).await;
     let (mut config, dir) = retrying_config(&upstream, 0);
     config.poll.interval = Duration::from_millis(200);
-    config.poll.max_staleness = Some(Duration::from_secs(1));
+    // Long enough that a slow machine still sees the failure before the
+    // series are withdrawn, short enough to keep the test quick.
+    config.poll.max_staleness = Some(Duration::from_secs(3));
     let exporter = RunningExporter::start_with(config, dir).await;
     let first = exporter.until_up().await;
     let last_success = first
