@@ -522,6 +522,15 @@ fn dockerfile_matches_the_exporter_and_the_deployment() {
         [str_at(&kubernetes_config, "state_dir")],
         "the image's volume is state_dir"
     );
+    // deploy/systemd's example config fits the image as well (mounted at
+    // the CMD's config directory with client-secret beside it).
+    let systemd_config: Value =
+        serde_yaml_ng::from_str(&read("deploy/systemd/partner-center-exporter.yml")).expect("YAML");
+    assert_eq!(str_at(&systemd_config, "state_dir"), volumes[0]);
+    assert_eq!(
+        cli.config_file.file_name(),
+        Some(std::ffi::OsStr::new("partner-center-exporter.yml"))
+    );
     let state_copy = stage
         .iter()
         .find(|(k, rest)| k == "COPY" && rest.trim_end_matches('/').ends_with(&volumes[0]))
