@@ -1,0 +1,650 @@
+//! The deployment kit checked against the exporter itself: what linters and
+//! schema validators (`.ci/check-deploy-packaging`) cannot know. The
+//! configurations in deploy/ pass the exporter's own validation; the
+//! command lines parse as the exporter's flags; ports, probe and scrape
+//! paths agree with the exporter's defaults and are really served; and the
+//! files agree with one another (mounts, names, the systemd credentials).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{FIXTURE, RunningExporter, get, test_config, test_server_settings, wait_for};
+use partner_center_exporter::cli::{Cli, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR};
+use partner_center_exporter::config::{Config, REFRESH_TOKEN_ENV};
+use partner_center_exporter::server::ServerSettings;
+use serde_yaml_ng::Value;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const KUBERNETES: &str = "deploy/kubernetes";
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn read(relative: &str) -> String {
+    std::fs::read_to_string(repo_path(relative))
+        .unwrap_or_else(|err| panic!("cannot read {relative}: {err}"))
+}
+
+fn yaml(relative: &str) -> Value {
+    serde_yaml_ng::from_str(&read(relative))
+        .unwrap_or_else(|err| panic!("{relative} is not one YAML document: {err}"))
+}
+
+/// The value at a dotted path (`spec.template.spec`, list indices as numbers).
+fn at<'a>(value: &'a Value, dotted: &str) -> &'a Value {
+    dotted.split('.').fold(value, |value, key| {
+        let next = match key.parse::<usize>() {
+            Ok(index) => value.get(index),
+            Err(_) => value.get(key),
+        };
+        next.unwrap_or_else(|| panic!("no {dotted} (stopped at {key:?})"))
+    })
+}
+
+fn str_at<'a>(value: &'a Value, dotted: &str) -> &'a str {
+    at(value, dotted)
+        .as_str()
+        .unwrap_or_else(|| panic!("{dotted} is not a string"))
+}
+
+fn seq_at<'a>(value: &'a Value, dotted: &str) -> &'a [Value] {
+    at(value, dotted)
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{dotted} is not a list"))
+}
+
+fn string_map(value: &Value, dotted: &str) -> BTreeMap<String, String> {
+    at(value, dotted)
+        .as_mapping()
+        .unwrap_or_else(|| panic!("{dotted} is not a mapping"))
+        .iter()
+        .map(|(key, value)| {
+            (
+                key.as_str().expect("string key").to_owned(),
+                value.as_str().expect("string value").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The element of a list of mappings whose `key` is `wanted`.
+fn named<'a>(items: &'a [Value], key: &str, wanted: &str) -> &'a Value {
+    items
+        .iter()
+        .find(|item| item.get(key).and_then(Value::as_str) == Some(wanted))
+        .unwrap_or_else(|| panic!("no element with {key}: {wanted}"))
+}
+
+/// Parses a command line the way the exporter's `main` does.
+fn exporter_cli<'a>(args: impl IntoIterator<Item = &'a str>) -> Cli {
+    let args: Vec<&str> = std::iter::once("partner-center-exporter")
+        .chain(args)
+        .collect();
+    Cli::try_parse_args_from(&args)
+        .unwrap_or_else(|err| panic!("{args:?} is not a valid exporter command line: {err}"))
+}
+
+fn port_of(listen_address: &str) -> u16 {
+    listen_address
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in listen address {listen_address:?}"))
+}
+
+/// The one port the exporter listens on with this command line.
+fn listen_port(cli: &Cli) -> u16 {
+    match cli.listen_addresses.as_slice() {
+        [address] => port_of(address),
+        other => panic!("expected one listen address, got {other:?}"),
+    }
+}
+
+/// Whether a Prometheus `labeldrop` regex (fully anchored) removes `label`.
+fn drops_label(relabeling: &Value, label: &str) -> bool {
+    let action = relabeling.get("action").and_then(Value::as_str);
+    let regex = relabeling.get("regex").and_then(Value::as_str);
+    matches!(action, Some(action) if action.eq_ignore_ascii_case("labeldrop"))
+        && regex.is_some_and(|regex| regex.split('|').any(|choice| choice == label))
+}
+
+/// The Kubernetes manifests of the kustomize base, and the Secret example.
+struct Kubernetes {
+    kustomization: Value,
+    deployment: Value,
+    service: Value,
+    service_monitor: Value,
+    config_map: Value,
+    claim: Value,
+    secret_example: Value,
+}
+
+impl Kubernetes {
+    fn load() -> Self {
+        let file = |name: &str| yaml(&format!("{KUBERNETES}/{name}"));
+        let kubernetes = Self {
+            kustomization: file("kustomization.yaml"),
+            deployment: file("deployment.yaml"),
+            service: file("service.yaml"),
+            service_monitor: file("servicemonitor.yaml"),
+            config_map: file("configmap.yaml"),
+            claim: file("persistentvolumeclaim.yaml"),
+            secret_example: file("secret.example.yaml"),
+        };
+        for (value, kind) in [
+            (&kubernetes.deployment, "Deployment"),
+            (&kubernetes.service, "Service"),
+            (&kubernetes.service_monitor, "ServiceMonitor"),
+            (&kubernetes.config_map, "ConfigMap"),
+            (&kubernetes.claim, "PersistentVolumeClaim"),
+            (&kubernetes.secret_example, "Secret"),
+        ] {
+            assert_eq!(str_at(value, "kind"), kind);
+        }
+        kubernetes
+    }
+
+    fn pod(&self) -> &Value {
+        at(&self.deployment, "spec.template.spec")
+    }
+
+    fn container(&self) -> &Value {
+        let containers = seq_at(self.pod(), "containers");
+        assert_eq!(containers.len(), 1, "one container: the exporter");
+        &containers[0]
+    }
+
+    /// The container's command line: the image's entrypoint (no `command`
+    /// is set) with the Deployment's `args`.
+    fn cli(&self) -> Cli {
+        assert!(
+            self.container().get("command").is_none(),
+            "the image's ENTRYPOINT starts the exporter"
+        );
+        exporter_cli(
+            seq_at(self.container(), "args")
+                .iter()
+                .map(|arg| arg.as_str().expect("string argument")),
+        )
+    }
+
+    fn volume(&self, name: &str) -> &Value {
+        named(seq_at(self.pod(), "volumes"), "name", name)
+    }
+
+    /// The volume mounted at `mount_path` and the path, for files below it.
+    fn volume_at(&self, file: &Path) -> (&Value, &Path) {
+        let mounts = seq_at(self.container(), "volumeMounts");
+        let mount = mounts
+            .iter()
+            .find(|mount| file.starts_with(str_at(mount, "mountPath")))
+            .unwrap_or_else(|| panic!("{} is on no volume", file.display()));
+        (
+            self.volume(str_at(mount, "name")),
+            Path::new(str_at(mount, "mountPath")),
+        )
+    }
+
+    fn container_port(&self, name: &str) -> u16 {
+        let port = named(seq_at(self.container(), "ports"), "name", name);
+        u16::try_from(at(port, "containerPort").as_u64().expect("number")).expect("port")
+    }
+
+    fn config_text(&self, key: &str) -> &str {
+        // Not through `at`: the key has a dot of its own.
+        at(&self.config_map, "data")
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("the ConfigMap has no key {key}"))
+    }
+}
+
+#[test]
+fn kustomization_lists_every_manifest_and_tags_the_crate_version() {
+    let kubernetes = Kubernetes::load();
+    let resources: Vec<&str> = seq_at(&kubernetes.kustomization, "resources")
+        .iter()
+        .map(|resource| resource.as_str().expect("file name"))
+        .collect();
+    let on_disk: Vec<String> = std::fs::read_dir(repo_path(KUBERNETES))
+        .expect("deploy/kubernetes")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .into_string()
+                .expect("UTF-8")
+        })
+        .filter(|name| name.ends_with(".yaml") && name != "kustomization.yaml")
+        .collect();
+    for name in &on_disk {
+        assert!(
+            resources.contains(&name.as_str()) || name.ends_with(".example.yaml"),
+            "{KUBERNETES}/{name} is neither in kustomization.yaml's resources nor an example"
+        );
+    }
+    for resource in &resources {
+        assert!(
+            on_disk.iter().any(|name| name == resource),
+            "kustomization.yaml lists {resource}, which does not exist"
+        );
+    }
+    assert!(
+        !resources.contains(&"secret.example.yaml"),
+        "the placeholder Secret would overwrite the real one on every apply"
+    );
+
+    let image = str_at(kubernetes.container(), "image");
+    let entry = named(seq_at(&kubernetes.kustomization, "images"), "name", image);
+    assert_eq!(
+        str_at(entry, "newTag"),
+        env!("CARGO_PKG_VERSION"),
+        "the base deploys the image of this version"
+    );
+}
+
+#[test]
+fn kubernetes_config_map_holds_a_valid_config_matching_the_mounts() {
+    let kubernetes = Kubernetes::load();
+    let cli = kubernetes.cli();
+    assert!(cli.command.is_none(), "the Deployment runs the exporter");
+
+    // The config file is the ConfigMap's key, on the ConfigMap's volume.
+    let config_path = cli.config_file.clone();
+    let (config_volume, config_dir) = kubernetes.volume_at(&config_path);
+    assert_eq!(
+        str_at(config_volume, "configMap.name"),
+        str_at(&kubernetes.config_map, "metadata.name")
+    );
+    let key = config_path
+        .strip_prefix(config_dir)
+        .expect("below the mount")
+        .to_str()
+        .expect("UTF-8");
+    let text = kubernetes.config_text(key);
+
+    // The client secret is a key of the Secret, on the Secret's volume.
+    let mut document: Value = serde_yaml_ng::from_str(text).expect("embedded config is YAML");
+    let secret_file = PathBuf::from(str_at(&document, "auth.client_secret_file"));
+    let (secret_volume, secret_dir) = kubernetes.volume_at(&secret_file);
+    let secret_name = str_at(secret_volume, "secret.secretName");
+    assert_eq!(
+        secret_name,
+        str_at(&kubernetes.secret_example, "metadata.name")
+    );
+    let secret_key = secret_file
+        .strip_prefix(secret_dir)
+        .expect("below the mount")
+        .to_str()
+        .expect("UTF-8");
+    assert!(
+        string_map(&kubernetes.secret_example, "stringData").contains_key(secret_key),
+        "secret.example.yaml shows no key {secret_key}"
+    );
+
+    // The optional refresh token comes from the same Secret under the
+    // variable the exporter reads.
+    let env = seq_at(kubernetes.container(), "env");
+    let refresh_token = named(env, "name", REFRESH_TOKEN_ENV);
+    assert_eq!(
+        str_at(refresh_token, "valueFrom.secretKeyRef.name"),
+        secret_name
+    );
+    assert_eq!(
+        at(refresh_token, "valueFrom.secretKeyRef.optional").as_bool(),
+        Some(true),
+        "the Secret needs no refresh token once `login` has stored one"
+    );
+
+    // state_dir is the persistent volume.
+    let state_dir = PathBuf::from(str_at(&document, "state_dir"));
+    let (state_volume, state_mount) = kubernetes.volume_at(&state_dir);
+    assert_eq!(state_mount, state_dir, "state_dir is the volume's root");
+    assert_eq!(
+        str_at(state_volume, "persistentVolumeClaim.claimName"),
+        str_at(&kubernetes.claim, "metadata.name"),
+        "the rotated refresh token must survive the pod"
+    );
+
+    // The exporter's own validation, with the secret where the mount would
+    // put it (validation reads the file).
+    let secrets = tempfile::tempdir().expect("temp dir");
+    let stand_in = secrets.path().join(secret_key);
+    std::fs::write(&stand_in, "placeholder-client-secret\n").expect("write secret");
+    document["auth"]["client_secret_file"] = Value::from(stand_in.to_str().expect("UTF-8"));
+    let text = serde_yaml_ng::to_string(&document).expect("YAML");
+    let config = Config::from_yaml(&text, &config_path)
+        .unwrap_or_else(|err| panic!("the ConfigMap's config is refused: {err}"));
+    assert_eq!(config.state_dir.as_deref(), Some(state_dir.as_path()));
+    assert_eq!(config.warnings(), Vec::<String>::new());
+}
+
+#[test]
+fn kubernetes_ports_and_paths_match_the_exporter_defaults() {
+    let kubernetes = Kubernetes::load();
+    let cli = kubernetes.cli();
+    let default_port = port_of(DEFAULT_LISTEN_ADDRESS);
+    assert_eq!(listen_port(&cli), default_port);
+
+    // Probes and the Service reach the container port by name.
+    let port_name = str_at(&kubernetes.service, "spec.ports.0.targetPort");
+    assert_eq!(kubernetes.container_port(port_name), default_port);
+    assert_eq!(
+        at(&kubernetes.service, "spec.ports.0.port").as_u64(),
+        Some(u64::from(default_port))
+    );
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(
+            str_at(kubernetes.container(), &format!("{probe}.httpGet.port")),
+            port_name,
+            "{probe} port"
+        );
+    }
+    assert_eq!(
+        str_at(kubernetes.container(), "livenessProbe.httpGet.path"),
+        "/healthz"
+    );
+    assert_eq!(
+        str_at(kubernetes.container(), "readinessProbe.httpGet.path"),
+        "/readyz"
+    );
+
+    // Deployment -> Service -> ServiceMonitor selection.
+    let pod_labels = string_map(&kubernetes.deployment, "spec.template.metadata.labels");
+    let service_labels = string_map(&kubernetes.service, "metadata.labels");
+    for (key, value) in string_map(&kubernetes.service, "spec.selector") {
+        assert_eq!(pod_labels.get(&key), Some(&value), "Service selector {key}");
+    }
+    for (key, value) in string_map(&kubernetes.service_monitor, "spec.selector.matchLabels") {
+        assert_eq!(
+            service_labels.get(&key),
+            Some(&value),
+            "ServiceMonitor selector {key}"
+        );
+    }
+    let endpoints = seq_at(&kubernetes.service_monitor, "spec.endpoints");
+    assert_eq!(endpoints.len(), 1);
+    let endpoint = &endpoints[0];
+    assert_eq!(
+        str_at(endpoint, "port"),
+        str_at(&kubernetes.service, "spec.ports.0.name")
+    );
+    assert_eq!(str_at(endpoint, "path"), cli.telemetry_path);
+
+    // The license series' own `service` label must survive the scrape: the
+    // target's `service` label is dropped before it, or scraped labels win.
+    let honor_labels = endpoint.get("honorLabels").and_then(Value::as_bool) == Some(true);
+    let drops_service = endpoint
+        .get("relabelings")
+        .and_then(Value::as_sequence)
+        .is_some_and(|relabelings| relabelings.iter().any(|r| drops_label(r, "service")));
+    assert!(
+        honor_labels || drops_service,
+        "the operator's `service` target label would rename the exporter's to exported_service"
+    );
+
+    // Two replicas would race on rotating the same refresh token.
+    assert_eq!(
+        at(&kubernetes.deployment, "spec.replicas").as_u64(),
+        Some(1)
+    );
+    assert_eq!(
+        str_at(&kubernetes.deployment, "spec.strategy.type"),
+        "Recreate"
+    );
+}
+
+/// The probe and scrape paths of the manifests, asked of a running exporter
+/// polling a fake Partner Center: every one answers 200 once the first poll
+/// succeeded.
+#[tokio::test]
+async fn kubernetes_probe_and_scrape_paths_are_served() {
+    let kubernetes = Kubernetes::load();
+    let cli = kubernetes.cli();
+    let liveness = str_at(kubernetes.container(), "livenessProbe.httpGet.path").to_owned();
+    let readiness = str_at(kubernetes.container(), "readinessProbe.httpGet.path").to_owned();
+    let scrape = str_at(&kubernetes.service_monitor, "spec.endpoints.0.path").to_owned();
+
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(common::USAGE_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(FIXTURE, "application/json"))
+        .mount(&upstream)
+        .await;
+    let (config, dir) = test_config(&upstream.uri(), Duration::from_secs(3600));
+    let settings = ServerSettings {
+        telemetry_path: cli.telemetry_path.clone(),
+        ..test_server_settings()
+    };
+    let exporter = RunningExporter::start_with_settings(config, dir, settings).await;
+
+    let ready_url = exporter.url(&readiness);
+    wait_for(common::WAIT, "the readiness path to answer 200", || async {
+        get(&ready_url).await.status() == 200
+    })
+    .await;
+    let live = get(&exporter.url(&liveness)).await;
+    assert_eq!(live.status(), 200, "{liveness}");
+    let metrics = get(&exporter.url(&scrape)).await;
+    assert_eq!(metrics.status(), 200, "{scrape}");
+    let body = metrics.text().await.expect("body");
+    assert!(
+        body.lines().any(|line| line == "partner_center_up 1"),
+        "{scrape} serves the exporter's metrics:\n{body}"
+    );
+    exporter.stop().await.expect("clean stop");
+}
+
+/// The instructions of a Dockerfile's last stage, continuation lines joined.
+fn final_stage(dockerfile: &str) -> Vec<(String, String)> {
+    let mut instructions = Vec::new();
+    let mut pending = String::new();
+    for line in dockerfile.lines() {
+        let line = line.trim();
+        if pending.is_empty() && (line.is_empty() || line.starts_with('#')) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(part) => pending.push_str(part),
+            None => {
+                pending.push_str(line);
+                let (keyword, rest) = pending.split_once(' ').unwrap_or((&pending, ""));
+                instructions.push((keyword.to_ascii_uppercase(), rest.trim().to_owned()));
+                pending.clear();
+            }
+        }
+    }
+    let last_from = instructions
+        .iter()
+        .rposition(|(keyword, _)| keyword == "FROM")
+        .expect("a FROM");
+    instructions.split_off(last_from)
+}
+
+fn exec_form(value: &str) -> Vec<String> {
+    serde_json::from_str(value).unwrap_or_else(|err| panic!("{value} is not exec form: {err}"))
+}
+
+#[test]
+fn dockerfile_matches_the_exporter_and_the_deployment() {
+    let dockerfile = read("deploy/docker/Dockerfile");
+    assert!(
+        dockerfile.contains("cargo build --release --locked"),
+        "the image is built from Cargo.lock as committed"
+    );
+    let stage = final_stage(&dockerfile);
+    let only = |keyword: &str| -> &str {
+        let found: Vec<&str> = stage
+            .iter()
+            .filter(|(k, _)| k == keyword)
+            .map(|(_, rest)| rest.as_str())
+            .collect();
+        match found.as_slice() {
+            [one] => one,
+            other => panic!("expected one {keyword} in the final stage, got {other:?}"),
+        }
+    };
+
+    // ENTRYPOINT + CMD is the exporter's command line.
+    let entrypoint = exec_form(only("ENTRYPOINT"));
+    let cmd = exec_form(only("CMD"));
+    assert_eq!(entrypoint.len(), 1, "ENTRYPOINT is the binary alone");
+    let binary = &entrypoint[0];
+    assert!(
+        stage
+            .iter()
+            .any(|(k, rest)| k == "COPY" && rest.ends_with(&format!(" {binary}"))),
+        "the final stage copies the binary to {binary}"
+    );
+    let cli = exporter_cli(cmd.iter().map(String::as_str));
+    let default_port = port_of(DEFAULT_LISTEN_ADDRESS);
+    assert_eq!(listen_port(&cli), default_port);
+    assert_eq!(only("EXPOSE"), default_port.to_string());
+
+    // The Deployment runs this image: same user, same state volume.
+    let kubernetes = Kubernetes::load();
+    let (uid, gid) = only("USER").split_once(':').expect("USER uid:gid");
+    assert_ne!(uid, "0", "the image runs as non-root");
+    let security = at(kubernetes.pod(), "securityContext");
+    assert_eq!(at(security, "runAsUser").as_u64(), uid.parse().ok());
+    assert_eq!(at(security, "runAsGroup").as_u64(), gid.parse().ok());
+    let volumes = exec_form(only("VOLUME"));
+    let kubernetes_config: Value =
+        serde_yaml_ng::from_str(kubernetes.config_text("partner-center-exporter.yml"))
+            .expect("YAML");
+    assert_eq!(
+        volumes,
+        [str_at(&kubernetes_config, "state_dir")],
+        "the image's volume is state_dir"
+    );
+    // deploy/systemd's example config fits the image as well (mounted at
+    // the CMD's config directory with client-secret beside it).
+    let systemd_config: Value =
+        serde_yaml_ng::from_str(&read("deploy/systemd/partner-center-exporter.yml")).expect("YAML");
+    assert_eq!(str_at(&systemd_config, "state_dir"), volumes[0]);
+    assert_eq!(
+        cli.config_file.file_name(),
+        Some(std::ffi::OsStr::new("partner-center-exporter.yml"))
+    );
+    let state_copy = stage
+        .iter()
+        .find(|(k, rest)| k == "COPY" && rest.trim_end_matches('/').ends_with(&volumes[0]))
+        .expect("the final stage creates the state directory");
+    assert!(
+        state_copy.1.contains(&format!("--chown={uid}:{gid}")),
+        "the state directory belongs to the runtime user: {}",
+        state_copy.1
+    );
+}
+
+/// A systemd unit file's settings, section.key -> values in order.
+fn unit_settings(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut settings: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        assert!(
+            !line.ends_with('\\'),
+            "continuation lines are not expected: {line}"
+        );
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let (key, value) = line.split_once('=').expect("key=value");
+        settings
+            .entry(format!("{section}.{}", key.trim()))
+            .or_default()
+            .push(value.trim().to_owned());
+    }
+    settings
+}
+
+#[test]
+fn systemd_unit_and_its_config_work_together() {
+    let unit = unit_settings(&read("deploy/systemd/partner-center-exporter.service"));
+    let one = |key: &str| -> &str {
+        match unit.get(key).map(Vec::as_slice) {
+            Some([value]) => value,
+            other => panic!("expected one {key}, got {other:?}"),
+        }
+    };
+
+    // LoadCredential=ID:SOURCE, as id -> source.
+    let credentials: BTreeMap<&str, &str> = unit["Service.LoadCredential"]
+        .iter()
+        .map(|entry| entry.split_once(':').expect("ID:PATH"))
+        .collect();
+
+    // ExecStart, with %d (the credentials directory) standing for a
+    // directory laid out as systemd would: every credential copied in.
+    let credentials_dir = tempfile::tempdir().expect("temp dir");
+    let exec_start =
+        one("Service.ExecStart").replace("%d", credentials_dir.path().to_str().expect("UTF-8"));
+    let mut words = exec_start.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/partner-center-exporter"));
+    let cli = exporter_cli(words);
+    assert!(cli.command.is_none());
+    assert_eq!(listen_port(&cli), port_of(DEFAULT_LISTEN_ADDRESS));
+
+    let config_id = cli
+        .config_file
+        .strip_prefix(credentials_dir.path())
+        .expect("the configuration is a credential")
+        .to_str()
+        .expect("UTF-8");
+    let config_source = Path::new(credentials[config_id]);
+    assert_eq!(
+        config_source,
+        Path::new("/etc/partner-center-exporter/partner-center-exporter.yml")
+    );
+    let example = read("deploy/systemd/partner-center-exporter.yml");
+    std::fs::write(&cli.config_file, &example).expect("write config");
+
+    // The client secret is named relative to the config file, so it is the
+    // credential inside the service and the file beside the config for
+    // `login` run by hand: both must name the same source.
+    let document: Value = serde_yaml_ng::from_str(&example).expect("YAML");
+    let secret = str_at(&document, "auth.client_secret_file");
+    assert!(
+        Path::new(secret).is_relative(),
+        "client_secret_file must be relative to work both inside and outside the service"
+    );
+    let secret_source = credentials
+        .get(secret)
+        .unwrap_or_else(|| panic!("no LoadCredential={secret}:..."));
+    assert_eq!(
+        Path::new(secret_source),
+        config_source.parent().expect("dir").join(secret),
+        "`login --config.file={}` reads the same secret the service gets",
+        config_source.display()
+    );
+    std::fs::write(credentials_dir.path().join(secret), "placeholder\n").expect("write secret");
+
+    // from_yaml, unlike load, ignores the secrets' environment variables,
+    // which would conflict with client_secret_file.
+    let config = Config::from_yaml(&example, &cli.config_file)
+        .unwrap_or_else(|err| panic!("deploy/systemd/partner-center-exporter.yml: {err}"));
+    assert_eq!(
+        config.state_dir,
+        Some(Path::new("/var/lib").join(one("Service.StateDirectory"))),
+        "state_dir is the unit's StateDirectory="
+    );
+    assert_eq!(config.warnings(), Vec::<String>::new());
+
+    // A configuration error (78), "run login" included, is not retried.
+    assert!(
+        one("Service.RestartPreventExitStatus")
+            .split_whitespace()
+            .any(|status| status == EXIT_CONFIG_ERROR.to_string()),
+        "RestartPreventExitStatus= holds {EXIT_CONFIG_ERROR}"
+    );
+}
