@@ -12,7 +12,9 @@ use reqwest::{StatusCode, Url};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::model::{DecodeError, LicenseUsage, NextLink, SkippedItem, decode_usage_page};
+use super::model::{
+    DecodeError, LicenseUsage, NextLink, SkippedItem, UsagePage, decode_usage_page,
+};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::PartnerCenterConfig;
 use crate::retry::{RetryPolicy, Wait};
@@ -35,6 +37,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// `links.next.headers` may only set Partner Center's own `MS-` headers
 /// (in practice `MS-ContinuationToken`), never these, which the client owns.
 const CLIENT_OWNED_MS_HEADERS: [&str; 2] = ["ms-requestid", "ms-correlationid"];
+
+/// Decodes a page on tokio's blocking pool. A page may hold up to
+/// `max_body_size` (64 MiB by default) of JSON, which takes a core for
+/// seconds; decoded on the runtime, it would hold up every scrape waiting
+/// on the same worker thread.
+async fn decode_on_blocking_pool(body: Vec<u8>) -> Result<UsagePage, DecodeError> {
+    match tokio::task::spawn_blocking(move || decode_usage_page(&body)).await {
+        Ok(decoded) => decoded,
+        // Decoding does not panic (it is fuzzed); were it to, the panic
+        // travels on as if decoding had run on this task.
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Err(DecodeError::Cancelled),
+    }
+}
 
 /// A configured Partner Center API client. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -366,10 +382,13 @@ impl Client {
             let (body, ids) = self
                 .get_with_retries(&request, auth, deadline, trace)
                 .await?;
-            let page = decode_usage_page(&body).map_err(|source| ClientError::Decode {
-                source,
-                ids: ids.clone(),
-            })?;
+            let page =
+                decode_on_blocking_pool(body)
+                    .await
+                    .map_err(|source| ClientError::Decode {
+                        source,
+                        ids: ids.clone(),
+                    })?;
             report.items.extend(page.items);
             report
                 .skipped

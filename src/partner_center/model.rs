@@ -108,6 +108,8 @@ pub enum DecodeError {
     NoItems,
     #[error("links.next cannot be followed: {0}")]
     BadNextLink(&'static str),
+    #[error("decoding was cancelled: the exporter is shutting down")]
+    Cancelled,
 }
 
 /// Decodes one page of `GET /v1/analytics/licenses/usage`.

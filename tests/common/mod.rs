@@ -292,7 +292,7 @@ pub async fn get(url: &str) -> reqwest::Response {
         .get(url)
         .send()
         .await
-        .unwrap_or_else(|err| panic!("GET {url}: {err}"))
+        .unwrap_or_else(|err| panic!("GET {url}: {err:?}"))
 }
 
 /// One sample line of the text exposition format.
