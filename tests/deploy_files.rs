@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{FIXTURE, RunningExporter, get, test_config, test_server_settings, wait_for};
-use partner_center_exporter::cli::{Cli, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR};
+use partner_center_exporter::cli::{Cli, Command, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR};
 use partner_center_exporter::config::{Config, REFRESH_TOKEN_ENV};
 use partner_center_exporter::server::ServerSettings;
 use serde_yaml_ng::Value;
@@ -122,6 +122,7 @@ struct Kubernetes {
     config_map: Value,
     claim: Value,
     secret_example: Value,
+    login_job_example: Value,
 }
 
 impl Kubernetes {
@@ -135,6 +136,7 @@ impl Kubernetes {
             config_map: file("configmap.yaml"),
             claim: file("persistentvolumeclaim.yaml"),
             secret_example: file("secret.example.yaml"),
+            login_job_example: file("login-job.example.yaml"),
         };
         for (value, kind) in [
             (&kubernetes.deployment, "Deployment"),
@@ -143,6 +145,7 @@ impl Kubernetes {
             (&kubernetes.config_map, "ConfigMap"),
             (&kubernetes.claim, "PersistentVolumeClaim"),
             (&kubernetes.secret_example, "Secret"),
+            (&kubernetes.login_job_example, "Job"),
         ] {
             assert_eq!(str_at(value, "kind"), kind);
         }
@@ -396,6 +399,138 @@ fn kubernetes_ports_and_paths_match_the_exporter_defaults() {
     assert_eq!(
         str_at(&kubernetes.deployment, "spec.strategy.type"),
         "Recreate"
+    );
+}
+
+/// The login Job signs in for the Deployment: same image and version, same
+/// configuration, Secret and state volume, same user, so the refresh token
+/// lands where the exporter looks for it and is writable by it.
+#[test]
+fn kubernetes_login_job_stores_the_token_where_the_deployment_reads_it() {
+    let kubernetes = Kubernetes::load();
+    let job = &kubernetes.login_job_example;
+    let pod = at(job, "spec.template.spec");
+    let containers = seq_at(pod, "containers");
+    assert_eq!(containers.len(), 1, "one container: login");
+    let container = &containers[0];
+
+    let args: Vec<&str> = seq_at(container, "args")
+        .iter()
+        .map(|arg| arg.as_str().expect("string argument"))
+        .collect();
+    let login = exporter_cli(args);
+    assert!(
+        matches!(login.command, Some(Command::Login)),
+        "the Job runs `login`"
+    );
+    assert_eq!(login.config_file, kubernetes.cli().config_file);
+
+    let image = str_at(kubernetes.container(), "image");
+    let tag = str_at(
+        named(seq_at(&kubernetes.kustomization, "images"), "name", image),
+        "newTag",
+    );
+    assert_eq!(
+        str_at(container, "image"),
+        format!("{image}:{tag}"),
+        "the image the base deploys"
+    );
+    assert_eq!(
+        at(pod, "volumes"),
+        at(kubernetes.pod(), "volumes"),
+        "the Deployment's volumes"
+    );
+    assert_eq!(
+        at(container, "volumeMounts"),
+        at(kubernetes.container(), "volumeMounts"),
+        "mounted where the Deployment mounts them"
+    );
+    assert_eq!(
+        at(pod, "securityContext"),
+        at(kubernetes.pod(), "securityContext"),
+        "the exporter's user must be able to replace the stored token"
+    );
+    assert_eq!(
+        at(container, "securityContext"),
+        at(kubernetes.container(), "securityContext")
+    );
+    assert_eq!(str_at(pod, "restartPolicy"), "Never");
+}
+
+/// The `job="…"` values the alerting rules select.
+fn job_selectors(rules: &str) -> Vec<&str> {
+    rules
+        .match_indices("job=\"")
+        .map(|(at, prefix)| {
+            let rest = &rules[at + prefix.len()..];
+            &rest[..rest.find('"').expect("closing quote")]
+        })
+        .collect()
+}
+
+/// The PrometheusRule is alerts.yml, as generate-prometheusrule prints it:
+/// the operator's users get exactly the rules `promtool test rules`
+/// checks, selecting the job the operator gives the exporter's targets.
+#[test]
+fn prometheus_rule_is_alerts_yml_as_generated() {
+    let rule_file = format!("{KUBERNETES}/prometheusrule.yaml");
+    let generated = std::process::Command::new("bash")
+        .arg(repo_path(&format!("{KUBERNETES}/generate-prometheusrule")))
+        .output()
+        .expect("run generate-prometheusrule");
+    assert!(
+        generated.status.success(),
+        "generate-prometheusrule failed: {}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    assert!(
+        String::from_utf8(generated.stdout).expect("UTF-8") == read(&rule_file),
+        "{rule_file} is out of date: run {KUBERNETES}/generate-prometheusrule >{rule_file}"
+    );
+
+    // The same rules, value for value, not merely the same text moved.
+    let rule = yaml(&rule_file);
+    let alerts = yaml("deploy/prometheus/alerts.yml");
+    assert_eq!(str_at(&rule, "kind"), "PrometheusRule");
+    assert_eq!(at(&rule, "spec.groups"), at(&alerts, "groups"));
+    assert!(
+        !seq_at(&alerts, "groups").is_empty(),
+        "alerts.yml has rule groups"
+    );
+
+    // Without a jobLabel, the operator names the job after the Service;
+    // plain Prometheus uses prometheus.yml's job_name.
+    let kubernetes = Kubernetes::load();
+    assert!(
+        kubernetes
+            .service_monitor
+            .get("spec")
+            .and_then(|spec| spec.get("jobLabel"))
+            .is_none(),
+        "with a jobLabel, the job no longer follows the Service's name"
+    );
+    let service_name = str_at(&kubernetes.service, "metadata.name");
+    let prometheus = yaml("deploy/prometheus/prometheus.yml");
+    let exporter_job = named(
+        seq_at(&prometheus, "scrape_configs"),
+        "job_name",
+        service_name,
+    );
+    assert_eq!(str_at(exporter_job, "job_name"), service_name);
+    let alerts_text = read("deploy/prometheus/alerts.yml");
+    let selectors = job_selectors(&alerts_text);
+    assert!(!selectors.is_empty(), "the health alerts select the job");
+    for selector in selectors {
+        assert_eq!(
+            selector, service_name,
+            "alerts.yml selects job={selector:?}"
+        );
+    }
+    assert!(
+        seq_at(&kubernetes.kustomization, "resources")
+            .iter()
+            .any(|resource| resource.as_str() == Some("prometheusrule.yaml")),
+        "the base applies the rules"
     );
 }
 
