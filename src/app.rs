@@ -68,6 +68,13 @@ pub async fn run(
             tracing::info!(%address, telemetry_path = %settings.telemetry_path, "listening");
         }
     }
+    if let Some(web) = &settings.web {
+        tracing::info!(
+            file = %web.path().display(),
+            config = %web.current().summary(),
+            "web configuration in force"
+        );
+    }
     tracing::info!(
         url = %client.license_usage_url(),
         interval = %humantime::format_duration(config.poll.interval),

@@ -60,6 +60,19 @@ pub struct Cli {
     #[arg(long = "web.max-requests", value_name = "N", default_value_t = DEFAULT_MAX_REQUESTS)]
     pub max_requests: usize,
 
+    /// Path to a web configuration file in Prometheus exporter-toolkit's
+    /// format (TLS, client certificates, basic auth, response headers, rate
+    /// limit). Re-read when it or a file it names changes. Without it the
+    /// exporter serves plain HTTP to anyone.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Answer /healthz without basic auth and rate limit, for orchestrator
+    /// probes that cannot send credentials. TLS, and a client certificate
+    /// if the web configuration requires one, still apply.
+    #[arg(long = "web.healthz-without-auth", requires = "web_config_file")]
+    pub healthz_without_auth: bool,
+
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
     pub log_level: LogLevel,
@@ -95,12 +108,14 @@ pub enum Command {
 
 /// Flags of the exporter itself, meaningless for a subcommand: their clap
 /// ids and how they are written.
-const EXPORTER_ONLY_FLAGS: [(&str, &str); 5] = [
+const EXPORTER_ONLY_FLAGS: [(&str, &str); 7] = [
     ("demo", "--demo"),
     ("config_check", "--config.check"),
     ("listen_addresses", "--web.listen-address"),
     ("telemetry_path", "--web.telemetry-path"),
     ("max_requests", "--web.max-requests"),
+    ("web_config_file", "--web.config.file"),
+    ("healthz_without_auth", "--web.healthz-without-auth"),
 ];
 
 impl Cli {
@@ -284,6 +299,11 @@ mod tests {
                 "login",
             ],
             &["partner-center-exporter", "login", "--web.max-requests=5"],
+            &[
+                "partner-center-exporter",
+                "login",
+                "--web.config.file=w.yml",
+            ],
             &["partner-center-exporter", "login", "--refresh-token=x"],
             &["partner-center-exporter", "login", "extra"],
         ] {
@@ -302,6 +322,8 @@ mod tests {
         assert_eq!(cli.log_level, LogLevel::Info);
         assert_eq!(cli.log_format, LogFormat::Logfmt);
         assert!(!cli.demo && !cli.config_check);
+        assert_eq!(cli.web_config_file, None, "plain HTTP unless asked");
+        assert!(!cli.healthz_without_auth);
     }
 
     #[test]
@@ -338,6 +360,7 @@ mod tests {
             ["partner-center-exporter", "--web.listen-address=[::1:9000"],
             ["partner-center-exporter", "--web.max-requests=-1"],
             ["partner-center-exporter", "--web.max-requests=many"],
+            ["partner-center-exporter", "--web.healthz-without-auth"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?} accepted");
         }

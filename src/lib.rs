@@ -22,6 +22,9 @@
 //! - [`poller`]: the polling loop, stretched while Partner Center throttles.
 //! - [`retry`]: which upstream failures are tried again, and the waits between.
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/`, `/healthz`, `/readyz`).
+//! - [`web`]: `--web.config.file`, exporter-toolkit's web configuration:
+//!   TLS and client certificates (rustls), basic auth (bcrypt), response
+//!   headers and rate limit, re-read when the files change.
 //! - [`demo`]: a simulated Partner Center for `--demo`.
 //! - [`app`]: wires the pieces together and runs them.
 //! - [`upstream`]: upstream answers read within a size limit, their text
@@ -47,3 +50,4 @@ pub mod snapshot;
 pub mod state;
 pub mod telemetry;
 pub mod upstream;
+pub mod web;

@@ -14,6 +14,7 @@ use partner_center_exporter::server::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_STALL_TIMEOUT,
     ServerSettings,
 };
+use partner_center_exporter::web::{WebOptions, WebSecurity};
 use partner_center_exporter::{app, build_info, demo, shutdown, telemetry};
 
 fn main() -> ExitCode {
@@ -38,11 +39,22 @@ fn main() -> ExitCode {
         }
     };
 
+    let web = match &cli.web_config_file {
+        None => None,
+        Some(path) => match WebSecurity::load(path, web_options(&cli)) {
+            Ok(web) => Some(web),
+            Err(err) => {
+                tracing::error!(error = %err, "invalid web configuration");
+                return ExitCode::from(EXIT_CONFIG_ERROR);
+            }
+        },
+    };
+
     raise_open_file_limit();
     let Some(runtime) = build_runtime(tokio::runtime::Builder::new_multi_thread()) else {
         return ExitCode::FAILURE;
     };
-    match runtime.block_on(run(cli, config)) {
+    match runtime.block_on(run(cli, config, web)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is_config_error() => {
             tracing::error!(error = %err, "cannot start");
@@ -81,20 +93,46 @@ fn raise_open_file_limit() {
     }
 }
 
-/// `--config.check`: report on the file and exit, starting nothing.
+fn web_options(cli: &Cli) -> WebOptions {
+    WebOptions {
+        healthz_without_auth: cli.healthz_without_auth,
+        ..WebOptions::default()
+    }
+}
+
+/// `--config.check`: report on the file (and the web configuration file,
+/// if one is given) and exit, starting nothing.
 fn check_config(cli: &Cli) -> ExitCode {
-    match Config::load(&cli.config_file) {
+    let mut valid = match Config::load(&cli.config_file) {
         Ok(config) => {
             for warning in config.warnings() {
                 eprintln!("warning: {}: {warning}", cli.config_file.display());
             }
             println!("{}: configuration is valid", cli.config_file.display());
-            ExitCode::SUCCESS
+            true
         }
         Err(err) => {
             eprintln!("error: {err}");
-            ExitCode::from(EXIT_CONFIG_ERROR)
+            false
         }
+    };
+    if let Some(path) = &cli.web_config_file {
+        match WebSecurity::load(path, web_options(cli)) {
+            Ok(web) => println!(
+                "{}: web configuration is valid: {}",
+                path.display(),
+                web.current().summary()
+            ),
+            Err(err) => {
+                eprintln!("error: {err}");
+                valid = false;
+            }
+        }
+    }
+    if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CONFIG_ERROR)
     }
 }
 
@@ -161,7 +199,11 @@ fn run_login(cli: &Cli) -> ExitCode {
     }
 }
 
-async fn run(cli: Cli, config: Option<Config>) -> Result<(), app::AppError> {
+async fn run(
+    cli: Cli,
+    config: Option<Config>,
+    web: Option<WebSecurity>,
+) -> Result<(), app::AppError> {
     tracing::info!(
         version = build_info::VERSION,
         revision = build_info::REVISION,
@@ -206,6 +248,7 @@ async fn run(cli: Cli, config: Option<Config>) -> Result<(), app::AppError> {
         header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         max_requests: cli.max_requests,
         write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
+        web: web.map(std::sync::Arc::new),
     };
     app::run(config, listeners, settings, shutdown).await
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use serde::Deserialize;
+
 /// A credential (access token, refresh token, client secret).
 ///
 /// The value is only reachable through [`Secret::expose`], so it cannot end
@@ -47,6 +49,16 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+/// Read from YAML as a plain string, for `--web.config.file`'s private
+/// keys and password hashes. A value of the wrong type is reported by the
+/// reader with that value quoted, so callers must not pass such errors on
+/// unredacted (see `web::config`).
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret)
     }
 }
 

@@ -16,10 +16,10 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::build_info;
 use crate::metrics::CONTENT_TYPE;
 use crate::state::ExporterState;
+use crate::web::{Denial, WebSecurity, tls::ALPN_H2};
 
 /// How long a client may take to send its request headers.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,6 +77,9 @@ pub struct ServerSettings {
     /// How long a connection may accept none of a response that is being
     /// sent before it is closed.
     pub write_stall_timeout: Duration,
+    /// TLS, basic auth and response headers from `--web.config.file`;
+    /// `None` serves plain HTTP to anyone.
+    pub web: Option<Arc<WebSecurity>>,
 }
 
 /// Why a listen address could not be used.
@@ -147,8 +151,12 @@ pub async fn serve(
         state,
         telemetry_path: settings.telemetry_path,
         scrape_slots: ScrapeSlots::new(settings.max_requests),
+        web: settings.web.clone(),
     });
-    // HTTP/1.1 only: it is what scrapers speak over plain TCP, and its
+    if let Some(web) = &settings.web {
+        tokio::spawn(web.clone().watch(shutdown.clone()));
+    }
+    // HTTP/1.1 only over plain TCP: it is what scrapers speak there, and its
     // header-read timer starts as soon as a connection opens, so a client
     // that connects and sends nothing is closed too. (Protocol sniffing for
     // HTTP/2 prior knowledge would wait for bytes without any limit.)
@@ -160,6 +168,21 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(MAX_BUFFER_BYTES);
+    // HTTP/2 only over TLS, when ALPN picked it (`http2` in the web
+    // configuration). It has no header-read timer: a connection that
+    // neither sends nor answers pings within the same time is closed.
+    let mut h2_builder = http2::Builder::new(TokioExecutor::new());
+    h2_builder
+        .timer(TokioTimer::new())
+        .keep_alive_interval(settings.header_read_timeout)
+        .keep_alive_timeout(settings.header_read_timeout)
+        .max_header_list_size(MAX_BUFFER_BYTES as u32)
+        .max_send_buf_size(MAX_BUFFER_BYTES);
+    let builders = Arc::new(Builders {
+        http1: builder,
+        http2: h2_builder,
+        handshake_timeout: settings.header_read_timeout,
+    });
 
     // One accept task per listener feeds a single loop that owns the
     // graceful-shutdown tracker, which cannot be shared between tasks.
@@ -178,7 +201,12 @@ pub async fn serve(
             },
         };
         let stream = StallGuard::new(stream, settings.write_stall_timeout);
-        serve_connection(stream, peer, &builder, &routes, &graceful);
+        match settings.web.as_ref().map(|web| web.current()) {
+            Some(web) if web.tls().is_some() => {
+                serve_tls_connection(stream, peer, &builders, &routes, graceful.watcher(), &web);
+            }
+            _ => serve_connection(stream, peer, &builders.http1, &routes, &graceful),
+        }
     }
     accept_loops.shutdown().await;
 
@@ -221,17 +249,86 @@ fn serve_connection(
     routes: &Arc<Routes>,
     graceful: &GracefulShutdown,
 ) {
-    let routes = routes.clone();
-    let service = hyper::service::service_fn(move |request| {
-        let routes = routes.clone();
-        async move { Ok::<_, Infallible>(routes.handle(&request, peer)) }
-    });
-    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+    let connection = graceful
+        .watch(builder.serve_connection(TokioIo::new(stream), service(routes.clone(), peer)));
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::debug!(%peer, error = %err, "connection ended with an error");
         }
     });
+}
+
+/// How connections are served once accepted.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    /// How long a client may take to complete its TLS handshake: the
+    /// header-read timeout, so a client that connects and never handshakes
+    /// is dropped as one that never sends a request is.
+    handshake_timeout: Duration,
+}
+
+/// Serves one connection over TLS, with the TLS settings in force when it
+/// was accepted: HTTP/2 when ALPN chose it, HTTP/1.1 otherwise.
+fn serve_tls_connection(
+    stream: StallGuard,
+    peer: SocketAddr,
+    builders: &Arc<Builders>,
+    routes: &Arc<Routes>,
+    watcher: Watcher,
+    web: &crate::web::ActiveWebConfig,
+) {
+    let Some(acceptor) = web.tls().cloned() else {
+        return;
+    };
+    let builders = builders.clone();
+    let service = service(routes.clone(), peer);
+    tokio::spawn(async move {
+        let stream =
+            match tokio::time::timeout(builders.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake not completed in time; closing");
+                    return;
+                }
+            };
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(ALPN_H2);
+        let io = TokioIo::new(stream);
+        let result = if h2 {
+            watcher
+                .watch(builders.http2.serve_connection(io, service))
+                .await
+        } else {
+            watcher
+                .watch(builders.http1.serve_connection(io, service))
+                .await
+        };
+        if let Err(err) = result {
+            tracing::debug!(%peer, error = %err, "connection ended with an error");
+        }
+    });
+}
+
+/// The request handler of one connection.
+fn service(
+    routes: Arc<Routes>,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<ResponseBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |request| {
+        let routes = routes.clone();
+        async move { Ok::<_, Infallible>(routes.respond(request, peer).await) }
+    })
 }
 
 /// A connection's socket that fails a write the client has taken none of
@@ -330,6 +427,8 @@ struct Routes {
     state: Arc<ExporterState>,
     telemetry_path: String,
     scrape_slots: ScrapeSlots,
+    /// Basic auth, rate limit and extra headers, when configured.
+    web: Option<Arc<WebSecurity>>,
 }
 
 /// The `--web.max-requests` limit, like promhttp's `MaxRequestsInFlight`,
@@ -367,6 +466,40 @@ impl ScrapeSlots {
 }
 
 impl Routes {
+    /// The web configuration's gate, then the endpoint.
+    async fn respond(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody> {
+        let Some(web) = &self.web else {
+            return self.handle(&request, peer);
+        };
+        let active = web.current();
+        let mut response = match web
+            .admit(&active, request.uri().path(), request.headers())
+            .await
+        {
+            Ok(()) => self.handle(&request, peer),
+            Err(Denial::Unauthorized) => {
+                tracing::debug!(%peer, path = request.uri().path(), "basic auth failed; answering 401");
+                let mut response = text(StatusCode::UNAUTHORIZED, "401 Unauthorized\n");
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Basic realm=\"partner-center-exporter\", charset=\"UTF-8\"",
+                    ),
+                );
+                response
+            }
+            Err(Denial::RateLimited) => {
+                text(StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests\n")
+            }
+        };
+        active.add_headers(response.headers_mut());
+        response
+    }
+
     fn handle(&self, request: &Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
         let path = request.uri().path();
         let method = request.method();

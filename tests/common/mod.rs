@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod scripted_upstream;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -105,6 +106,7 @@ pub fn test_server_settings() -> ServerSettings {
         header_read_timeout: partner_center_exporter::server::DEFAULT_HEADER_READ_TIMEOUT,
         max_requests: partner_center_exporter::server::DEFAULT_MAX_REQUESTS,
         write_stall_timeout: partner_center_exporter::server::DEFAULT_WRITE_STALL_TIMEOUT,
+        web: None,
     }
 }
 
