@@ -13,7 +13,7 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{ChildGuard, Exposition, describe, promtool_check_metrics, read_all, text};
+use common::{ChildGuard, Exposition, describe, promtool_check_metrics, text};
 use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
 
 const BIN: &str = env!("CARGO_BIN_EXE_partner-center-exporter");
@@ -53,37 +53,7 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
 /// Runs the binary with `args` in `dir` (if given) and waits, within
 /// [`EXIT_LIMIT`], for it to exit by itself.
 fn run_in(dir: Option<&Path>, args: &[&str]) -> Output {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    let mut child = ChildGuard(command.spawn().expect("start the exporter binary"));
-    let stdout = read_all(child.0.stdout.take().expect("stdout"));
-    let stderr = read_all(child.0.stderr.take().expect("stderr"));
-    let status = child.wait_bounded(EXIT_LIMIT);
-    // Kill a hung process first, so its pipes close and the readers finish.
-    if status.is_none() {
-        let _ = child.0.kill();
-    }
-    let stdout = stdout.join().expect("stdout reader");
-    let stderr = stderr.join().expect("stderr reader");
-    let Some(status) = status else {
-        panic!(
-            "{args:?} did not exit within {EXIT_LIMIT:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            String::from_utf8_lossy(&stdout),
-            String::from_utf8_lossy(&stderr)
-        );
-    };
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
+    common::processes::run_to_exit(dir, args, EXIT_LIMIT)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -721,6 +691,8 @@ fn help_lists_every_flag() {
         "--web.listen-address",
         "--web.telemetry-path",
         "--web.max-requests",
+        "--web.config.file",
+        "--web.healthz-without-auth",
         "--log.level",
         "--log.format",
         "--demo",

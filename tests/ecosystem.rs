@@ -18,20 +18,17 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
 
-use common::{ChildGuard, find_tool};
+use common::find_tool;
+use common::processes::{Exporter, START_LIMIT, Server, free_port};
 use partner_center_exporter::demo::DEMO_SERIES;
 
-const BIN: &str = env!("CARGO_BIN_EXE_partner-center-exporter");
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
 /// The job name the shipped scrape configuration and alerts agree on.
 const JOB: &str = "partner-center-exporter";
@@ -50,9 +47,6 @@ const DOWN_ALERT: &str = "PartnerCenterExporterDown";
 /// between 5 and 95, so some are below the threshold at times.
 const BUSINESS_ALERT: &str = "PartnerCenterLicenseUsageLow";
 
-/// Longest wait for a process to start answering, or for Prometheus to
-/// have scraped a few times.
-const START_LIMIT: Duration = Duration::from_secs(30);
 /// Longest wait for an outage's start or end to show in Prometheus and
 /// Alertmanager: a demo poll interval (15 s), the retries of a failing
 /// poll (about 3.5 s), a few 1 s rounds of scraping, evaluation and
@@ -268,173 +262,6 @@ impl Tools {
     }
 }
 
-/// The exporter binary in demo mode, its standard error collected line by line.
-struct Exporter {
-    child: ChildGuard,
-    address: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Exporter {
-    async fn start() -> Self {
-        let mut child = ChildGuard(
-            Command::new(BIN)
-                .args(["--demo", "--web.listen-address=127.0.0.1:0"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start the exporter binary"),
-        );
-        let stderr = child.0.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let writer = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                writer.lock().expect("log lock").push(line);
-            }
-        });
-        let mut exporter = Self {
-            child,
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-        };
-        let listening = exporter
-            .wait_for_line("message=listening", START_LIMIT, |line| {
-                line.contains("message=listening")
-            })
-            .await;
-        exporter.address = listening
-            .split_whitespace()
-            .find_map(|field| field.strip_prefix("address="))
-            .and_then(|address| address.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {listening:?}"));
-        exporter
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().expect("log lock").join("\n")
-    }
-
-    /// Waits up to `limit` for a log line satisfying `wanted`.
-    async fn wait_for_line(
-        &self,
-        what: &str,
-        limit: Duration,
-        wanted: impl Fn(&str) -> bool,
-    ) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(line) = self
-                .log
-                .lock()
-                .expect("log lock")
-                .iter()
-                .find(|line| wanted(line))
-            {
-                return line.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exporter log line with {what} within {limit:?}:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Sends a signal with kill(1), e.g. `-USR1`.
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.0.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed: {status:?}");
-    }
-
-    fn terminate(&self) {
-        self.signal("-TERM");
-    }
-}
-
-/// Prometheus or Alertmanager, logging into a file of the test's directory.
-struct Server {
-    name: &'static str,
-    child: ChildGuard,
-    url: String,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(name: &'static str, program: &Path, args: &[String], log: PathBuf) -> Self {
-        let log_file = std::fs::File::create(&log).expect("create a log file");
-        let stderr = log_file.try_clone().expect("clone the log file");
-        let child = ChildGuard(
-            Command::new(program)
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(log_file)
-                .stderr(stderr)
-                .spawn()
-                .unwrap_or_else(|err| panic!("start {}: {err}", program.display())),
-        );
-        let address = args
-            .iter()
-            .find_map(|arg| arg.strip_prefix("--web.listen-address="))
-            .expect("a listen address");
-        Self {
-            name,
-            child,
-            url: format!("http://{address}"),
-            log,
-        }
-    }
-
-    /// The last lines of the server's log, for failure messages.
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// Waits until `/-/ready` answers 200, failing early if the process exits.
-    async fn wait_ready(&mut self, client: &reqwest::Client) {
-        let deadline = Instant::now() + START_LIMIT;
-        loop {
-            if let Ok(response) = client.get(format!("{}/-/ready", self.url)).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.0.try_wait() {
-                panic!(
-                    "{} exited with {status} before it was ready:\n{}",
-                    self.name,
-                    self.log_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} was not ready within {START_LIMIT:?}:\n{}",
-                self.name,
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// A port on 127.0.0.1 that was free a moment ago, for servers that cannot
-/// be told to pick one themselves. Another process could take it in
-/// between; the server then fails to start and says so.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port on 127.0.0.1")
-        .port()
-}
-
 /// Everything the test runs. Fields drop in order: the processes stop
 /// before their directory is removed.
 struct Stack {
@@ -461,7 +288,7 @@ impl Stack {
             .mount(&webhook)
             .await;
 
-        let exporter = Exporter::start().await;
+        let exporter = Exporter::start(&["--demo"]).await;
 
         let alertmanager_address = format!("127.0.0.1:{}", free_port());
         let alertmanager_config = dir.path().join("alertmanager.yml");

@@ -8,11 +8,13 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::processes::{Exporter, START_LIMIT, Server, free_port, run_to_exit};
 use common::web::{
     ALLOWED_CLIENT, FIXTURES, Offer, TestPki, client_config, der, https_client, load_web,
     start_exporter_with_web, tls_exchange,
 };
-use common::{CapturedLogs, WAIT, wait_for};
+use common::{CapturedLogs, WAIT, describe, find_tool, text, wait_for};
+use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
 use partner_center_exporter::web::{ReloadOutcome, WebOptions, WebSecurity};
 use rustls::ProtocolVersion;
 
@@ -521,4 +523,260 @@ fn basic_auth_users_are_reloaded() {
     pki.web_config("basic_auth_users:\n  prometheus: \"@bcrypt:x@\"\n  grafana: \"@bcrypt:y@\"\n");
     assert_eq!(web.reload(), ReloadOutcome::Reloaded);
     assert!(web.current().summary().contains("basic auth for 2 user(s)"));
+}
+
+// ---------------------------------------------------------------------------
+// The binary: flags, --config.check, start-up
+// ---------------------------------------------------------------------------
+
+/// Longest wait for a binary that should exit on its own.
+const EXIT_LIMIT: Duration = Duration::from_secs(20);
+
+/// A valid exporter configuration (and its token file) in the PKI's directory.
+fn exporter_config(pki: &TestPki) -> String {
+    pki.write("token", "a-token\n");
+    pki.write(
+        "exporter.yml",
+        "auth:\n  bearer_token_file: token\npoll:\n  interval: 15m\n",
+    );
+    format!("--config.file={}", pki.path("exporter.yml").display())
+}
+
+#[test]
+fn config_check_checks_the_web_configuration_too() {
+    let pki = TestPki::new();
+    let config = exporter_config(&pki);
+    let good = pki.web_config_from_fixture("good/mtls.yml");
+    let web_flag = format!("--web.config.file={}", good.display());
+    let output = run_to_exit(None, &[&config, "--config.check", &web_flag], EXIT_LIMIT);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("configuration is valid")
+            && stdout.contains("web configuration is valid: TLS on (client certificates: RequireAndVerifyClientCert"),
+        "{}",
+        describe(&output)
+    );
+
+    let bad = pki.web_config_from_fixture("bad/tls10.yml");
+    let web_flag = format!("--web.config.file={}", bad.display());
+    let output = run_to_exit(None, &[&config, "--config.check", &web_flag], EXIT_LIMIT);
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(EXIT_CONFIG_ERROR)),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        text(&output.stderr).contains("TLS10 is not supported"),
+        "{}",
+        describe(&output)
+    );
+    // The exporter's own file was fine and is still reported as such.
+    assert!(text(&output.stdout).contains("configuration is valid"));
+}
+
+#[test]
+fn starting_with_a_bad_web_configuration_exits_78() {
+    let pki = TestPki::new();
+    let bad = pki.web_config_from_fixture("bad/password-in-clear.yml");
+    let web_flag = format!("--web.config.file={}", bad.display());
+    let output = run_to_exit(None, &["--demo", &web_flag], EXIT_LIMIT);
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(EXIT_CONFIG_ERROR)),
+        "{}",
+        describe(&output)
+    );
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("invalid web configuration"), "{stderr}");
+    assert!(stderr.contains("not a bcrypt hash"), "{stderr}");
+    assert!(!stderr.contains("clear-text-password"), "{stderr}");
+}
+
+#[test]
+fn the_healthz_exemption_needs_a_web_configuration() {
+    let output = run_to_exit(None, &["--demo", "--web.healthz-without-auth"], EXIT_LIMIT);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        text(&output.stderr).contains("--web.config.file"),
+        "{}",
+        describe(&output)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// A real Prometheus scraping over TLS with basic auth and a client certificate
+// ---------------------------------------------------------------------------
+
+/// Prometheus' job names: the right credentials, no client certificate,
+/// a wrong password.
+const JOBS: [(&str, f64); 3] = [
+    ("right", 1.0),
+    ("no-client-cert", 0.0),
+    ("wrong-password", 0.0),
+];
+
+fn prometheus_config(pki: &TestPki, target: std::net::SocketAddr) -> String {
+    let ca = pki.path("ca.crt").display().to_string();
+    let cert = pki.path("client.crt").display().to_string();
+    let key = pki.path("client.key").display().to_string();
+    let job = |name: &str, client_cert: bool, password: &str| {
+        let client_cert = if client_cert {
+            format!("      cert_file: {cert}\n      key_file: {key}\n")
+        } else {
+            String::new()
+        };
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    tls_config:\n      ca_file: {ca}\n{client_cert}\
+             \x20   basic_auth:\n      username: prometheus\n      password: {password}\n\
+             \x20   static_configs:\n      - targets: [\"{target}\"]\n"
+        )
+    };
+    format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}{}{}",
+        job("right", true, "scrape-password"),
+        job("no-client-cert", false, "scrape-password"),
+        job("wrong-password", true, "not-the-password"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_over_tls_with_basic_auth_and_a_client_certificate() {
+    let Some(prometheus_bin) = find_tool("prometheus") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "prometheus (Debian package `prometheus`) is required in CI but was not found"
+        );
+        eprintln!(
+            "\n==================================================================\n\
+             WARNING: SKIPPING the Prometheus end-to-end scrape over TLS:\n\
+             prometheus not found on the PATH (Debian package `prometheus`).\n\
+             ==================================================================\n"
+        );
+        return;
+    };
+    let started = std::time::Instant::now();
+    let pki = TestPki::new();
+    let web = pki.web_config(&format!(
+        "{}  client_allowed_sans: [{ALLOWED_CLIENT}]\n\
+         basic_auth_users:\n  prometheus: \"@bcrypt:scrape-password@\"\n",
+        MTLS.replace("POLICY", "RequireAndVerifyClientCert")
+    ));
+    let exporter =
+        Exporter::start(&["--demo", &format!("--web.config.file={}", web.display())]).await;
+
+    pki.write("prometheus.yml", &prometheus_config(&pki, exporter.address));
+    let mut prometheus = Server::start(
+        "Prometheus",
+        &prometheus_bin,
+        &[
+            format!("--config.file={}", pki.path("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", pki.path("data").display()),
+            format!("--web.listen-address=127.0.0.1:{}", free_port()),
+        ],
+        pki.path("prometheus.log"),
+    );
+    let client = common::http();
+    prometheus.wait_ready(&client).await;
+
+    let context = |prometheus: &Server| {
+        format!(
+            "--- exporter log ---\n{}\n--- Prometheus log (end) ---\n{}",
+            exporter.log_text(),
+            prometheus.log_tail()
+        )
+    };
+    let deadline = std::time::Instant::now() + START_LIMIT;
+    let targets = loop {
+        let url = format!("{}/api/v1/targets", prometheus.url);
+        let targets: Option<Vec<serde_json::Value>> = async {
+            let body: serde_json::Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+            let active = body["data"]["activeTargets"].as_array()?.clone();
+            // Every job scraped at least once, and the right one succeeded.
+            let scraped = active
+                .iter()
+                .all(|t| t["lastScrape"] != "0001-01-01T00:00:00Z");
+            let right_up = active
+                .iter()
+                .any(|t| t["labels"]["job"] == "right" && t["health"] == "up");
+            (active.len() == JOBS.len() && scraped && right_up).then_some(active)
+        }
+        .await;
+        if let Some(targets) = targets {
+            break targets;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus did not scrape every job within {START_LIMIT:?}\n{}",
+            context(&prometheus)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for (job, up) in JOBS {
+        let target = targets
+            .iter()
+            .find(|t| t["labels"]["job"] == job)
+            .unwrap_or_else(|| panic!("no target for {job}"));
+        let health = if up == 1.0 { "up" } else { "down" };
+        assert_eq!(
+            target["health"],
+            health,
+            "{job}: {target}\n{}",
+            context(&prometheus)
+        );
+    }
+    let wrong = targets
+        .iter()
+        .find(|t| t["labels"]["job"] == "wrong-password")
+        .expect("wrong-password target");
+    assert!(
+        wrong["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("401"),
+        "{wrong}"
+    );
+
+    // The scraped series arrived, with the exporter's labels.
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/api/v1/query", prometheus.url),
+        [("query", "partner_center_exporter_build_info{job=\"right\"}")],
+    )
+    .expect("query URL");
+    let deadline = std::time::Instant::now() + START_LIMIT;
+    loop {
+        let result: Option<serde_json::Value> = async {
+            let body: serde_json::Value = client
+                .get(url.clone())
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            body["data"]["result"].as_array()?.first().cloned()
+        }
+        .await;
+        if let Some(series) = result {
+            assert_eq!(series["metric"]["instance"], exporter.address.to_string());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partner_center_exporter_build_info from the TLS job\n{}",
+            context(&prometheus)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let log = exporter.log_text();
+    assert!(log.contains("web configuration in force"), "{log}");
+    assert!(
+        !log.contains("scrape-password") && !log.contains("$2b$"),
+        "{log}"
+    );
+    eprintln!(
+        "Prometheus end-to-end over TLS took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

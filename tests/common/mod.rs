@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod processes;
 pub mod scripted_upstream;
 pub mod web;
 
