@@ -159,11 +159,11 @@ impl WebSecurity {
     /// Loads `path` and everything it names. Blocks (file reads, one bcrypt
     /// hash): call it before the runtime starts or on the blocking pool.
     pub fn load(path: &Path, options: WebOptions) -> Result<Self, WebConfigError> {
-        let (seen, loaded) = load(path);
+        let seen = fingerprint(path);
         Ok(Self {
             path: path.to_owned(),
             options,
-            current: ArcSwap::from_pointee(loaded?),
+            current: ArcSwap::from_pointee(load(path)?),
             last_seen: Mutex::new(seen),
         })
     }
@@ -210,7 +210,11 @@ impl WebSecurity {
 
     /// Looks at the files once and applies a changed, valid set. Blocks.
     pub fn reload(&self) -> ReloadOutcome {
-        let (seen, loaded) = load(&self.path);
+        // Only a changed file set is loaded: loading builds the TLS
+        // configuration and computes a bcrypt hash, too costly every few
+        // seconds. Should the files change between this look and the load,
+        // the next look sees a new digest and loads them again.
+        let seen = fingerprint(&self.path);
         {
             let Ok(mut last_seen) = self.last_seen.lock() else {
                 return ReloadOutcome::Unchanged;
@@ -220,7 +224,7 @@ impl WebSecurity {
             }
             *last_seen = seen;
         }
-        let loaded = match loaded {
+        let loaded = match load(&self.path) {
             Ok(loaded) => loaded,
             Err(err) => return ReloadOutcome::Refused(err.to_string()),
         };
@@ -265,15 +269,49 @@ impl WebSecurity {
     }
 }
 
-/// Reads and checks the file and all it names: the digest of everything
-/// read, and the configuration or why it is refused.
-fn load(path: &Path) -> (Vec<u8>, Result<ActiveWebConfig, WebConfigError>) {
-    let mut reader = Reader::new(path);
-    let result = load_with(path, &mut reader);
-    (reader.finish(), result)
+/// A digest of the file and of every file it names (or of why they could
+/// not be read): what changes when any of them does.
+fn fingerprint(path: &Path) -> Vec<u8> {
+    let mut digest = digest::Context::new(&digest::SHA256);
+    let mut add = |path: &Path| -> Option<Vec<u8>> {
+        digest.update(path.as_os_str().as_encoded_bytes());
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                digest.update(&(bytes.len() as u64).to_be_bytes());
+                digest.update(&bytes);
+                Some(bytes)
+            }
+            Err(err) => {
+                digest.update(format!("error {:?}", err.kind()).as_bytes());
+                None
+            }
+        }
+    };
+    let referenced = add(path)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| WebConfig::from_yaml(&text, path).ok())
+        .and_then(|config| config.tls)
+        .map(|tls| {
+            [Some(tls.cert), Some(tls.key), tls.client_ca]
+                .into_iter()
+                .flatten()
+                .filter_map(|source| match source {
+                    PemSource::File(path) => Some(path),
+                    PemSource::Inline(_) => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    for file in referenced {
+        add(&file);
+    }
+    digest.finish().as_ref().to_vec()
 }
 
-fn load_with(path: &Path, reader: &mut Reader) -> Result<ActiveWebConfig, WebConfigError> {
+/// Reads and checks the file and all it names.
+fn load(path: &Path) -> Result<ActiveWebConfig, WebConfigError> {
+    let mut reader = Reader::new(path);
+    let reader = &mut reader;
     let bytes = reader.read(None, path)?;
     let text = String::from_utf8(bytes).map_err(|_| WebConfigError::Schema {
         path: path.to_owned(),
@@ -304,10 +342,8 @@ fn load_with(path: &Path, reader: &mut Reader) -> Result<ActiveWebConfig, WebCon
     })
 }
 
-/// Reads the files of one load, keeping a digest of all it read so that a
-/// change to any of them is noticed.
+/// Reads the files of one load.
 pub struct Reader {
-    digest: digest::Context,
     /// The web configuration file, named in errors about the files it names.
     config: PathBuf,
 }
@@ -315,7 +351,6 @@ pub struct Reader {
 impl Reader {
     fn new(config: &Path) -> Self {
         Self {
-            digest: digest::Context::new(&digest::SHA256),
             config: config.to_owned(),
         }
     }
@@ -323,30 +358,18 @@ impl Reader {
     /// Reads the configuration file itself (`what` is `None`) or a file it
     /// names as `what`.
     fn read(&mut self, what: Option<&'static str>, path: &Path) -> Result<Vec<u8>, WebConfigError> {
-        self.digest.update(path.as_os_str().as_encoded_bytes());
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                self.digest.update(&(bytes.len() as u64).to_be_bytes());
-                self.digest.update(&bytes);
-                Ok(bytes)
-            }
-            Err(source) => {
-                self.digest
-                    .update(format!("error {:?}", source.kind()).as_bytes());
-                Err(match what {
-                    None => WebConfigError::Read {
-                        path: path.to_owned(),
-                        source,
-                    },
-                    Some(what) => WebConfigError::ReadReferenced {
-                        config: self.config.clone(),
-                        what,
-                        path: path.to_owned(),
-                        source,
-                    },
-                })
-            }
-        }
+        std::fs::read(path).map_err(|source| match what {
+            None => WebConfigError::Read {
+                path: path.to_owned(),
+                source,
+            },
+            Some(what) => WebConfigError::ReadReferenced {
+                config: self.config.clone(),
+                what,
+                path: path.to_owned(),
+                source,
+            },
+        })
     }
 
     /// PEM text from a file or from the configuration itself.
@@ -355,10 +378,6 @@ impl Reader {
             PemSource::File(path) => self.read(Some(what), path),
             PemSource::Inline(text) => Ok(text.expose().as_bytes().to_vec()),
         }
-    }
-
-    fn finish(self) -> Vec<u8> {
-        self.digest.finish().as_ref().to_vec()
     }
 }
 

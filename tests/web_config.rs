@@ -330,6 +330,12 @@ async fn basic_auth_right_wrong_missing_and_unknown() {
     assert_eq!(response.status(), 200);
     let body = response.text().await.expect("body");
     common::Exposition::parse(&body);
+    let landing = get_with(&exporter.url("/"), Some(("prometheus", "scrape-password"))).await;
+    let landing = landing.text().await.expect("landing page");
+    assert!(landing.contains("Partner Center Exporter"), "{landing}");
+    for secret in ["$2b$", "scrape-password", "basic_auth", "web.yml"] {
+        assert!(!landing.contains(secret), "the landing page shows {secret}");
+    }
     let malformed = common::http()
         .get(exporter.url("/metrics"))
         .header("authorization", "Basic !!!not-base64")

@@ -283,6 +283,26 @@ mod tests {
         assert!(!text.contains("$2"), "{text}");
     }
 
+    #[tokio::test]
+    async fn htpasswd_hashes_work() {
+        // htpasswd -B writes $2y$, as do the examples of exporter-toolkit.
+        let hash = bcrypt::hash_with_result("right", 4)
+            .expect("hash")
+            .format_for_version(bcrypt::Version::TwoY);
+        assert!(hash.starts_with("$2y$04$"), "{hash}");
+        let auth = BasicAuth::new(BTreeMap::from([("p".to_owned(), Secret::new(hash))]))
+            .expect("basic auth")
+            .expect("users");
+        assert_eq!(
+            auth.verify(Some(&header("p", "right"))).await,
+            Verdict::Allowed
+        );
+        assert_eq!(
+            auth.verify(Some(&header("p", "wrong"))).await,
+            Verdict::Denied
+        );
+    }
+
     #[test]
     fn hashes_are_checked() {
         assert!(check_hash(&Secret::new(bcrypt::hash("x", 4).expect("hash"))).is_ok());

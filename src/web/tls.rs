@@ -485,6 +485,34 @@ mod tests {
     }
 
     #[test]
+    fn subject_alternative_names_read_as_go_prints_them() {
+        use rcgen::{CertificateParams, KeyPair, SanType};
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = vec![
+            SanType::DnsName("prometheus.example".try_into().expect("dns")),
+            SanType::Rfc822Name("ops@example.com".try_into().expect("email")),
+            SanType::URI("spiffe://example/prometheus".try_into().expect("uri")),
+            SanType::IpAddress("192.0.2.7".parse().expect("v4")),
+            SanType::IpAddress("2001:db8::7".parse().expect("v6")),
+            SanType::IpAddress("::ffff:192.0.2.8".parse().expect("mapped")),
+        ];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("certificate");
+        assert_eq!(
+            subject_alternative_names(cert.der()).expect("names"),
+            [
+                "prometheus.example",
+                "ops@example.com",
+                "spiffe://example/prometheus",
+                "192.0.2.7",
+                "2001:db8::7",
+                "192.0.2.8",
+            ]
+        );
+        assert!(subject_alternative_names(b"not a certificate").is_err());
+    }
+
+    #[test]
     fn go_curve_names() {
         for name in ["CurveP256", "CurveP384", "X25519", "X25519MLKEM768"] {
             assert!(check_curve(name).is_ok(), "{name}");
