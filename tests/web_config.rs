@@ -366,6 +366,26 @@ async fn healthz_is_exempt_only_with_the_flag() {
 }
 
 #[tokio::test]
+async fn requests_beyond_the_rate_limit_get_429() {
+    let pki = TestPki::new();
+    let path = pki.web_config(
+        "rate_limit:\n  interval: 1h\n  burst: 3\n\
+         http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+    );
+    let (exporter, _upstream) = start_exporter_with_web(load_web(&path, false)).await;
+    for _ in 0..3 {
+        assert_eq!(
+            get_with(&exporter.url("/healthz"), None).await.status(),
+            200
+        );
+    }
+    let refused = get_with(&exporter.url("/metrics"), None).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["x-frame-options"], "deny");
+    exporter.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
 async fn basic_auth_and_client_certificate_over_tls_with_http2() {
     let pki = TestPki::new();
     for (http2, expected) in [
@@ -426,6 +446,28 @@ async fn a_client_that_never_handshakes_is_dropped() {
     .await
     .expect("the server closes a silent connection");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // Handshakes, then sends no request: closed by the header-read timeout.
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config(
+        &pki.ca,
+        None,
+        Offer::Both,
+    )));
+    let tcp = tokio::net::TcpStream::connect(exporter.address)
+        .await
+        .expect("connect");
+    let server_name =
+        rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let mut idle = connector
+        .connect(server_name, tcp)
+        .await
+        .expect("handshake");
+    let read = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut idle, &mut buffer))
+        .await
+        .expect("the server closes an idle TLS connection");
+    assert!(
+        matches!(read, Ok(0) | Err(_)) || buffer.starts_with(b"HTTP/1.1 408"),
+        "{read:?}"
+    );
     // The server still serves others.
     let result = tls_exchange(exporter.address, client_config(&pki.ca, None, Offer::Both)).await;
     assert!(result.is_ok(), "{result:?}");
