@@ -16,10 +16,25 @@ fn main() {
     println!("cargo:rustc-env=PCE_BUILD_REVISION={revision}");
     println!("cargo:rustc-env=PCE_BUILD_RUSTC_VERSION={rust_version}");
     println!("cargo:rerun-if-env-changed=PARTNER_CENTER_EXPORTER_REVISION");
-    // A new commit changes HEAD or the ref it points to.
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
-    println!("cargo:rerun-if-changed=.git/packed-refs");
+    // A new commit changes HEAD or the ref it points to. Git says where
+    // they are: in a worktree `.git` is a file, and HEAD lives in the
+    // worktree's own directory while the refs are shared. A path that does
+    // not exist (no git, or a build context without .git) would make cargo
+    // run this script on every build, so only existing ones are watched.
+    let git_dir = command_output("git", &["rev-parse", "--git-dir"]);
+    let common_dir = command_output("git", &["rev-parse", "--git-common-dir"]);
+    let watched = [
+        git_dir.as_deref().map(|dir| format!("{dir}/HEAD")),
+        common_dir.as_deref().map(|dir| format!("{dir}/refs/heads")),
+        common_dir
+            .as_deref()
+            .map(|dir| format!("{dir}/packed-refs")),
+    ];
+    for path in watched.into_iter().flatten() {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
 }
 
 fn command_output(program: &str, args: &[&str]) -> Option<String> {
