@@ -919,5 +919,26 @@ async fn gzip_and_plain_scrapes_carry_the_same_text_and_head_its_length() {
             get_body.len()
         );
     }
+
+    // The other pages alike: GET's headers and length, no body.
+    for (path, body) in [("/healthz", "OK\n"), ("/readyz", "ready\n")] {
+        let head = raw_http(
+            exporter.address,
+            &format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        let (head_headers, head_body) = head.split_once("\r\n\r\n").expect("header end");
+        assert!(head_headers.starts_with("HTTP/1.1 200"), "{head_headers}");
+        assert!(
+            head_headers.contains(&format!("content-length: {}", body.len())),
+            "{path}: {head_headers}"
+        );
+        assert!(
+            head_body.is_empty(),
+            "{path}: HEAD has no body: {head_body:?}"
+        );
+        let get = common::get(&exporter.url(path)).await;
+        assert_eq!(get.text().await.expect("body"), body);
+    }
     exporter.stop().await.expect("clean stop");
 }
