@@ -18,7 +18,10 @@
 //!   decoding, and the HTTP client with paging and typed errors.
 //! - [`snapshot`]: one poll's series, deduplicated and pre-rendered.
 //! - [`metrics`]: every published metric and its exposition rendering.
-//! - [`state`]: what the poller writes and the server reads.
+//! - [`exposition`]: rendered parts of `/metrics`, plain and compressed,
+//!   put together per scrape without copying or compressing.
+//! - [`state`]: what the poller writes and the server reads, including
+//!   the parts of `/metrics` rendered ahead of the scrapes.
 //! - [`poller`]: the polling loop, stretched while Partner Center throttles.
 //! - [`retry`]: which upstream failures are tried again, and the waits between.
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/`, `/healthz`, `/readyz`).
@@ -39,6 +42,7 @@ pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod exposition;
 pub mod metrics;
 pub mod partner_center;
 pub mod poller;

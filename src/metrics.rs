@@ -1,18 +1,26 @@
 //! Every metric the exporter publishes: names, help texts, and their rendering
 //! in the Prometheus text exposition format.
 //!
-//! Two parts make up a scrape: the exporter's own metrics, kept in a private
-//! [`Registry`] and gathered at scrape time, and the license usage series,
-//! rendered once per snapshot by [`render_license_usage`].
+//! A scrape is made of parts that change at different times (see
+//! [`crate::exposition`]): the exporter's own metrics in a private
+//! [`Registry`] (build info, retries, the poll interval, the token
+//! metrics), rendered again after any of them changed, which [`Changes`]
+//! tells; the last poll's health, rendered once per poll outcome by
+//! [`render_poll_health`]; the license usage series, rendered once per
+//! snapshot by [`render_license_usage`]; and the process metrics, read
+//! from `/proc` at most once a second.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use prometheus::proto::{Gauge as GaugeValue, LabelPair, Metric, MetricFamily, MetricType};
+use chrono::{DateTime, Utc};
 use prometheus::{
     Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 use crate::build_info;
+use crate::exposition::{write_header, write_sample};
 use crate::snapshot::{SeriesKey, SeriesValue};
 
 /// The content type of the text exposition format.
@@ -41,64 +49,96 @@ const PROCESSED_TIMESTAMP: &str = "partner_center_license_usage_processed_timest
 const PROCESSED_TIMESTAMP_HELP: &str =
     "When Partner Center processed the usage figure (processedDateTime), in Unix seconds.";
 
+/// Counts changes to the metrics in the registry, so that its rendering
+/// is redone only after one. Whoever changes a metric marks it here; the
+/// next scrape sees a new count and renders once for everyone after it.
+#[derive(Debug, Clone, Default)]
+pub struct Changes(Arc<AtomicU64>);
+
+impl Changes {
+    /// Marks a change. Called after the metric is written: a reader that
+    /// sees the new count (acquire) also sees the new value (release).
+    pub fn mark(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The number of changes so far; read before rendering, so a change
+    /// made during a rendering makes the next scrape render again.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// The metrics of the App+User refresh-token method; registered only when
 /// that method is configured, so a bearer-token set-up shows no token
 /// expiry that alerts could misread.
+///
+/// The authenticator changes them at any time, between polls too; every
+/// change goes through a method here, which marks it for the next scrape.
 #[derive(Clone)]
 pub struct TokenMetrics {
     /// When the current access token expires.
-    pub access_token_expiry_timestamp: Gauge,
+    access_token_expiry_timestamp: Gauge,
     /// When a new refresh token was last stored durably.
-    pub refresh_token_rotated_timestamp: Gauge,
+    refresh_token_rotated_timestamp: Gauge,
     /// Rotated refresh tokens that could not be stored durably.
-    pub refresh_token_persist_failures: IntCounter,
+    refresh_token_persist_failures: IntCounter,
     /// Token requests to Entra ID, by result.
-    pub token_requests: IntCounterVec,
+    token_requests: IntCounterVec,
+    changes: Changes,
 }
 
-/// The exporter's own metrics: health of polling and of the process.
+impl TokenMetrics {
+    /// Counts a token request to Entra ID with its `result`.
+    pub fn count_token_request(&self, result: &str) {
+        self.token_requests.with_label_values(&[result]).inc();
+        self.changes.mark();
+    }
+
+    /// Publishes when the current access token expires.
+    pub fn set_access_token_expiry(&self, at: DateTime<Utc>) {
+        self.access_token_expiry_timestamp.set(unix_seconds(at));
+        self.changes.mark();
+    }
+
+    /// Publishes when a rotated refresh token was stored durably.
+    pub fn set_refresh_token_rotated(&self, at: DateTime<Utc>) {
+        self.refresh_token_rotated_timestamp.set(unix_seconds(at));
+        self.changes.mark();
+    }
+
+    /// Counts a rotated refresh token that could not be stored.
+    pub fn count_persist_failure(&self) {
+        self.refresh_token_persist_failures.inc();
+        self.changes.mark();
+    }
+}
+
+/// A time as Unix seconds with millisecond precision, as every
+/// `*_timestamp_seconds` gauge here shows it.
+pub fn unix_seconds(at: DateTime<Utc>) -> f64 {
+    at.timestamp_millis() as f64 / 1000.0
+}
+
+/// The exporter's own metrics that change outside the poll's outcome, and
+/// the process metrics.
 #[derive(Clone)]
 pub struct ExporterMetrics {
     registry: Registry,
-    /// 1 if the last poll succeeded.
-    pub up: IntGauge,
-    pub last_success_timestamp: Gauge,
-    pub poll_duration: Gauge,
-    pub poll_errors: IntCounterVec,
-    pub items_skipped: IntCounter,
+    /// The process collector alone: it reads `/proc` on every gathering,
+    /// so it is gathered on its own schedule, not with every change.
+    process: Registry,
+    changes: Changes,
     /// Requests to Partner Center sent again, by what went wrong.
-    pub request_retries: IntCounterVec,
+    request_retries: IntCounterVec,
     /// The current time between two polls; longer than configured while throttled.
-    pub poll_interval: Gauge,
+    poll_interval: Gauge,
 }
 
 impl ExporterMetrics {
     /// Creates and registers the exporter's own metrics.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(None, None)?;
-        let up = IntGauge::new(
-            "partner_center_up",
-            "Whether the last poll of Partner Center succeeded (1) or failed (0).",
-        )?;
-        let last_success_timestamp = Gauge::new(
-            "partner_center_last_success_timestamp_seconds",
-            "When the last successful poll of Partner Center finished, in Unix seconds.",
-        )?;
-        let poll_duration = Gauge::new(
-            "partner_center_poll_duration_seconds",
-            "How long the last poll of Partner Center took, in seconds.",
-        )?;
-        let poll_errors = IntCounterVec::new(
-            Opts::new(
-                "partner_center_poll_errors_total",
-                "Failed polls of Partner Center, by reason.",
-            ),
-            &["reason"],
-        )?;
-        let items_skipped = IntCounter::new(
-            "partner_center_items_skipped_total",
-            "License usage items left out because a field was missing or unusable.",
-        )?;
         let request_retries = IntCounterVec::new(
             Opts::new(
                 "partner_center_request_retries_total",
@@ -120,33 +160,23 @@ impl ExporterMetrics {
             .const_label("rustversion", build_info::RUST_VERSION),
         )?;
         build_info.set(1);
-        for reason in POLL_ERROR_REASONS {
-            poll_errors.with_label_values(&[reason]);
-        }
         for reason in RETRY_REASONS {
             request_retries.with_label_values(&[reason]);
         }
-
-        registry.register(Box::new(up.clone()))?;
-        registry.register(Box::new(last_success_timestamp.clone()))?;
-        registry.register(Box::new(poll_duration.clone()))?;
-        registry.register(Box::new(poll_errors.clone()))?;
-        registry.register(Box::new(items_skipped.clone()))?;
         registry.register(Box::new(request_retries.clone()))?;
         registry.register(Box::new(poll_interval.clone()))?;
         registry.register(Box::new(build_info))?;
+
+        let process = Registry::new_custom(None, None)?;
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(
+        process.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
 
         Ok(Self {
             registry,
-            up,
-            last_success_timestamp,
-            poll_duration,
-            poll_errors,
-            items_skipped,
+            process,
+            changes: Changes::default(),
             request_retries,
             poll_interval,
         })
@@ -183,87 +213,203 @@ impl ExporterMetrics {
         self.registry
             .register(Box::new(refresh_token_persist_failures.clone()))?;
         self.registry.register(Box::new(token_requests.clone()))?;
+        self.changes.mark();
         Ok(TokenMetrics {
             access_token_expiry_timestamp,
             refresh_token_rotated_timestamp,
             refresh_token_persist_failures,
             token_requests,
+            changes: self.changes.clone(),
         })
     }
 
-    /// Renders the exporter's own metrics followed by `license_usage`, the
-    /// snapshot's pre-rendered series.
-    pub fn render(&self, license_usage: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4096 + license_usage.len());
-        // Encoding only fails on a family without metrics, which gather()
-        // never returns; a failure would at worst drop the exporter's own part.
-        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            tracing::error!(error = %err, "cannot encode the exporter's own metrics");
+    /// Counts requests that were sent again, one `reason` per retry.
+    pub fn count_retries(&self, reasons: &[&'static str]) {
+        if reasons.is_empty() {
+            return;
         }
+        for reason in reasons {
+            self.request_retries.with_label_values(&[reason]).inc();
+        }
+        self.changes.mark();
+    }
+
+    /// Publishes the time until the next poll starts.
+    pub fn set_poll_interval(&self, seconds: f64) {
+        self.poll_interval.set(seconds);
+        self.changes.mark();
+    }
+
+    /// How many times the registry's metrics have changed; compare with
+    /// the count a rendering was made at.
+    pub fn changes(&self) -> u64 {
+        self.changes.count()
+    }
+
+    /// Renders the registry: build info, retries, poll interval, token metrics.
+    pub fn render_own(&self) -> Vec<u8> {
+        encode(&self.registry)
+    }
+
+    /// Renders the process metrics (CPU, memory, file descriptors), read now.
+    pub fn render_process(&self) -> Vec<u8> {
+        encode(&self.process)
+    }
+
+    /// Renders the registry and the process metrics followed by
+    /// `license_usage`, pre-rendered series; for tools and tests that look
+    /// at the metrics without a poll (a scrape also has the poll's health).
+    pub fn render(&self, license_usage: &str) -> Vec<u8> {
+        let mut out = self.render_own();
+        out.extend_from_slice(&self.render_process());
         out.extend_from_slice(license_usage.as_bytes());
         out
     }
 }
 
-/// Renders the license usage series in the text exposition format. The
-/// encoder escapes label values, whatever Partner Center sent.
-pub fn render_license_usage(series: &BTreeMap<SeriesKey, SeriesValue>) -> String {
+fn encode(registry: &Registry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    // Encoding only fails on a family without metrics, which gather()
+    // never returns; a failure would at worst drop this part.
+    if let Err(err) = TextEncoder::new().encode(&registry.gather(), &mut out) {
+        tracing::error!(error = %err, "cannot encode the exporter's own metrics");
+    }
+    out
+}
+
+/// What the outcome of the polls so far shows; replaced whole by each
+/// poll, so a scrape sees `up`, the last success and the counters of one
+/// and the same poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollHealth {
+    /// Whether the last poll succeeded.
+    pub up: bool,
+    /// When the last successful poll finished.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// How long the last poll took, in seconds.
+    pub last_duration_seconds: f64,
+    /// Failed polls by reason, every reason of [`POLL_ERROR_REASONS`] first.
+    pub errors: Vec<(&'static str, u64)>,
+    /// Items left out as unusable, summed over all polls.
+    pub items_skipped: u64,
+}
+
+impl Default for PollHealth {
+    fn default() -> Self {
+        Self {
+            up: false,
+            last_success_at: None,
+            last_duration_seconds: 0.0,
+            errors: POLL_ERROR_REASONS
+                .iter()
+                .map(|reason| (*reason, 0))
+                .collect(),
+            items_skipped: 0,
+        }
+    }
+}
+
+impl PollHealth {
+    /// Counts a failed poll. A reason outside [`POLL_ERROR_REASONS`] gets
+    /// a series of its own rather than being lost.
+    pub fn count_error(&mut self, reason: &'static str) {
+        match self.errors.iter_mut().find(|(known, _)| *known == reason) {
+            Some((_, count)) => *count += 1,
+            None => self.errors.push((reason, 1)),
+        }
+    }
+}
+
+/// Renders the poll's health: `up`, the last success, the last duration
+/// and the poll counters.
+pub fn render_poll_health(health: &PollHealth) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2048);
+    let gauge = |out: &mut Vec<u8>, name: &str, help: &str, value: f64| {
+        write_header(out, name, help, "gauge");
+        write_sample(out, name, &[], value);
+    };
+    gauge(
+        &mut out,
+        "partner_center_up",
+        "Whether the last poll of Partner Center succeeded (1) or failed (0).",
+        if health.up { 1.0 } else { 0.0 },
+    );
+    gauge(
+        &mut out,
+        "partner_center_last_success_timestamp_seconds",
+        "When the last successful poll of Partner Center finished, in Unix seconds.",
+        health.last_success_at.map_or(0.0, unix_seconds),
+    );
+    gauge(
+        &mut out,
+        "partner_center_poll_duration_seconds",
+        "How long the last poll of Partner Center took, in seconds.",
+        health.last_duration_seconds,
+    );
+    write_header(
+        &mut out,
+        "partner_center_poll_errors_total",
+        "Failed polls of Partner Center, by reason.",
+        "counter",
+    );
+    for (reason, count) in &health.errors {
+        write_sample(
+            &mut out,
+            "partner_center_poll_errors_total",
+            &[("reason", reason)],
+            *count as f64,
+        );
+    }
+    write_header(
+        &mut out,
+        "partner_center_items_skipped_total",
+        "License usage items left out because a field was missing or unusable.",
+        "counter",
+    );
+    write_sample(
+        &mut out,
+        "partner_center_items_skipped_total",
+        &[],
+        health.items_skipped as f64,
+    );
+    out
+}
+
+/// How one family takes its value from a series.
+type ValueOf = fn(&SeriesValue) -> f64;
+
+/// Renders the license usage series in the text exposition format. Label
+/// values are escaped, whatever Partner Center sent.
+pub fn render_license_usage(series: &BTreeMap<SeriesKey, SeriesValue>) -> Vec<u8> {
     if series.is_empty() {
-        return String::new();
+        return Vec::new();
     }
-    let percent = gauge_family(PRORATED_PERCENT, PRORATED_PERCENT_HELP, series, |value| {
-        value.prorated_percent
-    });
-    let processed = gauge_family(
-        PROCESSED_TIMESTAMP,
-        PROCESSED_TIMESTAMP_HELP,
-        series,
-        |value| value.processed_at.timestamp_millis() as f64 / 1000.0,
-    );
-    let mut out = Vec::new();
-    if let Err(err) = TextEncoder::new().encode(&[percent, processed], &mut out) {
-        tracing::error!(error = %err, "cannot encode license usage series");
-        return String::new();
+    // Two lines of about 150 bytes per series, plus the headers.
+    let mut out = Vec::with_capacity(series.len() * 300 + 1024);
+    let families: [(&str, &str, ValueOf); 2] = [
+        (PRORATED_PERCENT, PRORATED_PERCENT_HELP, |value| {
+            value.prorated_percent
+        }),
+        (PROCESSED_TIMESTAMP, PROCESSED_TIMESTAMP_HELP, |value| {
+            unix_seconds(value.processed_at)
+        }),
+    ];
+    for (name, help, value_of) in families {
+        write_header(&mut out, name, help, "gauge");
+        for (key, value) in series {
+            write_sample(
+                &mut out,
+                name,
+                &[
+                    ("channel", &key.channel),
+                    ("service", &key.service),
+                    ("workload", &key.workload),
+                ],
+                value_of(value),
+            );
+        }
     }
-    // The text encoder writes only UTF-8 from UTF-8 input.
-    String::from_utf8(out).unwrap_or_default()
-}
-
-fn gauge_family(
-    name: &str,
-    help: &str,
-    series: &BTreeMap<SeriesKey, SeriesValue>,
-    value_of: impl Fn(&SeriesValue) -> f64,
-) -> MetricFamily {
-    let mut family = MetricFamily::default();
-    family.set_name(name.to_owned());
-    family.set_help(help.to_owned());
-    family.set_field_type(MetricType::GAUGE);
-    family.set_metric(
-        series
-            .iter()
-            .map(|(key, value)| {
-                let mut gauge = GaugeValue::default();
-                gauge.set_value(value_of(value));
-                let mut metric = Metric::default();
-                metric.set_label(vec![
-                    label("channel", &key.channel),
-                    label("service", &key.service),
-                    label("workload", &key.workload),
-                ]);
-                metric.set_gauge(gauge);
-                metric
-            })
-            .collect(),
-    );
-    family
-}
-
-fn label(name: &str, value: &str) -> LabelPair {
-    let mut pair = LabelPair::default();
-    pair.set_name(name.to_owned());
-    pair.set_value(value.to_owned());
-    pair
+    out
 }
 
 #[cfg(test)]
@@ -314,9 +460,58 @@ partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",se
     }
 
     #[test]
+    fn an_unknown_poll_error_reason_gets_its_own_series() {
+        let mut health = PollHealth::default();
+        health.count_error("http");
+        health.count_error("http");
+        health.count_error("novel");
+        let text = String::from_utf8(render_poll_health(&health)).expect("utf-8");
+        assert!(
+            text.contains("partner_center_poll_errors_total{reason=\"http\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partner_center_poll_errors_total{reason=\"novel\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partner_center_poll_errors_total{reason=\"auth\"} 0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn changes_are_counted_by_whoever_makes_them() {
+        let metrics = ExporterMetrics::new().expect("metrics");
+        let before = metrics.changes();
+        metrics.count_retries(&[]);
+        assert_eq!(metrics.changes(), before, "no retry, no change");
+        metrics.count_retries(&["timeout"]);
+        let after_retry = metrics.changes();
+        assert!(after_retry > before);
+        let tokens = metrics.register_token_metrics().expect("token metrics");
+        let registered = metrics.changes();
+        assert!(registered > after_retry, "new series are a change");
+        tokens.count_token_request("success");
+        assert!(metrics.changes() > registered);
+        let text = String::from_utf8(metrics.render_own()).expect("utf-8");
+        assert!(
+            text.contains("partner_center_token_requests_total{result=\"success\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partner_center_request_retries_total{reason=\"timeout\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn exporter_metrics_exist_from_the_start() {
         let metrics = ExporterMetrics::new().expect("metrics");
-        let text = String::from_utf8(metrics.render("")).expect("utf-8");
+        let mut text = String::from_utf8(metrics.render("")).expect("utf-8");
+        text.push_str(
+            std::str::from_utf8(&render_poll_health(&PollHealth::default())).expect("utf-8"),
+        );
         for expected in [
             "partner_center_up 0",
             "partner_center_items_skipped_total 0",
@@ -327,6 +522,8 @@ partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",se
             "# TYPE partner_center_poll_interval_seconds gauge",
             "# TYPE partner_center_poll_errors_total counter",
             "# TYPE partner_center_last_success_timestamp_seconds gauge",
+            "partner_center_last_success_timestamp_seconds 0",
+            "partner_center_poll_duration_seconds 0",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }

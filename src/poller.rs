@@ -171,7 +171,7 @@ impl Poller {
         let finished_at = Utc::now();
         match result {
             Ok(report) => {
-                let summary = self.publish(report, duration, finished_at);
+                let summary = self.publish(report, duration, finished_at).await;
                 tracing::info!(
                     correlation_id = %correlation_id,
                     series = summary.series,
@@ -222,7 +222,10 @@ impl Poller {
         }
     }
 
-    fn publish(
+    /// Builds the snapshot, renders it and publishes it, on the blocking
+    /// pool: a large answer takes a while, and the server's threads must
+    /// not wait for it.
+    async fn publish(
         &mut self,
         report: UsageReport,
         duration: Duration,
@@ -242,67 +245,86 @@ impl Poller {
                 "skipped more license usage items"
             );
         }
-        let snapshot = Snapshot::from_items(report.items);
-        self.log_new_out_of_range(&snapshot);
-        let summary = PollSummary {
-            series: snapshot.series().len(),
-            skipped: report.skipped.len(),
-            duplicates: snapshot.duplicates(),
-            pages: report.pages,
-        };
-        if summary.duplicates > 0 {
-            tracing::info!(
-                duplicates = summary.duplicates,
-                "items repeated a workload, service and channel; the newest processedDateTime was kept"
-            );
-        }
         if self.withdrawal_logged {
             self.withdrawal_logged = false;
             tracing::info!("a poll succeeded again; license usage series are served again");
         }
-        self.state
-            .record_success(snapshot, summary.skipped as u64, duration, finished_at);
-        summary
-    }
-
-    /// Logs each series whose percentage has left 0–100 since the last
-    /// poll. It is served as received: the API does not promise the range,
-    /// and hiding it would hide the upstream problem.
-    fn log_new_out_of_range(&mut self, snapshot: &Snapshot) {
-        let now_out: HashSet<&SeriesKey> = snapshot
-            .series()
-            .iter()
-            .filter(|(_, value)| !EXPECTED_PERCENT.contains(&value.prorated_percent))
-            .map(|(key, _)| key)
-            .collect();
-        let mut newly_out = 0usize;
-        for key in &now_out {
-            if self.out_of_range.contains(*key) {
-                continue;
+        let skipped = report.skipped.len();
+        let items = report.items;
+        let state = self.state.clone();
+        let mut out_of_range = std::mem::take(&mut self.out_of_range);
+        let built = tokio::task::spawn_blocking(move || {
+            let snapshot = Snapshot::from_items(items);
+            log_new_out_of_range(&mut out_of_range, &snapshot);
+            let counts = (snapshot.series().len(), snapshot.duplicates());
+            // The snapshot's map is freed here too, off the server's threads.
+            state.record_success(snapshot, skipped as u64, duration, finished_at);
+            (counts, out_of_range)
+        })
+        .await;
+        let (series, duplicates) = match built {
+            Ok((counts, out_of_range)) => {
+                self.out_of_range = out_of_range;
+                counts
             }
-            newly_out += 1;
-            if newly_out <= MAX_SKIPPED_ITEMS_LOGGED {
-                let percent = snapshot
-                    .series()
-                    .get(*key)
-                    .map_or(f64::NAN, |value| value.prorated_percent);
-                tracing::warn!(
-                    workload = %key.workload,
-                    service = %key.service,
-                    channel = %key.channel,
-                    percent,
-                    "proratedLicensesUsagePercent is outside 0-100; served as received"
-                );
-            }
-        }
-        if newly_out > MAX_SKIPPED_ITEMS_LOGGED {
-            tracing::warn!(
-                more = newly_out - MAX_SKIPPED_ITEMS_LOGGED,
-                "more series have proratedLicensesUsagePercent outside 0-100"
+            // A panic is a bug: let it end the poller, which stops the exporter.
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            // Cancelled: the runtime is shutting down, nothing is served any more.
+            Err(_) => (0, 0),
+        };
+        if duplicates > 0 {
+            tracing::info!(
+                duplicates,
+                "items repeated a workload, service and channel; the newest processedDateTime was kept"
             );
         }
-        self.out_of_range = now_out.into_iter().cloned().collect();
+        PollSummary {
+            series,
+            skipped,
+            duplicates,
+            pages: report.pages,
+        }
     }
+}
+
+/// Logs each series whose percentage has left 0–100 since the last poll;
+/// `out_of_range` holds those of the last poll and is replaced by this
+/// one's. A value out of range is served as received: the API does not
+/// promise the range, and hiding it would hide the upstream problem.
+fn log_new_out_of_range(out_of_range: &mut HashSet<SeriesKey>, snapshot: &Snapshot) {
+    let now_out: HashSet<&SeriesKey> = snapshot
+        .series()
+        .iter()
+        .filter(|(_, value)| !EXPECTED_PERCENT.contains(&value.prorated_percent))
+        .map(|(key, _)| key)
+        .collect();
+    let mut newly_out = 0usize;
+    for key in &now_out {
+        if out_of_range.contains(*key) {
+            continue;
+        }
+        newly_out += 1;
+        if newly_out <= MAX_SKIPPED_ITEMS_LOGGED {
+            let percent = snapshot
+                .series()
+                .get(*key)
+                .map_or(f64::NAN, |value| value.prorated_percent);
+            tracing::warn!(
+                workload = %key.workload,
+                service = %key.service,
+                channel = %key.channel,
+                percent,
+                "proratedLicensesUsagePercent is outside 0-100; served as received"
+            );
+        }
+    }
+    if newly_out > MAX_SKIPPED_ITEMS_LOGGED {
+        tracing::warn!(
+            more = newly_out - MAX_SKIPPED_ITEMS_LOGGED,
+            "more series have proratedLicensesUsagePercent outside 0-100"
+        );
+    }
+    *out_of_range = now_out.into_iter().cloned().collect();
 }
 
 /// When the next poll starts: `delay` after this one started, or, when

@@ -3,9 +3,10 @@
 //! It only reads what the poller last published; no request reaches
 //! Partner Center or changes state.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,7 +14,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::{http1, http2};
@@ -520,34 +520,38 @@ impl Routes {
             }
         };
         tracing::debug!(%method, path, status = response.status().as_u16(), "request");
-        response
+        if method == Method::HEAD {
+            without_body(response)
+        } else {
+            response
+        }
     }
 
+    /// A scrape: the parts rendered ahead put together, compressed as one
+    /// gzip member when the client accepts gzip; nothing is rendered or
+    /// compressed here (see [`crate::exposition`]).
     fn metrics(
         &self,
         request_headers: &HeaderMap,
         slot: Option<OwnedSemaphorePermit>,
     ) -> Response<ResponseBody> {
-        let body = self.state.render_metrics();
+        let exposition = self.state.exposition();
         let mut response = Response::builder()
             .header(header::CONTENT_TYPE, CONTENT_TYPE)
             .header(header::VARY, "Accept-Encoding");
-        let body = if accepts_gzip(request_headers) && body.len() >= MIN_GZIP_BYTES {
-            match gzip(&body) {
-                Ok(compressed) => {
-                    response = response.header(header::CONTENT_ENCODING, "gzip");
-                    compressed
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot compress /metrics; sending it plain");
-                    body
-                }
+        let compressed = (accepts_gzip(request_headers)
+            && exposition.plain_len() >= MIN_GZIP_BYTES)
+            .then(|| exposition.gzip_frames())
+            .flatten();
+        let frames = match compressed {
+            Some(frames) => {
+                response = response.header(header::CONTENT_ENCODING, "gzip");
+                frames
             }
-        } else {
-            body
+            None => exposition.plain_frames(),
         };
         response
-            .body(ResponseBody::holding(Bytes::from(body), slot))
+            .body(ResponseBody::frames(frames, slot))
             .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response\n"))
     }
 
@@ -602,28 +606,41 @@ impl Routes {
     }
 }
 
-/// A response body that keeps the scrape slot it was given until hyper
-/// has written it out.
+/// A response body of ready frames that keeps the scrape slot it was
+/// given until hyper has written it out.
+///
+/// Several frames let a scrape send the parts of `/metrics` as they are
+/// stored, shared with every other scrape, with no copy into one buffer.
 ///
 /// hyper drops a body as soon as the body reports its end, which for a
 /// plain `Full<Bytes>` is as soon as its one frame has been taken, before
 /// any of it reaches the socket. While it holds a slot, this body reports
-/// no end after its frame; so hyper, once its write buffer holds more than
-/// [`MAX_BUFFER_BYTES`], flushes it to the socket before it looks at the
-/// body again, finds the response complete, and drops the body and slot.
+/// no end after its last frame; so hyper, once its write buffer holds more
+/// than [`MAX_BUFFER_BYTES`], flushes it to the socket before it looks at
+/// the body again, finds the response complete, and drops the body and slot.
 pub struct ResponseBody {
-    inner: Full<Bytes>,
+    /// Frames not yet taken, in order; none is empty.
+    frames: VecDeque<Bytes>,
+    /// Bytes in `frames`.
+    remaining: u64,
     slot: Option<OwnedSemaphorePermit>,
 }
 
 impl ResponseBody {
     fn new(data: Bytes) -> Self {
-        Self::holding(data, None)
+        Self::frames(vec![data], None)
     }
 
-    fn holding(data: Bytes, slot: Option<OwnedSemaphorePermit>) -> Self {
+    fn empty() -> Self {
+        Self::frames(Vec::new(), None)
+    }
+
+    fn frames(frames: Vec<Bytes>, slot: Option<OwnedSemaphorePermit>) -> Self {
+        let frames: VecDeque<Bytes> = frames.into_iter().filter(|f| !f.is_empty()).collect();
+        let remaining = frames.iter().map(|frame| frame.len() as u64).sum();
         Self {
-            inner: Full::new(data),
+            frames,
+            remaining,
             slot,
         }
     }
@@ -635,23 +652,39 @@ impl Body for ResponseBody {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
-        let frame = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(None) = frame {
-            this.slot = None;
+        match this.frames.pop_front() {
+            Some(frame) => {
+                this.remaining -= frame.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(frame))))
+            }
+            None => {
+                this.slot = None;
+                Poll::Ready(None)
+            }
         }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.slot.is_none() && self.inner.is_end_stream()
+        self.slot.is_none() && self.frames.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        SizeHint::with_exact(self.remaining)
     }
+}
+
+/// The answer to a HEAD request: the GET answer's status and headers,
+/// with its length stated, and no body (RFC 9110 §9.3.2). A scrape slot
+/// the body held is released at once.
+fn without_body(response: Response<ResponseBody>) -> Response<ResponseBody> {
+    let (mut parts, body) = response.into_parts();
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.remaining));
+    Response::from_parts(parts, ResponseBody::empty())
 }
 
 /// The answer to a scrape beyond `--web.max-requests`.
@@ -709,15 +742,6 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         }
     }
     gzip.or(any).is_some_and(|quality| quality > 0.0)
-}
-
-fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4),
-        flate2::Compression::fast(),
-    );
-    encoder.write_all(body)?;
-    encoder.finish()
 }
 
 fn html_escape(text: &str) -> String {

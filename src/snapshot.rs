@@ -9,6 +9,7 @@ use std::collections::btree_map::Entry;
 
 use chrono::{DateTime, Utc};
 
+use crate::exposition::Part;
 use crate::metrics;
 use crate::partner_center::model::LicenseUsage;
 
@@ -33,41 +34,17 @@ pub struct Snapshot {
     series: BTreeMap<SeriesKey, SeriesValue>,
     /// Items that repeated a (workload, service, channel) already seen.
     duplicates: usize,
-    /// The series in the text exposition format, rendered once here so
-    /// that a scrape only copies bytes.
-    exposition: String,
+    /// The series in the text exposition format, rendered and compressed
+    /// once here so that a scrape only sends ready bytes.
+    exposition: Part,
 }
 
 impl Snapshot {
-    /// Builds a snapshot from decoded items. When a (workload, service,
-    /// channel) appears more than once, the item with the newest
-    /// `processedDateTime` wins; on a tie, the later item in the answer.
+    /// Builds a snapshot from decoded items (see [`fold_items`]) and
+    /// renders its series.
     pub fn from_items(items: impl IntoIterator<Item = LicenseUsage>) -> Self {
-        let mut series = BTreeMap::new();
-        let mut duplicates = 0;
-        for item in items {
-            let key = SeriesKey {
-                workload: item.workload,
-                service: item.service,
-                channel: item.channel,
-            };
-            let value = SeriesValue {
-                prorated_percent: item.prorated_percent,
-                processed_at: item.processed_at,
-            };
-            match series.entry(key) {
-                Entry::Vacant(slot) => {
-                    slot.insert(value);
-                }
-                Entry::Occupied(mut slot) => {
-                    duplicates += 1;
-                    if value.processed_at >= slot.get().processed_at {
-                        slot.insert(value);
-                    }
-                }
-            }
-        }
-        let exposition = metrics::render_license_usage(&series);
+        let (series, duplicates) = fold_items(items);
+        let exposition = Part::new(metrics::render_license_usage(&series));
         Self {
             series,
             duplicates,
@@ -87,8 +64,47 @@ impl Snapshot {
 
     /// The series as text exposition format, empty when there are none.
     pub fn exposition(&self) -> &str {
+        self.exposition.text()
+    }
+
+    /// The series ready to send, plain and compressed.
+    pub fn part(&self) -> &Part {
         &self.exposition
     }
+}
+
+/// Folds decoded items into series, and counts the items folded into an
+/// earlier one. When a (workload, service, channel) appears more than
+/// once, the item with the newest `processedDateTime` wins; on a tie, the
+/// later item in the answer.
+pub fn fold_items(
+    items: impl IntoIterator<Item = LicenseUsage>,
+) -> (BTreeMap<SeriesKey, SeriesValue>, usize) {
+    let mut series = BTreeMap::new();
+    let mut duplicates = 0;
+    for item in items {
+        let key = SeriesKey {
+            workload: item.workload,
+            service: item.service,
+            channel: item.channel,
+        };
+        let value = SeriesValue {
+            prorated_percent: item.prorated_percent,
+            processed_at: item.processed_at,
+        };
+        match series.entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert(value);
+            }
+            Entry::Occupied(mut slot) => {
+                duplicates += 1;
+                if value.processed_at >= slot.get().processed_at {
+                    slot.insert(value);
+                }
+            }
+        }
+    }
+    (series, duplicates)
 }
 
 #[cfg(test)]

@@ -808,3 +808,137 @@ async fn a_token_with_a_line_break_fails_as_auth_without_a_request() {
     );
     exporter.stop().await.expect("clean stop");
 }
+
+/// The `/metrics` body with and without gzip is the same text, sent as one
+/// gzip member that any gzip reader takes whole; HEAD states the length of
+/// what GET sends and sends nothing.
+#[tokio::test]
+async fn gzip_and_plain_scrapes_carry_the_same_text_and_head_its_length() {
+    let upstream = upstream_serving(serde_json::from_str(FIXTURE).expect("fixture")).await;
+    let exporter = RunningExporter::start(&upstream.uri(), ONCE).await;
+    exporter.until_up().await;
+    let client = common::http();
+    let scrape = |gzip: bool| {
+        let mut request = client.get(exporter.url("/metrics"));
+        if gzip {
+            request = request.header("Accept-Encoding", "gzip");
+        }
+        async move {
+            let response = request.send().await.expect("scrape");
+            assert_eq!(response.status(), 200);
+            let encoding = response
+                .headers()
+                .get("content-encoding")
+                .map(|value| value.to_str().expect("ASCII").to_owned());
+            let length: usize = response.headers()["content-length"]
+                .to_str()
+                .expect("ASCII")
+                .parse()
+                .expect("a length");
+            let body = response.bytes().await.expect("body");
+            assert_eq!(body.len(), length);
+            (encoding, body)
+        }
+    };
+    let (plain_encoding, plain) = scrape(false).await;
+    let (gzip_encoding, compressed) = scrape(true).await;
+    assert_eq!(plain_encoding, None);
+    assert_eq!(gzip_encoding.as_deref(), Some("gzip"));
+    assert!(compressed.len() < plain.len(), "compressed is smaller");
+
+    // One member: a reader that stops after the first sees the whole text,
+    // and nothing follows it.
+    let mut decoder = flate2::bufread::GzDecoder::new(&compressed[..]);
+    let mut unzipped = Vec::new();
+    decoder.read_to_end(&mut unzipped).expect("valid gzip");
+    assert!(
+        decoder.into_inner().is_empty(),
+        "bytes after the gzip member"
+    );
+    let mut multi = Vec::new();
+    flate2::read::MultiGzDecoder::new(&compressed[..])
+        .read_to_end(&mut multi)
+        .expect("valid gzip");
+    assert_eq!(multi, unzipped);
+
+    // The process metrics are read again once a second, so the two
+    // scrapes may differ there; everything else is the same text.
+    let without_process = |body: &[u8]| -> Vec<String> {
+        String::from_utf8(body.to_vec())
+            .expect("UTF-8")
+            .lines()
+            .filter(|line| {
+                !line.starts_with("process_")
+                    && !line.starts_with("# HELP process_")
+                    && !line.starts_with("# TYPE process_")
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let plain_lines = without_process(&plain);
+    assert!(
+        plain_lines
+            .iter()
+            .any(|line| line.starts_with(PERCENT) && line.contains("Exchange")),
+        "{plain_lines:#?}"
+    );
+    assert_eq!(without_process(&unzipped), plain_lines);
+    common::promtool_check_metrics(&String::from_utf8(unzipped).expect("UTF-8"));
+
+    for (accept, encoding) in [("identity", None), ("gzip", Some("gzip"))] {
+        let head = raw_http(
+            exporter.address,
+            &format!(
+                "HEAD /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: {accept}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        let (head_headers, head_body) = head.split_once("\r\n\r\n").expect("header end");
+        assert!(head_headers.starts_with("HTTP/1.1 200"), "{head_headers}");
+        assert!(head_body.is_empty(), "HEAD has no body: {head_body:?}");
+        let header = |name: &str| {
+            head_headers
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            header("content-encoding").as_deref(),
+            encoding,
+            "{head_headers}"
+        );
+        let length: usize = header("content-length")
+            .unwrap_or_else(|| panic!("no content-length: {head_headers}"))
+            .parse()
+            .expect("a length");
+        let (_, get_body) = scrape(encoding.is_some()).await;
+        // Only the process metrics' digits may have changed in between.
+        assert!(
+            length.abs_diff(get_body.len()) < 64,
+            "HEAD says {length}, GET sends {}",
+            get_body.len()
+        );
+    }
+
+    // The other pages alike: GET's headers and length, no body.
+    for (path, body) in [("/healthz", "OK\n"), ("/readyz", "ready\n")] {
+        let head = raw_http(
+            exporter.address,
+            &format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        let (head_headers, head_body) = head.split_once("\r\n\r\n").expect("header end");
+        assert!(head_headers.starts_with("HTTP/1.1 200"), "{head_headers}");
+        assert!(
+            head_headers.contains(&format!("content-length: {}", body.len())),
+            "{path}: {head_headers}"
+        );
+        assert!(
+            head_body.is_empty(),
+            "{path}: HEAD has no body: {head_body:?}"
+        );
+        let get = common::get(&exporter.url(path)).await;
+        assert_eq!(get.text().await.expect("body"), body);
+    }
+    exporter.stop().await.expect("clean stop");
+}

@@ -711,3 +711,47 @@ async fn an_untrusted_certificate_is_refused() {
         "the failure names the certificate:\n{page}"
     );
 }
+
+/// A poll whose answer is still arriving holds nothing the server needs:
+/// scrapes, the landing page and readiness are answered with the last
+/// poll's values meanwhile.
+#[tokio::test]
+async fn scrapes_are_answered_while_a_poll_is_still_arriving() {
+    let next = exchange_at(9.0);
+    // One byte every 200 ms: this answer takes over a minute to arrive,
+    // far longer than the test; the exporter is stopped before it ends.
+    let dripping = Step::drip(&next, Duration::from_millis(200));
+    let upstream = ScriptedUpstream::start(
+        vec![Step::json(200, &exchange_at(7.0)), dripping],
+        fixture(),
+    )
+    .await;
+    let (mut config, dir) = retrying_config(&upstream, 0);
+    config.poll.interval = Duration::from_millis(300);
+    config.poll.timeout = Duration::from_secs(600);
+    config.partner_center.request_timeout = Duration::from_secs(600);
+    let exporter = RunningExporter::start_with(config, dir).await;
+    let first = exporter.until_up().await;
+    assert_eq!(exchange_percent(&first), Some(7.0));
+
+    // The second poll has sent its request and is reading the drip.
+    upstream.wait_for_requests(2, WAIT).await;
+    for _ in 0..5 {
+        let metrics = Exposition::parse(&exporter.scrape().await);
+        assert_eq!(exchange_percent(&metrics), Some(7.0), "{}", metrics.text);
+        assert_eq!(metrics.value("partner_center_up", &[]), Some(1.0));
+        assert_eq!(
+            metrics.value("partner_center_last_success_timestamp_seconds", &[]),
+            first.value("partner_center_last_success_timestamp_seconds", &[]),
+            "no second poll has finished"
+        );
+        let ready = common::get(&exporter.url("/readyz")).await;
+        assert_eq!(ready.status(), 200);
+    }
+    assert_eq!(
+        upstream.received().len(),
+        2,
+        "the second poll is still on its request"
+    );
+    exporter.stop().await.expect("clean stop");
+}

@@ -218,19 +218,13 @@ impl AppUserAuthenticator {
             .await;
         let outcome = match result {
             Ok(grant) => {
-                self.metrics
-                    .token_requests
-                    .with_label_values(&["success"])
-                    .inc();
+                self.metrics.count_token_request("success");
                 let token = self.accept_grant(state, grant, sent_at, sent_at_wall).await;
                 state.last_failure = None;
                 Ok(token)
             }
             Err(err) => {
-                self.metrics
-                    .token_requests
-                    .with_label_values(&[err.kind()])
-                    .inc();
+                self.metrics.count_token_request(err.kind());
                 state.access = None;
                 let err = AuthError::Entra(err);
                 state.last_failure = Some(err.clone());
@@ -263,9 +257,7 @@ impl AppUserAuthenticator {
             renew_at: sent_at + lifetime.saturating_sub(margin),
         });
         let expires_at = sent_at_wall + chrono::Duration::from_std(lifetime).unwrap_or_default();
-        self.metrics
-            .access_token_expiry_timestamp
-            .set(expires_at.timestamp_millis() as f64 / 1000.0);
+        self.metrics.set_access_token_expiry(expires_at);
         tracing::debug!(
             expires_in_seconds = lifetime.as_secs(),
             "obtained a Partner Center access token"
@@ -288,7 +280,7 @@ impl AppUserAuthenticator {
     /// Stores the current refresh token, or says loudly why it is not stored.
     async fn persist(&self, refresh: &CurrentRefreshToken) {
         let Some(store) = self.store.clone() else {
-            self.metrics.refresh_token_persist_failures.inc();
+            self.metrics.count_persist_failure();
             tracing::warn!(
                 "the refresh token was rotated but state_dir is not set, so the new one lives in memory only: \
                  after a restart the exporter falls back to the configured refresh token, which stops working \
@@ -313,13 +305,11 @@ impl AppUserAuthenticator {
             });
         match result {
             Ok(()) => {
-                self.metrics
-                    .refresh_token_rotated_timestamp
-                    .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+                self.metrics.set_refresh_token_rotated(Utc::now());
                 tracing::info!("stored the rotated refresh token in state_dir");
             }
             Err(err) => {
-                self.metrics.refresh_token_persist_failures.inc();
+                self.metrics.count_persist_failure();
                 tracing::warn!(
                     error = %err,
                     "the refresh token was rotated but cannot be stored, so the new one lives in memory only; \
