@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side performance comparison of the exporter (issue #7): builds it
+# Side-by-side performance comparison of the exporter: builds it
 # in release, runs it against a fake Partner Center (benches/compare_upstream.rs),
 # and measures it next to nginx serving the same /metrics bytes as a static
 # file and Debian's prometheus-node-exporter, with wrk as the load. Every
@@ -41,7 +41,7 @@ WRK_SECONDS=${WRK_SECONDS:-10}
 ITEMS=${ITEMS:-100000}
 BIG_POLLS=${BIG_POLLS:-8}
 [ "$BIG_POLLS" -ge 2 ] || BIG_POLLS=2
-# 100 polls of the 5-item answer before memory is read, as the issue asks.
+# 100 polls of the 5-item answer before memory is read, the memory target's measure.
 SMALL_POLLS=100
 # Scrapes of each process before its memory is read, so both have built
 # whatever a scrape allocates.
