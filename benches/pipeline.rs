@@ -2,7 +2,8 @@
 //! scrape costs, at 5, 10 000 and 100 000 items:
 //!
 //! - `decode`: a Partner Center page into items (`decode_usage_page`);
-//! - `snapshot`: items folded into series (`snapshot::fold_items`);
+//! - `snapshot`: items folded into series, sorted and deduplicated
+//!   (`snapshot::fold_items`);
 //! - `render`: series rendered and compressed, as a poll publishes them;
 //! - `poll`: the three above together, as a poll runs them;
 //! - `serde_json_value`: `serde_json::from_slice::<Value>` of the same
@@ -19,7 +20,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use partner_center_exporter::exposition::Part;
 use partner_center_exporter::metrics::{ExporterMetrics, render_license_usage};
 use partner_center_exporter::partner_center::model::{LicenseUsage, decode_usage_page};
-use partner_center_exporter::snapshot::{Snapshot, fold_items};
+use partner_center_exporter::snapshot::{SeriesFold, Snapshot, fold_items};
 use partner_center_exporter::state::ExporterState;
 
 const SIZES: [usize; 3] = [5, 10_000, 100_000];
@@ -81,14 +82,18 @@ fn stages(c: &mut Criterion) {
         let items = items_of(body);
         group.throughput(Throughput::Elements(*n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &items, |b, items| {
-            b.iter_batched(|| items.clone(), fold_items, BatchSize::LargeInput)
+            b.iter_batched(
+                || SeriesFold::from_iter(items.clone()),
+                fold_items,
+                BatchSize::LargeInput,
+            )
         });
     }
     group.finish();
 
     let mut group = c.benchmark_group("render");
     for (n, body) in &bodies {
-        let (series, _) = fold_items(items_of(body));
+        let (series, _) = fold_items(items_of(body).into_iter().collect());
         group.throughput(Throughput::Elements(*n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &series, |b, series| {
             b.iter(|| Part::new(render_license_usage(black_box(series))))

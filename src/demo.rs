@@ -929,7 +929,8 @@ mod tests {
             .await
             .expect("the simulated Partner Center answers");
         let labels: Vec<(&str, &str, &str)> = report
-            .items
+            .series
+            .items()
             .iter()
             .map(|i| (i.workload.as_str(), i.service.as_str(), i.channel.as_str()))
             .collect();

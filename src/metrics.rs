@@ -10,7 +10,6 @@
 //! snapshot by [`render_license_usage`]; and the process metrics, read
 //! from `/proc` at most once a second.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,7 +20,7 @@ use prometheus::{
 
 use crate::build_info;
 use crate::exposition::{write_header, write_sample};
-use crate::snapshot::{SeriesKey, SeriesValue};
+use crate::partner_center::model::LicenseUsage;
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -376,11 +375,11 @@ pub fn render_poll_health(health: &PollHealth) -> Vec<u8> {
 }
 
 /// How one family takes its value from a series.
-type ValueOf = fn(&SeriesValue) -> f64;
+type ValueOf = fn(&LicenseUsage) -> f64;
 
 /// Renders the license usage series in the text exposition format. Label
 /// values are escaped, whatever Partner Center sent.
-pub fn render_license_usage(series: &BTreeMap<SeriesKey, SeriesValue>) -> Vec<u8> {
+pub fn render_license_usage(series: &[LicenseUsage]) -> Vec<u8> {
     if series.is_empty() {
         return Vec::new();
     }
@@ -396,16 +395,16 @@ pub fn render_license_usage(series: &BTreeMap<SeriesKey, SeriesValue>) -> Vec<u8
     ];
     for (name, help, value_of) in families {
         write_header(&mut out, name, help, "gauge");
-        for (key, value) in series {
+        for item in series {
             write_sample(
                 &mut out,
                 name,
                 &[
-                    ("channel", &key.channel),
-                    ("service", &key.service),
-                    ("workload", &key.workload),
+                    ("channel", &item.channel),
+                    ("service", &item.service),
+                    ("workload", &item.workload),
                 ],
-                value_of(value),
+                value_of(item),
             );
         }
     }
@@ -415,7 +414,6 @@ pub fn render_license_usage(series: &BTreeMap<SeriesKey, SeriesValue>) -> Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partner_center::model::LicenseUsage;
     use crate::snapshot::Snapshot;
     use chrono::TimeZone;
 

@@ -223,7 +223,7 @@ impl Poller {
     }
 
     /// Builds the snapshot, renders it and publishes it, on the blocking
-    /// pool: a large answer takes a while, and the server's threads must
+    /// pool: a large answer takes a while, and the poller's runtime must
     /// not wait for it.
     async fn publish(
         &mut self,
@@ -250,14 +250,14 @@ impl Poller {
             tracing::info!("a poll succeeded again; license usage series are served again");
         }
         let skipped = report.skipped.len();
-        let items = report.items;
+        let fold = report.series;
         let state = self.state.clone();
         let mut out_of_range = std::mem::take(&mut self.out_of_range);
         let built = tokio::task::spawn_blocking(move || {
-            let snapshot = Snapshot::from_items(items);
+            let snapshot = Snapshot::from_fold(fold);
             log_new_out_of_range(&mut out_of_range, &snapshot);
             let counts = (snapshot.series().len(), snapshot.duplicates());
-            // The snapshot's map is freed here too, off the server's threads.
+            // The snapshot's items are freed here too, off the poller's runtime.
             state.record_success(snapshot, skipped as u64, duration, finished_at);
             (counts, out_of_range)
         })
@@ -292,31 +292,27 @@ impl Poller {
 /// one's. A value out of range is served as received: the API does not
 /// promise the range, and hiding it would hide the upstream problem.
 fn log_new_out_of_range(out_of_range: &mut HashSet<SeriesKey>, snapshot: &Snapshot) {
-    let now_out: HashSet<&SeriesKey> = snapshot
+    let mut now_out = HashSet::new();
+    let mut newly_out = 0usize;
+    let outside = snapshot
         .series()
         .iter()
-        .filter(|(_, value)| !EXPECTED_PERCENT.contains(&value.prorated_percent))
-        .map(|(key, _)| key)
-        .collect();
-    let mut newly_out = 0usize;
-    for key in &now_out {
-        if out_of_range.contains(*key) {
-            continue;
+        .filter(|item| !EXPECTED_PERCENT.contains(&item.prorated_percent));
+    for item in outside {
+        let key = SeriesKey::of(item);
+        if !out_of_range.contains(&key) {
+            newly_out += 1;
+            if newly_out <= MAX_SKIPPED_ITEMS_LOGGED {
+                tracing::warn!(
+                    workload = %item.workload,
+                    service = %item.service,
+                    channel = %item.channel,
+                    percent = item.prorated_percent,
+                    "proratedLicensesUsagePercent is outside 0-100; served as received"
+                );
+            }
         }
-        newly_out += 1;
-        if newly_out <= MAX_SKIPPED_ITEMS_LOGGED {
-            let percent = snapshot
-                .series()
-                .get(*key)
-                .map_or(f64::NAN, |value| value.prorated_percent);
-            tracing::warn!(
-                workload = %key.workload,
-                service = %key.service,
-                channel = %key.channel,
-                percent,
-                "proratedLicensesUsagePercent is outside 0-100; served as received"
-            );
-        }
+        now_out.insert(key);
     }
     if newly_out > MAX_SKIPPED_ITEMS_LOGGED {
         tracing::warn!(
@@ -324,7 +320,7 @@ fn log_new_out_of_range(out_of_range: &mut HashSet<SeriesKey>, snapshot: &Snapsh
             "more series have proratedLicensesUsagePercent outside 0-100"
         );
     }
-    *out_of_range = now_out.into_iter().cloned().collect();
+    *out_of_range = now_out;
 }
 
 /// When the next poll starts: `delay` after this one started, or, when

@@ -4,10 +4,7 @@
 //! one whole, so a series that vanished upstream vanishes from `/metrics`
 //! and a half-finished poll is never visible.
 
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
-
-use chrono::{DateTime, Utc};
+use std::cmp::Ordering;
 
 use crate::exposition::Part;
 use crate::metrics;
@@ -21,17 +18,73 @@ pub struct SeriesKey {
     pub channel: String,
 }
 
-/// The values published for one series.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SeriesValue {
-    pub prorated_percent: f64,
-    pub processed_at: DateTime<Utc>,
+impl SeriesKey {
+    /// The labels of `item`'s series.
+    pub fn of(item: &LicenseUsage) -> Self {
+        Self {
+            workload: item.workload.clone(),
+            service: item.service.clone(),
+            channel: item.channel.clone(),
+        }
+    }
+}
+
+/// The order of series in a snapshot and on `/metrics`: by workload, then
+/// service, then channel, as [`SeriesKey`] orders them.
+fn label_order(a: &LicenseUsage, b: &LicenseUsage) -> Ordering {
+    (&a.workload, &a.service, &a.channel).cmp(&(&b.workload, &b.service, &b.channel))
+}
+
+fn same_labels(a: &LicenseUsage, b: &LicenseUsage) -> bool {
+    a.workload == b.workload && a.service == b.service && a.channel == b.channel
+}
+
+/// The usable items of a poll's pages, gathered as each page is decoded,
+/// to be folded into series once the last page is in.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesFold {
+    items: Vec<LicenseUsage>,
+}
+
+impl SeriesFold {
+    /// Adds one page's items, in the order received. The first page's are
+    /// taken over as they are: a one-page answer is never copied.
+    pub fn add_page(&mut self, items: Vec<LicenseUsage>) {
+        if self.items.is_empty() {
+            self.items = items;
+        } else {
+            self.items.extend(items);
+        }
+    }
+
+    /// The items added, in the order received.
+    pub fn items(&self) -> &[LicenseUsage] {
+        &self.items
+    }
+
+    /// How many items were added.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl FromIterator<LicenseUsage> for SeriesFold {
+    fn from_iter<I: IntoIterator<Item = LicenseUsage>>(items: I) -> Self {
+        Self {
+            items: items.into_iter().collect(),
+        }
+    }
 }
 
 /// The license usage series of one successful poll.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    series: BTreeMap<SeriesKey, SeriesValue>,
+    /// One item per series, ordered by labels.
+    series: Vec<LicenseUsage>,
     /// Items that repeated a (workload, service, channel) already seen.
     duplicates: usize,
     /// The series in the text exposition format, rendered and compressed
@@ -40,10 +93,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds a snapshot from decoded items (see [`fold_items`]) and
+    /// Builds a snapshot from a poll's items (see [`fold_items`]) and
     /// renders its series.
-    pub fn from_items(items: impl IntoIterator<Item = LicenseUsage>) -> Self {
-        let (series, duplicates) = fold_items(items);
+    pub fn from_fold(fold: SeriesFold) -> Self {
+        let (series, duplicates) = fold_items(fold);
         let exposition = Part::new(metrics::render_license_usage(&series));
         Self {
             series,
@@ -52,8 +105,13 @@ impl Snapshot {
         }
     }
 
-    /// The series, ordered by their labels.
-    pub fn series(&self) -> &BTreeMap<SeriesKey, SeriesValue> {
+    /// Builds a snapshot from decoded items, as [`Snapshot::from_fold`].
+    pub fn from_items(items: impl IntoIterator<Item = LicenseUsage>) -> Self {
+        Self::from_fold(items.into_iter().collect())
+    }
+
+    /// The series, one item each, ordered by their labels.
+    pub fn series(&self) -> &[LicenseUsage] {
         &self.series
     }
 
@@ -73,44 +131,38 @@ impl Snapshot {
     }
 }
 
-/// Folds decoded items into series, and counts the items folded into an
-/// earlier one. When a (workload, service, channel) appears more than
-/// once, the item with the newest `processedDateTime` wins; on a tie, the
-/// later item in the answer.
-pub fn fold_items(
-    items: impl IntoIterator<Item = LicenseUsage>,
-) -> (BTreeMap<SeriesKey, SeriesValue>, usize) {
-    let mut series = BTreeMap::new();
+/// Folds a poll's items into series, ordered by labels, and counts the
+/// items folded into an earlier one. When a (workload, service, channel)
+/// appears more than once, the item with the newest `processedDateTime`
+/// wins; on a tie, the later item in the answer.
+///
+/// The items are sorted where they are and duplicates removed in place: a
+/// 100 000-series answer needs no second copy of its items, nor a map's
+/// nodes beside them.
+pub fn fold_items(fold: SeriesFold) -> (Vec<LicenseUsage>, usize) {
+    let mut items = fold.items;
+    // Stable: items with the same labels stay in the order received.
+    items.sort_by(label_order);
     let mut duplicates = 0;
-    for item in items {
-        let key = SeriesKey {
-            workload: item.workload,
-            service: item.service,
-            channel: item.channel,
-        };
-        let value = SeriesValue {
-            prorated_percent: item.prorated_percent,
-            processed_at: item.processed_at,
-        };
-        match series.entry(key) {
-            Entry::Vacant(slot) => {
-                slot.insert(value);
-            }
-            Entry::Occupied(mut slot) => {
-                duplicates += 1;
-                if value.processed_at >= slot.get().processed_at {
-                    slot.insert(value);
-                }
-            }
+    // `later` directly follows `kept`, the item already chosen for its
+    // series, and is removed when it has the same labels.
+    items.dedup_by(|later, kept| {
+        if !same_labels(later, kept) {
+            return false;
         }
-    }
-    (series, duplicates)
+        duplicates += 1;
+        if later.processed_at >= kept.processed_at {
+            std::mem::swap(later, kept);
+        }
+        true
+    });
+    (items, duplicates)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
 
     fn usage(workload: &str, percent: f64, day: u32) -> LicenseUsage {
         LicenseUsage {
@@ -129,8 +181,8 @@ mod tests {
         snapshot
             .series()
             .iter()
-            .find(|(key, _)| key.workload == workload)
-            .map(|(_, value)| value.prorated_percent)
+            .find(|item| item.workload == workload)
+            .map(|item| item.prorated_percent)
     }
 
     #[test]
@@ -164,6 +216,43 @@ mod tests {
         ]);
         assert_eq!(snapshot.series().len(), 3);
         assert_eq!(snapshot.duplicates(), 0);
+    }
+
+    #[test]
+    fn pages_fold_into_series_ordered_by_labels() {
+        let mut fold = SeriesFold::default();
+        fold.add_page(vec![usage("Teams", 1.0, 1), usage("Exchange", 2.0, 1)]);
+        fold.add_page(Vec::new());
+        fold.add_page(vec![usage("Exchange", 3.0, 2), usage("Azure", 4.0, 1)]);
+        assert_eq!(fold.len(), 4);
+        let snapshot = Snapshot::from_fold(fold);
+        let series: Vec<(&str, f64)> = snapshot
+            .series()
+            .iter()
+            .map(|item| (item.workload.as_str(), item.prorated_percent))
+            .collect();
+        assert_eq!(
+            series,
+            [("Azure", 4.0), ("Exchange", 3.0), ("Teams", 1.0)],
+            "the newest Exchange item, from the second page, wins"
+        );
+        assert_eq!(snapshot.duplicates(), 1);
+    }
+
+    #[test]
+    fn a_run_of_duplicates_keeps_the_newest_and_the_later_on_ties() {
+        // Dates 1, 3, 2, 3: the second 3 is the later of the newest two.
+        let snapshot = Snapshot::from_items([
+            usage("Exchange", 1.0, 1),
+            usage("Exchange", 3.0, 3),
+            usage("Exchange", 2.0, 2),
+            usage("Exchange", 4.0, 3),
+            usage("Teams", 5.0, 1),
+        ]);
+        assert_eq!(percent_of(&snapshot, "Exchange"), Some(4.0));
+        assert_eq!(percent_of(&snapshot, "Teams"), Some(5.0));
+        assert_eq!(snapshot.series().len(), 2);
+        assert_eq!(snapshot.duplicates(), 3);
     }
 
     #[test]

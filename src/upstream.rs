@@ -17,13 +17,15 @@ pub async fn read_body_capped(
     mut response: reqwest::Response,
     limit: usize,
 ) -> Result<Vec<u8>, BodyError> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit as u64)
-    {
+    let announced = response.content_length();
+    if announced.is_some_and(|length| length > limit as u64) {
         return Err(BodyError::TooLarge);
     }
-    let mut body = Vec::new();
+    // Room for the announced length at once: a large answer grown by
+    // doubling would hold two copies at the moment each larger buffer is
+    // filled, and end up to twice as large as it is. A length that lies
+    // costs at most `limit`, and only in address space until it is written.
+    let mut body = Vec::with_capacity(announced.map_or(0, |length| length as usize));
     while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
         if body.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use partner_center_exporter::metrics::ExporterMetrics;
 use partner_center_exporter::partner_center::model::{LicenseUsage, UsagePage, decode_usage_page};
-use partner_center_exporter::snapshot::{SeriesKey, SeriesValue, Snapshot};
+use partner_center_exporter::snapshot::{SeriesKey, Snapshot};
 use partner_center_exporter::state::ExporterState;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -739,7 +739,10 @@ fn decode_and_serve(body: &[u8]) -> Result<Option<UsagePage>, TestCaseError> {
 
     // The license series are the snapshot's, labels and values exactly.
     for (name, value_of) in [
-        (PERCENT, (|v| v.prorated_percent) as fn(&SeriesValue) -> f64),
+        (
+            PERCENT,
+            (|v| v.prorated_percent) as fn(&LicenseUsage) -> f64,
+        ),
         (PROCESSED, |v| {
             v.processed_at.timestamp_millis() as f64 / 1000.0
         }),
@@ -749,22 +752,26 @@ fn decode_and_serve(body: &[u8]) -> Result<Option<UsagePage>, TestCaseError> {
             .filter(|sample| sample.name == name)
             .map(|sample| (&sample.labels, sample.value.to_bits()))
             .collect();
-        let labels: Vec<BTreeMap<String, String>> =
-            snapshot.series().keys().map(labels_of).collect();
+        let labels: Vec<BTreeMap<String, String>> = snapshot
+            .series()
+            .iter()
+            .map(|item| labels_of(&SeriesKey::of(item)))
+            .collect();
+        prop_assert_eq!(
+            labels.iter().collect::<BTreeSet<_>>().len(),
+            labels.len(),
+            "one item per series"
+        );
         let expected: BTreeMap<&BTreeMap<String, String>, u64> = labels
             .iter()
-            .zip(snapshot.series().values())
-            .map(|(labels, value)| (labels, value_of(value).to_bits()))
+            .zip(snapshot.series())
+            .map(|(labels, item)| (labels, value_of(item).to_bits()))
             .collect();
         prop_assert_eq!(served, expected, "{}", name);
     }
     // Every decoded item is served.
     for item in &page.items {
-        let labels = labels_of(&SeriesKey {
-            workload: item.workload.clone(),
-            service: item.service.clone(),
-            channel: item.channel.clone(),
-        });
+        let labels = labels_of(&SeriesKey::of(item));
         prop_assert!(
             samples
                 .iter()
