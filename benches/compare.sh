@@ -10,7 +10,9 @@
 #
 # Not part of `cargo test` or .ci/run. Run it from anywhere:
 #   benches/compare.sh
-# Knobs (environment): WRK_SECONDS (10), ITEMS (100000), BIG_POLLS (8).
+# Knobs (environment): WRK_SECONDS (10), ITEMS (100000), BIG_POLLS (8),
+# EXPORTER_GLIBC_TUNABLES (by default the GLIBC_TUNABLES the Dockerfile and
+# the systemd unit set, so the exporter runs as deployed; empty for none).
 # Needs: cargo, curl, gzip, strip, nginx (with gzip_static), wrk,
 # prometheus-node-exporter; it says what to install when one is missing.
 # The first run also builds the fake upstream in release (minutes); later
@@ -38,6 +40,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WRK_SECONDS=${WRK_SECONDS:-10}
+EXPORTER_GLIBC_TUNABLES=${EXPORTER_GLIBC_TUNABLES-$(sed -n 's/^ENV GLIBC_TUNABLES=//p' deploy/docker/Dockerfile)}
 ITEMS=${ITEMS:-100000}
 BIG_POLLS=${BIG_POLLS:-8}
 [ "$BIG_POLLS" -ge 2 ] || BIG_POLLS=2
@@ -183,7 +186,7 @@ poll:
   timeout: 2m
 EOF
     exporter_port=$(free_port)
-    "$exporter_bin" --config.file="$dir/config.yml" \
+    GLIBC_TUNABLES="$EXPORTER_GLIBC_TUNABLES" "$exporter_bin" --config.file="$dir/config.yml" \
         --web.listen-address="127.0.0.1:$exporter_port" --log.level=warn 2>"$dir/log" &
     exporter_pid=$!
     pids+=("$exporter_pid")
@@ -467,3 +470,4 @@ echo
 echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r)"
 echo "tools: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n 1 | awk '{ print "wrk " $2 }'), $(prometheus-node-exporter --version 2>&1 | head -n 1 | awk '{ print "node_exporter", $3 }')"
 echo "wrk: ${WRK_SECONDS}s per run, Accept-Encoding: gzip, keep-alive"
+echo "exporter: GLIBC_TUNABLES=${EXPORTER_GLIBC_TUNABLES:-(none)}"

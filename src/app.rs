@@ -10,6 +10,7 @@ use crate::auth::{AuthError, Authenticator};
 use crate::config::Config;
 use crate::metrics::ExporterMetrics;
 use crate::partner_center::client::{Client, ClientError};
+use crate::poll_thread::PollThread;
 use crate::poller::Poller;
 use crate::server::{self, ServerSettings};
 use crate::state::ExporterState;
@@ -29,6 +30,8 @@ pub enum AppError {
     Demo(std::io::Error),
     #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start the poll thread: {0}")]
+    PollThread(std::io::Error),
     #[error("the poller failed: {0}")]
     Poller(String),
 }
@@ -88,7 +91,12 @@ pub async fn run(
         config.poll.interval,
         config.poll.timeout,
     );
-    let mut poller = tokio::spawn(poller.run(shutdown.clone()));
+    // On a thread and runtime of its own, so that receiving and decoding a
+    // large answer never holds up a scrape (see `poll_thread`).
+    let poller =
+        PollThread::spawn("poller", poller.run(shutdown.clone())).map_err(AppError::PollThread)?;
+    let poller = poller.join();
+    tokio::pin!(poller);
     let server = server::serve(listeners, state, settings, shutdown.clone());
     tokio::pin!(server);
     // The poller only ends on the stop signal. If it ends any other way (a
@@ -103,7 +111,7 @@ pub async fn run(
     };
     if let Err(err) = poller_result {
         tracing::error!(error = %err, "the poller failed");
-        return Err(AppError::Poller(err.to_string()));
+        return Err(AppError::Poller(err));
     }
     tracing::info!("stopped");
     Ok(())

@@ -23,6 +23,8 @@
 //! - [`state`]: what the poller writes and the server reads, including
 //!   the parts of `/metrics` rendered ahead of the scrapes.
 //! - [`poller`]: the polling loop, stretched while Partner Center throttles.
+//! - [`poll_thread`]: the poller's own thread and runtime, at a lower
+//!   priority than the server's.
 //! - [`retry`]: which upstream failures are tried again, and the waits between.
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/`, `/healthz`, `/readyz`).
 //! - [`web`]: `--web.config.file`, exporter-toolkit's web configuration:
@@ -45,6 +47,7 @@ pub mod demo;
 pub mod exposition;
 pub mod metrics;
 pub mod partner_center;
+pub mod poll_thread;
 pub mod poller;
 pub mod retry;
 pub mod secret;

@@ -49,7 +49,7 @@ pub struct PollStatus {
 #[derive(Debug)]
 struct Published {
     /// The last successful poll's series, rendered. Only byte buffers: the
-    /// snapshot's map stays with the poller, so a scrape that outlives a
+    /// snapshot's items stay with the poller, so a scrape that outlives a
     /// swap never has a large structure to free.
     license: Part,
     /// How many series `license` has.
@@ -197,10 +197,14 @@ impl ExporterState {
     /// process metrics, the last poll's health, and the license series
     /// unless they are older than `poll.max_staleness` at `now`.
     pub fn exposition_at(&self, now: DateTime<Utc>) -> Exposition {
+        // The poll's outcome first: what a poll counts on the way (its
+        // retries) is recorded before its outcome is published, so the own
+        // metrics read after it include all of it. Read the other way round,
+        // a poll ending in between would show its failure without its retries.
+        let published = self.published.load();
         let mut exposition = Exposition::new();
         exposition.push(self.own_part());
         exposition.push(self.process_part());
-        let published = self.published.load();
         exposition.push(published.health_part.clone());
         if !is_stale(&published, self.max_staleness, now) {
             exposition.push(published.license.clone());

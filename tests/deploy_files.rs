@@ -783,3 +783,26 @@ fn systemd_unit_and_its_config_work_together() {
         "RestartPreventExitStatus= holds {EXIT_CONFIG_ERROR}"
     );
 }
+
+#[test]
+fn image_and_unit_tune_the_allocator_alike() {
+    let stage = final_stage(&read("deploy/docker/Dockerfile"));
+    let image: Vec<&str> = stage
+        .iter()
+        .filter(|(keyword, _)| keyword == "ENV")
+        .filter_map(|(_, rest)| rest.strip_prefix("GLIBC_TUNABLES="))
+        .collect();
+    let unit = unit_settings(&read("deploy/systemd/partner-center-exporter.service"));
+    let systemd: Vec<&str> = unit
+        .get("Service.Environment")
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|value| value.strip_prefix("GLIBC_TUNABLES="))
+        .collect();
+    assert_eq!(image, ["glibc.malloc.mmap_threshold=131072"]);
+    assert_eq!(
+        systemd, image,
+        "the unit runs the exporter as the image does"
+    );
+}

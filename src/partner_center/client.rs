@@ -12,13 +12,12 @@ use reqwest::{StatusCode, Url};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::model::{
-    DecodeError, LicenseUsage, NextLink, SkippedItem, UsagePage, decode_usage_page,
-};
+use super::model::{DecodeError, NextLink, SkippedItem, UsagePage, decode_usage_page};
 use crate::auth::{AuthError, Authenticator};
 use crate::config::PartnerCenterConfig;
 use crate::retry::{RetryPolicy, Wait};
 use crate::secret::Secret;
+use crate::snapshot::SeriesFold;
 use crate::upstream::{BodyError, error_chain, read_body_capped};
 
 /// Path of the partner-level license usage collection, below the API root.
@@ -38,10 +37,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// (in practice `MS-ContinuationToken`), never these, which the client owns.
 const CLIENT_OWNED_MS_HEADERS: [&str; 2] = ["ms-requestid", "ms-correlationid"];
 
-/// Decodes a page on tokio's blocking pool. A page may hold up to
+/// Decodes a page on the blocking pool of the runtime the poll runs on
+/// (the poll thread's, see [`crate::poll_thread`]). A page may hold up to
 /// `max_body_size` (64 MiB by default) of JSON, which takes a core for
-/// seconds; decoded on the runtime, it would hold up every scrape waiting
-/// on the same worker thread.
+/// seconds; decoded on the runtime itself, it would hold up everything
+/// else waiting on the same thread.
 async fn decode_on_blocking_pool(body: Vec<u8>) -> Result<UsagePage, DecodeError> {
     match tokio::task::spawn_blocking(move || decode_usage_page(&body)).await {
         Ok(decoded) => decoded,
@@ -77,8 +77,9 @@ pub struct Client {
 /// Everything one poll fetched, across all pages.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UsageReport {
-    /// Usable items of every page, in the order received.
-    pub items: Vec<LicenseUsage>,
+    /// Usable items of every page, in the order received, to be folded
+    /// into series.
+    pub series: SeriesFold,
     /// Items left out, with the 1-based page they were on.
     pub skipped: Vec<(u32, SkippedItem)>,
     /// Pages requested.
@@ -389,7 +390,7 @@ impl Client {
                         source,
                         ids: ids.clone(),
                     })?;
-            report.items.extend(page.items);
+            report.series.add_page(page.items);
             report
                 .skipped
                 .extend(page.skipped.into_iter().map(|item| (page_number, item)));
