@@ -229,6 +229,13 @@ async fn accept_loop(listener: TcpListener, accepted: mpsc::Sender<(TcpStream, S
     loop {
         match listener.accept().await {
             Ok(connection) => {
+                // As Go's net/http and nginx do: a response is written in
+                // several pieces (gzip header, parts, trailer), and with
+                // Nagle's algorithm the last small one waits for the
+                // client's delayed ACK, up to 40 ms on Linux.
+                if let Err(err) = connection.0.set_nodelay(true) {
+                    tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+                }
                 if accepted.send(connection).await.is_err() {
                     return;
                 }
@@ -839,5 +846,17 @@ mod tests {
                 .unwrap_or_else(|err| panic!("not reachable over {host}: {err}"));
         }
         accept.await.expect("every connection accepted");
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_nagle_delay() {
+        let listener = bind("127.0.0.1:0").await.expect("loopback");
+        let address = listener.local_addr().expect("addr");
+        let (accepted, mut connections) = mpsc::channel(1);
+        let accepting = tokio::spawn(accept_loop(listener, accepted));
+        let _client = TcpStream::connect(address).await.expect("connect");
+        let (stream, _) = connections.recv().await.expect("accepted");
+        assert!(stream.nodelay().expect("TCP_NODELAY readable"));
+        accepting.abort();
     }
 }
