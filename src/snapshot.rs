@@ -61,15 +61,6 @@ impl SeriesFold {
     pub fn items(&self) -> &[LicenseUsage] {
         &self.items
     }
-
-    /// How many items were added.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
 }
 
 impl FromIterator<LicenseUsage> for SeriesFold {
@@ -224,7 +215,7 @@ mod tests {
         fold.add_page(vec![usage("Teams", 1.0, 1), usage("Exchange", 2.0, 1)]);
         fold.add_page(Vec::new());
         fold.add_page(vec![usage("Exchange", 3.0, 2), usage("Azure", 4.0, 1)]);
-        assert_eq!(fold.len(), 4);
+        assert_eq!(fold.items().len(), 4);
         let snapshot = Snapshot::from_fold(fold);
         let series: Vec<(&str, f64)> = snapshot
             .series()
