@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use partner_center_exporter::exposition::Part;
-use partner_center_exporter::metrics::{ExporterMetrics, render_license_usage};
-use partner_center_exporter::partner_center::model::{LicenseUsage, decode_usage_page};
-use partner_center_exporter::snapshot::{SeriesFold, Snapshot, fold_items};
+use partner_center_exporter::metrics::ExporterMetrics;
+use partner_center_exporter::snapshot::{Snapshot, fold_items, render};
+use partner_center_exporter::sources::SourceName;
+use partner_center_exporter::sources::license_usage::{
+    LicenseUsage, LicenseUsageSource, decode_usage_page,
+};
 use partner_center_exporter::state::ExporterState;
 
 const SIZES: [usize; 3] = [5, 10_000, 100_000];
@@ -83,8 +85,8 @@ fn stages(c: &mut Criterion) {
         group.throughput(Throughput::Elements(*n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &items, |b, items| {
             b.iter_batched(
-                || SeriesFold::from_iter(items.clone()),
-                fold_items,
+                || items.clone(),
+                fold_items::<LicenseUsageSource>,
                 BatchSize::LargeInput,
             )
         });
@@ -93,10 +95,10 @@ fn stages(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("render");
     for (n, body) in &bodies {
-        let (series, _) = fold_items(items_of(body).into_iter().collect());
+        let (series, _) = fold_items::<LicenseUsageSource>(items_of(body));
         group.throughput(Throughput::Elements(*n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &series, |b, series| {
-            b.iter(|| Part::new(render_license_usage(black_box(series))))
+            b.iter(|| render::<LicenseUsageSource>(black_box(series)))
         });
     }
     group.finish();
@@ -107,7 +109,7 @@ fn stages(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(n), body, |b, body| {
             b.iter(|| {
                 let page = decode_usage_page(black_box(body)).expect("decodes");
-                Snapshot::from_items(page.items)
+                Snapshot::<LicenseUsageSource>::from_vec(page.items)
             })
         });
     }
@@ -116,9 +118,9 @@ fn stages(c: &mut Criterion) {
     let mut group = c.benchmark_group("scrape");
     for (n, body) in &bodies {
         let metrics = ExporterMetrics::new().expect("metrics");
-        let state = ExporterState::new(metrics, Some(Duration::from_secs(3600)));
-        state.record_success(
-            Snapshot::from_items(items_of(body)),
+        let state = ExporterState::new(metrics, Some(Duration::from_secs(3600)), &SourceName::ALL);
+        state.record_snapshot(
+            Snapshot::<LicenseUsageSource>::from_vec(items_of(body)),
             0,
             Duration::from_millis(10),
             Utc::now(),

@@ -1,5 +1,5 @@
-//! Wiring: builds the client, poller and server from a configuration and
-//! runs them until the stop signal.
+//! Wiring: builds the client, the sources' scheduler and the server from a
+//! configuration and runs them until the stop signal.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::metrics::ExporterMetrics;
 use crate::partner_center::client::{Client, ClientError};
 use crate::poll_thread::PollThread;
-use crate::poller::Poller;
+use crate::scheduler::{Schedule, Scheduler};
 use crate::server::{self, ServerSettings};
 use crate::state::ExporterState;
 
@@ -64,7 +64,13 @@ pub async fn run(
     let metrics = ExporterMetrics::new()?;
     let authenticator = Authenticator::from_config(&config, &metrics)?;
     let client = Client::new(&config.partner_center)?;
-    let state = Arc::new(ExporterState::new(metrics, config.poll.max_staleness));
+    let schedules = Schedule::from_config(&config);
+    let sources: Vec<_> = schedules.iter().map(|schedule| schedule.source).collect();
+    let state = Arc::new(ExporterState::new(
+        metrics,
+        config.poll.max_staleness,
+        &sources,
+    ));
 
     for listener in &listeners {
         if let Ok(address) = listener.local_addr() {
@@ -78,23 +84,25 @@ pub async fn run(
             "web configuration in force"
         );
     }
-    tracing::info!(
-        url = %client.license_usage_url(),
-        interval = %humantime::format_duration(config.poll.interval),
-        "polling Partner Center"
-    );
+    for schedule in &schedules {
+        tracing::info!(
+            source = schedule.source.as_str(),
+            url = %client.url_of(schedule.source.path())?,
+            interval = %humantime::format_duration(schedule.interval),
+            "polling Partner Center"
+        );
+    }
 
-    let poller = Poller::new(
+    let scheduler = Scheduler {
         client,
         authenticator,
-        state.clone(),
-        config.poll.interval,
-        config.poll.timeout,
-    );
+        state: state.clone(),
+        timeout: config.poll.timeout,
+    };
     // On a thread and runtime of its own, so that receiving and decoding a
     // large answer never holds up a scrape (see `poll_thread`).
-    let poller =
-        PollThread::spawn("poller", poller.run(shutdown.clone())).map_err(AppError::PollThread)?;
+    let poller = PollThread::spawn("poller", scheduler.run(schedules, shutdown.clone()))
+        .map_err(AppError::PollThread)?;
     let poller = poller.join();
     tokio::pin!(poller);
     let server = server::serve(listeners, state, settings, shutdown.clone());

@@ -48,6 +48,9 @@ pub struct Config {
     /// When and how long to poll.
     #[serde(default)]
     pub poll: PollConfig,
+    /// Which Partner Center datasets are polled, and how often.
+    #[serde(default)]
+    pub sources: SourcesConfig,
     /// Where rotated refresh tokens are kept across restarts. Without it a
     /// rotated token lives in memory only.
     #[serde(default)]
@@ -402,6 +405,62 @@ pub struct PollConfig {
     pub max_staleness: Option<Duration>,
 }
 
+/// The `sources` section: one entry per dataset, each optional. An
+/// unknown name is refused, naming the known ones.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    /// Partner-level license usage, `GET /v1/analytics/licenses/usage`.
+    #[serde(default)]
+    pub license_usage: SourceConfig,
+    /// Partner-level license deployment, `GET /v1/analytics/licenses/deployment`.
+    #[serde(default)]
+    pub license_deployment: SourceConfig,
+}
+
+impl SourcesConfig {
+    /// Every source's key and settings, in the order of the table of sources.
+    pub fn entries(&self) -> [(&'static str, &SourceConfig); 2] {
+        [
+            ("license_usage", &self.license_usage),
+            ("license_deployment", &self.license_deployment),
+        ]
+    }
+}
+
+/// One entry of `sources`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Whether the source is polled at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Time between the starts of two polls of this source; `poll.interval`
+    /// unless set.
+    #[serde(default, with = "optional_humantime_duration")]
+    pub interval: Option<Duration>,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: None,
+        }
+    }
+}
+
+impl SourceConfig {
+    /// The interval in force: its own, or `poll.interval`.
+    pub fn interval_or(&self, poll: &PollConfig) -> Duration {
+        self.interval.unwrap_or(poll.interval)
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
 impl Default for PartnerCenterConfig {
     fn default() -> Self {
         Self {
@@ -637,6 +696,46 @@ impl Config {
                 format!("must be at least {MIN_BODY_SIZE} bytes (1KiB)"),
             ));
         }
+        for (name, source) in self.sources.entries() {
+            if source.interval.is_some_and(|interval| interval.is_zero()) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: source_interval_key(name),
+                    message: "must be longer than 0s".to_owned(),
+                });
+            }
+        }
+        if !self
+            .sources
+            .entries()
+            .iter()
+            .any(|(_, source)| source.enabled)
+        {
+            return Err(invalid(
+                "sources",
+                "every source is disabled; enable at least one".to_owned(),
+            ));
+        }
+        if let Some((name, longest)) = self
+            .sources
+            .entries()
+            .into_iter()
+            .filter(|(_, source)| source.enabled && source.interval.is_some())
+            .map(|(name, source)| (name, source.interval_or(&self.poll)))
+            .max_by_key(|(_, interval)| *interval)
+            && self
+                .poll
+                .max_staleness
+                .is_some_and(|staleness| staleness < longest)
+        {
+            return Err(invalid(
+                "poll.max_staleness",
+                format!(
+                    "must be at least sources.{name}.interval ({}), or every gap between two polls would withdraw its series",
+                    humantime::format_duration(longest)
+                ),
+            ));
+        }
         if self
             .poll
             .max_staleness
@@ -736,7 +835,28 @@ impl Config {
                 humantime::format_duration(self.poll.interval)
             ));
         }
+        for (name, source) in self.sources.entries() {
+            if let Some(interval) = source
+                .interval
+                .filter(|interval| source.enabled && *interval < MIN_SENSIBLE_POLL_INTERVAL)
+            {
+                warnings.push(format!(
+                    "sources.{name}.interval is {}: Partner Center data changes about daily and the \
+                     tenant's rate limit is shared with every other tool; use several minutes",
+                    humantime::format_duration(interval)
+                ));
+            }
+        }
         warnings
+    }
+}
+
+/// The configuration key of a source's interval, for error messages.
+fn source_interval_key(name: &str) -> &'static str {
+    match name {
+        "license_usage" => "sources.license_usage.interval",
+        "license_deployment" => "sources.license_deployment.interval",
+        _ => "sources",
     }
 }
 

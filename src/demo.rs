@@ -47,7 +47,9 @@ use reqwest::Url;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AuthConfig, Config, DEFAULT_RESOURCE, PartnerCenterConfig, PollConfig};
+use crate::config::{
+    AuthConfig, Config, DEFAULT_RESOURCE, PartnerCenterConfig, PollConfig, SourcesConfig,
+};
 use crate::secret::Secret;
 
 /// The demo polls often so changes show up quickly; the simulation has no rate limit.
@@ -69,6 +71,9 @@ const WAVE_PERIOD_SECONDS: f64 = 600.0;
 
 /// Partner Center's license usage endpoint.
 const USAGE_PATH: &str = "/v1/analytics/licenses/usage";
+
+/// The simulated license deployment endpoint.
+const DEPLOYMENT_PATH: &str = "/v1/analytics/licenses/deployment";
 
 /// The v1 token endpoint is `/{tenant}` followed by this.
 const TOKEN_PATH_SUFFIX: &str = "/oauth2/token";
@@ -100,6 +105,11 @@ pub const DEMO_SERIES: [(&str, &str, &str); 5] = [
     ("SharePoint", "o365", "reseller"),
     ("Skype For Business", "o365", "reseller"),
 ];
+
+/// The (service, channel, licences sold) of Microsoft's documented license
+/// deployment example, which the simulation serves with moving figures.
+pub const DEMO_DEPLOYMENT_SERIES: [(&str, &str, u32); 2] =
+    [("crm", "reseller", 343), ("o365", "reseller", 4464)];
 
 /// A running simulation and the configuration that points the exporter at it.
 pub struct Demo {
@@ -217,6 +227,8 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
             timeout: Duration::from_secs(10),
             ..PollConfig::default()
         },
+        // Every source, on the demo's interval.
+        sources: SourcesConfig::default(),
         // Not created here: the exporter prepares it, as in production.
         state_dir: Some(dir.path().join("state")),
     };
@@ -341,7 +353,15 @@ impl Simulation {
     async fn respond(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path();
         if path == USAGE_PATH {
-            return self.partner_center(&request, Instant::now(), SystemTime::now());
+            return self.partner_center(&request, Instant::now(), SystemTime::now(), usage_body);
+        }
+        if path == DEPLOYMENT_PATH {
+            return self.partner_center(
+                &request,
+                Instant::now(),
+                SystemTime::now(),
+                deployment_body,
+            );
         }
         let tenant = path
             .strip_prefix('/')
@@ -364,13 +384,14 @@ impl Simulation {
         }
     }
 
-    /// The license usage endpoint, for holders of an unexpired issued access
-    /// token, unless an outage is simulated.
+    /// A license analytics endpoint serving `body`, for holders of an
+    /// unexpired issued access token, unless an outage is simulated.
     fn partner_center(
         &self,
         request: &Request<Incoming>,
         now: Instant,
         wall_now: SystemTime,
+        body: fn(SystemTime) -> serde_json::Value,
     ) -> Response<Full<Bytes>> {
         // Checked first, as an outage at Partner Center's front door
         // answers before anything looks at the request.
@@ -400,7 +421,7 @@ impl Simulation {
                 r#"{"code":401,"description":"Unauthorized","source":"demo"}"#.to_owned(),
             );
         }
-        json(StatusCode::OK, usage_body(wall_now).to_string())
+        json(StatusCode::OK, body(wall_now).to_string())
     }
 
     fn access_token_is_valid(&self, token: &str, now: Instant) -> bool {
@@ -708,6 +729,41 @@ pub fn usage_body(now: SystemTime) -> serde_json::Value {
     })
 }
 
+/// The license deployment collection the simulation serves at `now`: the
+/// documented example's two series, the deployment share on a slow wave
+/// and the licences sold growing by a few a day.
+pub fn deployment_body(now: SystemTime) -> serde_json::Value {
+    let seconds = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let processed =
+        chrono::DateTime::from_timestamp((seconds as i64).div_euclid(86_400) * 86_400, 0)
+            .unwrap_or_default()
+            // The documented example's form: fractional seconds and an offset.
+            .format("%Y-%m-%dT%H:%M:%S%.3f+00:00")
+            .to_string();
+    let items: Vec<serde_json::Value> = DEMO_DEPLOYMENT_SERIES
+        .iter()
+        .map(|(service, channel, sold)| {
+            let growth = (seconds / WAVE_PERIOD_SECONDS).rem_euclid(50.0).floor();
+            serde_json::json!({
+                "proratedDeploymentPercent": simulated_percent("deployment", service, channel, seconds),
+                "licensesSold": f64::from(*sold) + growth,
+                "processedDateTime": processed,
+                "serviceName": service,
+                "channel": channel,
+                "attributes": { "objectType": "PartnerLicensesDeploymentInsights" }
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "totalCount": items.len(),
+        "items": items,
+        "attributes": { "objectType": "Collection" }
+    })
+}
+
 /// A value between 5 and 95 that follows a slow wave whose phase and
 /// centre are fixed per series, so every series moves differently but the
 /// same series always gives the same value at the same time.
@@ -791,7 +847,9 @@ impl Drop for DemoDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partner_center::model::decode_usage_page;
+    use crate::sources::Source;
+    use crate::sources::license_deployment::LicenseDeploymentSource;
+    use crate::sources::license_usage::{LicenseUsageSource, decode_usage_page};
 
     #[test]
     fn simulated_answer_decodes_to_the_documented_label_sets() {
@@ -920,7 +978,9 @@ mod tests {
         assert!(matches!(authenticator, Authenticator::AppUser(_)));
         let client = Client::new(&config.partner_center).expect("client");
         let report = client
-            .fetch_license_usage(
+            .fetch_collection(
+                LicenseUsageSource::PATH,
+                LicenseUsageSource::decode_item,
                 &authenticator,
                 uuid::Uuid::new_v4(),
                 tokio::time::Instant::now() + Duration::from_secs(10),
@@ -929,8 +989,7 @@ mod tests {
             .await
             .expect("the simulated Partner Center answers");
         let labels: Vec<(&str, &str, &str)> = report
-            .series
-            .items()
+            .items
             .iter()
             .map(|i| (i.workload.as_str(), i.service.as_str(), i.channel.as_str()))
             .collect();
@@ -938,7 +997,34 @@ mod tests {
         assert!(report.skipped.is_empty());
         assert_eq!(report.pages, 1);
 
-        let exposition = String::from_utf8(metrics.render("")).expect("UTF-8");
+        let deployment = client
+            .fetch_collection(
+                LicenseDeploymentSource::PATH,
+                LicenseDeploymentSource::decode_item,
+                &authenticator,
+                uuid::Uuid::new_v4(),
+                tokio::time::Instant::now() + Duration::from_secs(10),
+                &mut Default::default(),
+            )
+            .await
+            .expect("the simulated Partner Center answers");
+        let labels: Vec<(&str, &str)> = deployment
+            .items
+            .iter()
+            .map(|i| (i.service.as_str(), i.channel.as_str()))
+            .collect();
+        let expected: Vec<(&str, &str)> = DEMO_DEPLOYMENT_SERIES
+            .iter()
+            .map(|(service, channel, _)| (*service, *channel))
+            .collect();
+        assert_eq!(labels, expected);
+        assert!(deployment.skipped.is_empty());
+        for item in &deployment.items {
+            assert!((5.0..=95.0).contains(&item.prorated_percent), "{item:?}");
+            assert!(item.licenses_sold >= 343.0, "{item:?}");
+        }
+
+        let exposition = String::from_utf8(metrics.render()).expect("UTF-8");
         assert!(
             exposition.contains("partner_center_token_requests_total{result=\"success\"} 1\n"),
             "{exposition}"

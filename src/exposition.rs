@@ -1,10 +1,16 @@
 //! The `/metrics` body as ready bytes: parts rendered once, each kept as
 //! plain text and as compressed deflate data, put together per scrape
-//! without copying or compressing anything.
+//! without copying or compressing anything; and the one place where
+//! exposition text is formatted (headers, label values, numbers), which
+//! every family goes through.
 //!
 //! A scrape is a handful of [`Part`]s (the exporter's own metrics, the
-//! last poll's health, the license series, the process metrics), each
-//! rendered when what it shows changes. Sent plain, the parts follow each
+//! polls' health, each source's families, the process metrics), each
+//! rendered when what it shows changes. A source's families are rendered
+//! as a header part and a samples part each ([`FamilyParts`]), so that a
+//! family held by several slots (a source now; a source and a partner
+//! tenant later) is put together with its `# HELP` and `# TYPE` once
+//! ([`Exposition::push_families`]). Sent plain, the parts follow each
 //! other as they are. Sent gzip-compressed, they make one gzip member, not
 //! one member per part: every part's deflate data ends with a sync flush
 //! (byte-aligned, not final), so they can follow each other inside one
@@ -17,6 +23,7 @@
 use std::io::Write as _;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
 /// How hard parts are compressed. A part is compressed once and sent many
 /// times, but a 100 000-series snapshot is tens of megabytes of text and
@@ -96,6 +103,29 @@ fn deflate_segment(data: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// One metric family of one slot: its `# HELP`/`# TYPE` lines and its
+/// samples, rendered apart so a scrape can write the header once for all
+/// slots that hold the family.
+#[derive(Debug, Clone)]
+pub struct FamilyParts {
+    pub name: &'static str,
+    pub header: Part,
+    pub samples: Part,
+}
+
+/// The families of one slot, in the order they are written.
+#[derive(Debug, Clone, Default)]
+pub struct RenderedFamilies(pub Vec<FamilyParts>);
+
+impl RenderedFamilies {
+    /// The slot's text, each family with its header; for tests and tools.
+    pub fn to_plain(&self) -> Vec<u8> {
+        let mut exposition = Exposition::new();
+        exposition.push_families(&[self]);
+        exposition.to_plain()
+    }
+}
+
 /// What one scrape sends: parts in order.
 #[derive(Debug, Clone, Default)]
 pub struct Exposition {
@@ -111,6 +141,34 @@ impl Exposition {
     pub fn push(&mut self, part: Part) {
         if !part.is_empty() {
             self.parts.push(part);
+        }
+    }
+
+    /// Appends the families of `slots`, each family once: its header (the
+    /// first slot's), then every slot's samples of it. A family without
+    /// samples in any slot is left out, header and all.
+    pub fn push_families(&mut self, slots: &[&RenderedFamilies]) {
+        let mut names: Vec<&'static str> = Vec::new();
+        for slot in slots {
+            for family in &slot.0 {
+                if !names.contains(&family.name) {
+                    names.push(family.name);
+                }
+            }
+        }
+        for name in names {
+            let mut held = slots
+                .iter()
+                .flat_map(|slot| slot.0.iter())
+                .filter(|family| family.name == name && !family.samples.is_empty())
+                .peekable();
+            let Some(first) = held.peek() else {
+                continue;
+            };
+            self.push(first.header.clone());
+            for family in held {
+                self.push(family.samples.clone());
+            }
         }
     }
 
@@ -156,6 +214,12 @@ impl Exposition {
     }
 }
 
+/// A time as Unix seconds with millisecond precision, as every
+/// `*_timestamp_seconds` gauge here shows it.
+pub fn unix_seconds(at: DateTime<Utc>) -> f64 {
+    at.timestamp_millis() as f64 / 1000.0
+}
+
 /// Writes a family's `# HELP` and `# TYPE` lines.
 pub fn write_header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
     out.extend_from_slice(b"# HELP ");
@@ -180,17 +244,37 @@ pub fn write_header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
 /// crate's text encoder formats it (Rust's shortest round-trip form), so
 /// both halves of a scrape read alike.
 pub fn write_sample(out: &mut Vec<u8>, name: &str, labels: &[(&str, &str)], value: f64) {
+    write_labelled_sample(out, name, labels.iter().copied(), value);
+}
+
+/// Writes one sample line with label names and values given apart, as a
+/// source holds them.
+pub fn write_sample_of(out: &mut Vec<u8>, name: &str, names: &[&str], values: &[&str], value: f64) {
+    write_labelled_sample(
+        out,
+        name,
+        names.iter().copied().zip(values.iter().copied()),
+        value,
+    );
+}
+
+fn write_labelled_sample<'a>(
+    out: &mut Vec<u8>,
+    name: &str,
+    labels: impl Iterator<Item = (&'a str, &'a str)>,
+    value: f64,
+) {
     out.extend_from_slice(name.as_bytes());
-    if !labels.is_empty() {
-        let mut separator = b'{';
-        for (label, label_value) in labels {
-            out.push(separator);
-            out.extend_from_slice(label.as_bytes());
-            out.extend_from_slice(b"=\"");
-            write_label_value(out, label_value);
-            out.push(b'"');
-            separator = b',';
-        }
+    let mut separator = b'{';
+    for (label, label_value) in labels {
+        out.push(separator);
+        out.extend_from_slice(label.as_bytes());
+        out.extend_from_slice(b"=\"");
+        write_label_value(out, label_value);
+        out.push(b'"');
+        separator = b',';
+    }
+    if separator == b',' {
         out.push(b'}');
     }
     out.push(b' ');

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use partner_center_exporter::auth::login::{self, LoginPacing, LoginTarget};
 use partner_center_exporter::cli::{Cli, Command, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
 use partner_center_exporter::config::Config;
+use partner_center_exporter::scheduler::Schedule;
 use partner_center_exporter::server::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_STALL_TIMEOUT,
     ServerSettings,
@@ -109,6 +110,13 @@ fn check_config(cli: &Cli) -> ExitCode {
                 eprintln!("warning: {}: {warning}", cli.config_file.display());
             }
             println!("{}: configuration is valid", cli.config_file.display());
+            for schedule in Schedule::from_config(&config) {
+                println!(
+                    "source {}: enabled, every {}",
+                    schedule.source,
+                    humantime::format_duration(schedule.interval)
+                );
+            }
             true
         }
         Err(err) => {

@@ -3,24 +3,28 @@
 //!
 //! A scrape is made of parts that change at different times (see
 //! [`crate::exposition`]): the exporter's own metrics in a private
-//! [`Registry`] (build info, retries, the poll interval, the token
+//! [`Registry`] (build info, retries, the poll intervals, the token
 //! metrics), rendered again after any of them changed, which [`Changes`]
-//! tells; the last poll's health, rendered once per poll outcome by
-//! [`render_poll_health`]; the license usage series, rendered once per
-//! snapshot by [`render_license_usage`]; and the process metrics, read
-//! from `/proc` at most once a second.
+//! tells; the polls' health, one series per source, rendered once per
+//! poll outcome by [`render_poll_health`]; each source's families,
+//! rendered once per snapshot (`crate::snapshot`); and the process
+//! metrics, read from `/proc` at most once a second.
+//!
+//! The `prometheus` crate keeps the registry's counters and gauges and
+//! reads the process metrics; its families are written by the same
+//! formatter as everything else ([`crate::exposition`]), so every line of
+//! a scrape is formatted in one place.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use prometheus::{
-    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::proto::MetricType;
+use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::build_info;
-use crate::exposition::{write_header, write_sample};
-use crate::partner_center::model::LicenseUsage;
+use crate::exposition::{unix_seconds, write_header, write_sample};
+use crate::sources::SourceName;
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -40,13 +44,6 @@ pub const POLL_ERROR_REASONS: [&str; 7] = [
 /// The `reason` label values of `partner_center_request_retries_total`:
 /// what [`crate::partner_center::client::ClientError::retry_reason`] retries.
 pub const RETRY_REASONS: [&str; 4] = ["throttled", "timeout", "network", "http"];
-
-const PRORATED_PERCENT: &str = "partner_center_license_usage_prorated_percent";
-const PRORATED_PERCENT_HELP: &str = "Prorated license usage per workload, service and channel: \
-    proratedLicensesUsagePercent exactly as Partner Center reports it.";
-const PROCESSED_TIMESTAMP: &str = "partner_center_license_usage_processed_timestamp_seconds";
-const PROCESSED_TIMESTAMP_HELP: &str =
-    "When Partner Center processed the usage figure (processedDateTime), in Unix seconds.";
 
 /// Counts changes to the metrics in the registry, so that its rendering
 /// is redone only after one. Whoever changes a metric marks it here; the
@@ -113,12 +110,6 @@ impl TokenMetrics {
     }
 }
 
-/// A time as Unix seconds with millisecond precision, as every
-/// `*_timestamp_seconds` gauge here shows it.
-pub fn unix_seconds(at: DateTime<Utc>) -> f64 {
-    at.timestamp_millis() as f64 / 1000.0
-}
-
 /// The exporter's own metrics that change outside the poll's outcome, and
 /// the process metrics.
 #[derive(Clone)]
@@ -130,8 +121,9 @@ pub struct ExporterMetrics {
     changes: Changes,
     /// Requests to Partner Center sent again, by what went wrong.
     request_retries: IntCounterVec,
-    /// The current time between two polls; longer than configured while throttled.
-    poll_interval: Gauge,
+    /// The current time between two polls of each source; longer than
+    /// configured while throttled.
+    poll_interval: GaugeVec,
 }
 
 impl ExporterMetrics {
@@ -145,9 +137,12 @@ impl ExporterMetrics {
             ),
             &["reason"],
         )?;
-        let poll_interval = Gauge::new(
-            "partner_center_poll_interval_seconds",
-            "Time from the start of the last poll to the start of the next: poll.interval, longer while Partner Center throttles.",
+        let poll_interval = GaugeVec::new(
+            Opts::new(
+                "partner_center_poll_interval_seconds",
+                "Time from the start of a source's last poll to the start of its next: its interval, longer while Partner Center throttles.",
+            ),
+            &["source"],
         )?;
         let build_info = IntGauge::with_opts(
             Opts::new(
@@ -233,9 +228,11 @@ impl ExporterMetrics {
         self.changes.mark();
     }
 
-    /// Publishes the time until the next poll starts.
-    pub fn set_poll_interval(&self, seconds: f64) {
-        self.poll_interval.set(seconds);
+    /// Publishes the time from the start of `source`'s last poll to its next.
+    pub fn set_poll_interval(&self, source: SourceName, seconds: f64) {
+        self.poll_interval
+            .with_label_values(&[source.as_str()])
+            .set(seconds);
         self.changes.mark();
     }
 
@@ -255,30 +252,49 @@ impl ExporterMetrics {
         encode(&self.process)
     }
 
-    /// Renders the registry and the process metrics followed by
-    /// `license_usage`, pre-rendered series; for tools and tests that look
-    /// at the metrics without a poll (a scrape also has the poll's health).
-    pub fn render(&self, license_usage: &str) -> Vec<u8> {
+    /// Renders the registry and the process metrics; for tools and tests
+    /// that look at the metrics without a poll (a scrape also has the
+    /// polls' health and the sources' series).
+    pub fn render(&self) -> Vec<u8> {
         let mut out = self.render_own();
         out.extend_from_slice(&self.render_process());
-        out.extend_from_slice(license_usage.as_bytes());
         out
     }
 }
 
+/// Writes what a registry gathered with the exporter's own formatter. The
+/// registries hold counters and gauges only (the process collector's
+/// included); a unit test holds the result to the `prometheus` crate's
+/// own encoder.
 fn encode(registry: &Registry) -> Vec<u8> {
     let mut out = Vec::with_capacity(4096);
-    // Encoding only fails on a family without metrics, which gather()
-    // never returns; a failure would at worst drop this part.
-    if let Err(err) = TextEncoder::new().encode(&registry.gather(), &mut out) {
-        tracing::error!(error = %err, "cannot encode the exporter's own metrics");
+    for family in registry.gather() {
+        let (kind, value_of): (&str, fn(&prometheus::proto::Metric) -> f64) = match family
+            .get_field_type()
+        {
+            MetricType::COUNTER => ("counter", |metric| metric.get_counter().get_value()),
+            MetricType::GAUGE => ("gauge", |metric| metric.get_gauge().get_value()),
+            other => {
+                tracing::error!(family = family.name(), kind = ?other, "a metric of a type the exporter does not write was registered");
+                continue;
+            }
+        };
+        write_header(&mut out, family.name(), family.help(), kind);
+        for metric in family.get_metric() {
+            let labels: Vec<(&str, &str)> = metric
+                .get_label()
+                .iter()
+                .map(|pair| (pair.name(), pair.value()))
+                .collect();
+            write_sample(&mut out, family.name(), &labels, value_of(metric));
+        }
     }
     out
 }
 
-/// What the outcome of the polls so far shows; replaced whole by each
-/// poll, so a scrape sees `up`, the last success and the counters of one
-/// and the same poll.
+/// What the outcome of one source's polls so far shows; replaced whole by
+/// each poll, so a scrape sees `up`, the last success and the counters of
+/// one and the same poll.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollHealth {
     /// Whether the last poll succeeded.
@@ -319,94 +335,70 @@ impl PollHealth {
     }
 }
 
-/// Renders the poll's health: `up`, the last success, the last duration
-/// and the poll counters.
-pub fn render_poll_health(health: &PollHealth) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2048);
-    let gauge = |out: &mut Vec<u8>, name: &str, help: &str, value: f64| {
-        write_header(out, name, help, "gauge");
-        write_sample(out, name, &[], value);
-    };
-    gauge(
-        &mut out,
-        "partner_center_up",
-        "Whether the last poll of Partner Center succeeded (1) or failed (0).",
-        if health.up { 1.0 } else { 0.0 },
-    );
-    gauge(
-        &mut out,
-        "partner_center_last_success_timestamp_seconds",
-        "When the last successful poll of Partner Center finished, in Unix seconds.",
-        health.last_success_at.map_or(0.0, unix_seconds),
-    );
-    gauge(
-        &mut out,
-        "partner_center_poll_duration_seconds",
-        "How long the last poll of Partner Center took, in seconds.",
-        health.last_duration_seconds,
-    );
-    write_header(
-        &mut out,
-        "partner_center_poll_errors_total",
-        "Failed polls of Partner Center, by reason.",
-        "counter",
-    );
-    for (reason, count) in &health.errors {
-        write_sample(
-            &mut out,
-            "partner_center_poll_errors_total",
-            &[("reason", reason)],
-            *count as f64,
-        );
-    }
-    write_header(
-        &mut out,
-        "partner_center_items_skipped_total",
-        "License usage items left out because a field was missing or unusable.",
-        "counter",
-    );
-    write_sample(
-        &mut out,
-        "partner_center_items_skipped_total",
-        &[],
-        health.items_skipped as f64,
-    );
-    out
-}
-
-/// How one family takes its value from a series.
-type ValueOf = fn(&LicenseUsage) -> f64;
-
-/// Renders the license usage series in the text exposition format. Label
-/// values are escaped, whatever Partner Center sent.
-pub fn render_license_usage(series: &[LicenseUsage]) -> Vec<u8> {
-    if series.is_empty() {
-        return Vec::new();
-    }
-    // Two lines of about 150 bytes per series, plus the headers.
-    let mut out = Vec::with_capacity(series.len() * 300 + 1024);
-    let families: [(&str, &str, ValueOf); 2] = [
-        (PRORATED_PERCENT, PRORATED_PERCENT_HELP, |value| {
-            value.prorated_percent
-        }),
-        (PROCESSED_TIMESTAMP, PROCESSED_TIMESTAMP_HELP, |value| {
-            unix_seconds(value.processed_at)
-        }),
+/// Renders the polls' health, one series per source (labelled `source`,
+/// the way node_exporter labels each collector's): `up`, the last success,
+/// the last duration and the poll counters. Each family's header is
+/// written once, followed by every source's samples.
+pub fn render_poll_health(sources: &[(SourceName, &PollHealth)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024 + sources.len() * 1024);
+    type ValueOf = fn(&PollHealth) -> f64;
+    let gauges: [(&str, &str, ValueOf); 3] = [
+        (
+            "partner_center_up",
+            "Whether the last poll of the source succeeded (1) or failed (0).",
+            |health| if health.up { 1.0 } else { 0.0 },
+        ),
+        (
+            "partner_center_last_success_timestamp_seconds",
+            "When the last successful poll of the source finished, in Unix seconds.",
+            |health| health.last_success_at.map_or(0.0, unix_seconds),
+        ),
+        (
+            "partner_center_poll_duration_seconds",
+            "How long the last poll of the source took, in seconds.",
+            |health| health.last_duration_seconds,
+        ),
     ];
-    for (name, help, value_of) in families {
+    for (name, help, value_of) in gauges {
         write_header(&mut out, name, help, "gauge");
-        for item in series {
+        for (source, health) in sources {
             write_sample(
                 &mut out,
                 name,
-                &[
-                    ("channel", &item.channel),
-                    ("service", &item.service),
-                    ("workload", &item.workload),
-                ],
-                value_of(item),
+                &[("source", source.as_str())],
+                value_of(health),
             );
         }
+    }
+    write_header(
+        &mut out,
+        "partner_center_poll_errors_total",
+        "Failed polls of the source, by reason.",
+        "counter",
+    );
+    for (source, health) in sources {
+        for (reason, count) in &health.errors {
+            write_sample(
+                &mut out,
+                "partner_center_poll_errors_total",
+                &[("source", source.as_str()), ("reason", reason)],
+                *count as f64,
+            );
+        }
+    }
+    write_header(
+        &mut out,
+        "partner_center_items_skipped_total",
+        "Items of the source's collection left out because a field was missing or unusable.",
+        "counter",
+    );
+    for (source, health) in sources {
+        write_sample(
+            &mut out,
+            "partner_center_items_skipped_total",
+            &[("source", source.as_str())],
+            health.items_skipped as f64,
+        );
     }
     out
 }
@@ -414,48 +406,6 @@ pub fn render_license_usage(series: &[LicenseUsage]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Snapshot;
-    use chrono::TimeZone;
-
-    fn usage(workload: &str, percent: f64) -> LicenseUsage {
-        LicenseUsage {
-            workload: workload.to_owned(),
-            service: "o365".to_owned(),
-            channel: "reseller".to_owned(),
-            prorated_percent: percent,
-            processed_at: chrono::Utc
-                .with_ymd_and_hms(2017, 3, 9, 0, 0, 0)
-                .single()
-                .expect("date"),
-        }
-    }
-
-    #[test]
-    fn license_series_render_with_help_type_and_labels() {
-        let snapshot = Snapshot::from_items([usage("Exchange", 12.5)]);
-        let text = snapshot.exposition();
-        let expected = "# HELP partner_center_license_usage_prorated_percent Prorated license usage per workload, service and channel: proratedLicensesUsagePercent exactly as Partner Center reports it.\n\
-# TYPE partner_center_license_usage_prorated_percent gauge\n\
-partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"o365\",workload=\"Exchange\"} 12.5\n\
-# HELP partner_center_license_usage_processed_timestamp_seconds When Partner Center processed the usage figure (processedDateTime), in Unix seconds.\n\
-# TYPE partner_center_license_usage_processed_timestamp_seconds gauge\n\
-partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",service=\"o365\",workload=\"Exchange\"} 1489017600\n";
-        assert_eq!(text, expected);
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let snapshot = Snapshot::from_items([usage("Sk\"ype\\ \nfür", 1.0)]);
-        let line = snapshot
-            .exposition()
-            .lines()
-            .find(|line| line.starts_with(PRORATED_PERCENT))
-            .expect("series line");
-        assert_eq!(
-            line,
-            "partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"o365\",workload=\"Sk\\\"ype\\\\ \\nfür\"} 1"
-        );
-    }
 
     #[test]
     fn an_unknown_poll_error_reason_gets_its_own_series() {
@@ -463,17 +413,81 @@ partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",se
         health.count_error("http");
         health.count_error("http");
         health.count_error("novel");
-        let text = String::from_utf8(render_poll_health(&health)).expect("utf-8");
+        let text = String::from_utf8(render_poll_health(&[(SourceName::LicenseUsage, &health)]))
+            .expect("utf-8");
         assert!(
-            text.contains("partner_center_poll_errors_total{reason=\"http\"} 2\n"),
+            text.contains(
+                "partner_center_poll_errors_total{source=\"license_usage\",reason=\"http\"} 2\n"
+            ),
             "{text}"
         );
         assert!(
-            text.contains("partner_center_poll_errors_total{reason=\"novel\"} 1\n"),
+            text.contains(
+                "partner_center_poll_errors_total{source=\"license_usage\",reason=\"novel\"} 1\n"
+            ),
             "{text}"
         );
         assert!(
-            text.contains("partner_center_poll_errors_total{reason=\"auth\"} 0\n"),
+            text.contains(
+                "partner_center_poll_errors_total{source=\"license_usage\",reason=\"auth\"} 0\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn health_families_have_one_header_and_a_series_per_source() {
+        let mut failing = PollHealth::default();
+        failing.count_error("http");
+        let healthy = PollHealth {
+            up: true,
+            items_skipped: 3,
+            ..PollHealth::default()
+        };
+        let text = String::from_utf8(render_poll_health(&[
+            (SourceName::LicenseUsage, &failing),
+            (SourceName::LicenseDeployment, &healthy),
+        ]))
+        .expect("utf-8");
+        for family in [
+            "partner_center_up",
+            "partner_center_last_success_timestamp_seconds",
+            "partner_center_poll_duration_seconds",
+            "partner_center_poll_errors_total",
+            "partner_center_items_skipped_total",
+        ] {
+            let headers = text
+                .lines()
+                .filter(|line| {
+                    *line
+                        == format!(
+                            "# TYPE {family} {}",
+                            if family.ends_with("_total") {
+                                "counter"
+                            } else {
+                                "gauge"
+                            }
+                        )
+                })
+                .count();
+            assert_eq!(headers, 1, "{family} in\n{text}");
+        }
+        assert!(
+            text.contains("partner_center_up{source=\"license_usage\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partner_center_up{source=\"license_deployment\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partner_center_items_skipped_total{source=\"license_deployment\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "partner_center_poll_errors_total{source=\"license_deployment\",reason=\"http\"} 0\n"
+            ),
             "{text}"
         );
     }
@@ -506,22 +520,28 @@ partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",se
     #[test]
     fn exporter_metrics_exist_from_the_start() {
         let metrics = ExporterMetrics::new().expect("metrics");
-        let mut text = String::from_utf8(metrics.render("")).expect("utf-8");
+        metrics.set_poll_interval(SourceName::LicenseUsage, 900.0);
+        let mut text = String::from_utf8(metrics.render()).expect("utf-8");
         text.push_str(
-            std::str::from_utf8(&render_poll_health(&PollHealth::default())).expect("utf-8"),
+            std::str::from_utf8(&render_poll_health(&[(
+                SourceName::LicenseUsage,
+                &PollHealth::default(),
+            )]))
+            .expect("utf-8"),
         );
         for expected in [
-            "partner_center_up 0",
-            "partner_center_items_skipped_total 0",
-            "partner_center_poll_errors_total{reason=\"auth\"} 0",
-            "partner_center_poll_errors_total{reason=\"paging\"} 0",
+            "partner_center_up{source=\"license_usage\"} 0",
+            "partner_center_items_skipped_total{source=\"license_usage\"} 0",
+            "partner_center_poll_errors_total{source=\"license_usage\",reason=\"auth\"} 0",
+            "partner_center_poll_errors_total{source=\"license_usage\",reason=\"paging\"} 0",
+            "partner_center_poll_interval_seconds{source=\"license_usage\"} 900",
             "partner_center_request_retries_total{reason=\"throttled\"} 0",
             "partner_center_request_retries_total{reason=\"http\"} 0",
             "# TYPE partner_center_poll_interval_seconds gauge",
             "# TYPE partner_center_poll_errors_total counter",
             "# TYPE partner_center_last_success_timestamp_seconds gauge",
-            "partner_center_last_success_timestamp_seconds 0",
-            "partner_center_poll_duration_seconds 0",
+            "partner_center_last_success_timestamp_seconds{source=\"license_usage\"} 0",
+            "partner_center_poll_duration_seconds{source=\"license_usage\"} 0",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
@@ -538,5 +558,24 @@ partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",se
         assert!(build_info.ends_with("} 1"), "{build_info}");
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    }
+
+    #[test]
+    fn the_registry_is_written_as_the_prometheus_crate_writes_it() {
+        use prometheus::Encoder;
+        let metrics = ExporterMetrics::new().expect("metrics");
+        let tokens = metrics.register_token_metrics().expect("token metrics");
+        tokens.count_token_request("success");
+        tokens.set_access_token_expiry(chrono::Utc::now());
+        metrics.count_retries(&["throttled", "http"]);
+        metrics.set_poll_interval(SourceName::LicenseDeployment, 1.5);
+        let mut expected = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&metrics.registry.gather(), &mut expected)
+            .expect("encoded");
+        assert_eq!(
+            String::from_utf8(metrics.render_own()).expect("utf-8"),
+            String::from_utf8(expected).expect("utf-8")
+        );
     }
 }

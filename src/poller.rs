@@ -1,12 +1,14 @@
-//! The background loop that polls Partner Center and publishes each result.
+//! The loop that polls one source and publishes each result.
 //!
-//! Polls start every `poll.interval`. After a poll that Partner Center
-//! throttled, the next start is pushed back instead: the interval doubles
-//! for each throttled poll in a row (up to [`MAX_STRETCH`] times) and is at
-//! least what `Retry-After` asked, because the tenant's rate limit is shared
-//! with every other tool of the partner.
+//! Polls start every interval of the source. After a poll that Partner
+//! Center throttled, the next start is pushed back instead: the interval
+//! doubles for each throttled poll in a row, of any source of the partner
+//! tenant (up to [`MAX_STRETCH`] times), and is at least what
+//! `Retry-After` asked, because the tenant's rate limit is shared with
+//! every other source and every other tool of the partner.
 
 use std::collections::HashSet;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::auth::Authenticator;
-use crate::partner_center::client::{Client, ClientError, FetchTrace, UsageReport};
-use crate::snapshot::{SeriesKey, Snapshot};
+use crate::partner_center::client::{Client, ClientError, Collection, FetchTrace};
+use crate::snapshot::Snapshot;
+use crate::sources::Source;
 use crate::state::ExporterState;
 
 /// At most this many skipped items (or out-of-range values) are logged one
@@ -25,12 +28,8 @@ use crate::state::ExporterState;
 /// the log.
 const MAX_SKIPPED_ITEMS_LOGGED: usize = 10;
 
-/// The most a run of throttled polls multiplies `poll.interval` by.
+/// The most a run of throttled polls multiplies a source's interval by.
 pub const MAX_STRETCH: u32 = 8;
-
-/// The range a percentage is expected in; values outside are served as
-/// received but logged, once per series.
-const EXPECTED_PERCENT: std::ops::RangeInclusive<f64> = 0.0..=100.0;
 
 /// Why a poll failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,23 +63,26 @@ pub struct PollSummary {
     pub pages: u32,
 }
 
-/// Polls on an interval and hands every result to the shared state.
-pub struct Poller {
+/// A series whose value left its expected range: which range, and the
+/// series' label values.
+type OutOfRange = (usize, Vec<String>);
+
+/// Polls source `S` on an interval and hands every result to the shared state.
+pub struct Poller<S: Source> {
     client: Client,
     authenticator: Authenticator,
     state: Arc<ExporterState>,
     interval: Duration,
     timeout: Duration,
-    /// Polls in a row that met throttling; stretches the interval.
-    throttled_polls: u32,
-    /// Series already reported as outside 0–100, so each is logged once
-    /// while it stays there.
-    out_of_range: HashSet<SeriesKey>,
+    /// Series already reported as outside their expected range, so each is
+    /// logged once while it stays there.
+    out_of_range: HashSet<OutOfRange>,
     /// Whether the withdrawal of stale series has been logged.
     withdrawal_logged: bool,
+    source: PhantomData<S>,
 }
 
-impl Poller {
+impl<S: Source> Poller<S> {
     pub fn new(
         client: Client,
         authenticator: Authenticator,
@@ -94,9 +96,9 @@ impl Poller {
             state,
             interval,
             timeout,
-            throttled_polls: 0,
             out_of_range: HashSet::new(),
             withdrawal_logged: false,
+            source: PhantomData,
         }
     }
 
@@ -117,7 +119,7 @@ impl Poller {
             };
             next_start = next_start_after(started, delay, Instant::now());
         }
-        tracing::debug!("poller stopped");
+        tracing::debug!(source = S::NAME.as_str(), "poller stopped");
     }
 
     /// Runs one poll, records its outcome, and returns the time from its
@@ -125,32 +127,21 @@ impl Poller {
     pub async fn poll_and_schedule(&mut self) -> (Result<PollSummary, PollError>, Duration) {
         let mut trace = FetchTrace::default();
         let result = self.poll_once(&mut trace).await;
-        let delay = self.next_delay(trace.throttled);
-        self.state.record_poll_interval(delay);
+        let throttled_polls = self
+            .client
+            .throttle()
+            .record_poll(trace.throttled.is_some());
+        let delay = next_delay(self.interval, throttled_polls, trace.throttled);
+        self.state.record_poll_interval(S::NAME, delay);
         if delay > self.interval {
             tracing::warn!(
+                source = S::NAME.as_str(),
                 next_poll_in = %humantime::format_duration(delay),
-                throttled_polls = self.throttled_polls,
+                throttled_polls,
                 "Partner Center throttled this poll; polling less often until it stops"
             );
         }
         (result, delay)
-    }
-
-    /// `poll.interval`, or after throttling, longer: doubled for each
-    /// throttled poll in a row, up to [`MAX_STRETCH`] times, and at least
-    /// the `Retry-After` asked for (itself capped at the same maximum).
-    fn next_delay(&mut self, throttled: Option<Duration>) -> Duration {
-        let Some(retry_after) = throttled else {
-            self.throttled_polls = 0;
-            return self.interval;
-        };
-        self.throttled_polls = self.throttled_polls.saturating_add(1);
-        let longest = self.interval.saturating_mul(MAX_STRETCH);
-        let doubled = self
-            .interval
-            .saturating_mul(2u32.saturating_pow(self.throttled_polls));
-        doubled.max(retry_after).min(longest)
     }
 
     /// Runs one poll under the poll timeout and records its outcome.
@@ -159,9 +150,14 @@ impl Poller {
         let correlation_id = Uuid::new_v4();
         let started = Instant::now();
         let deadline = started + self.timeout;
-        let fetch =
-            self.client
-                .fetch_license_usage(&self.authenticator, correlation_id, deadline, trace);
+        let fetch = self.client.fetch_collection(
+            S::PATH,
+            S::decode_item,
+            &self.authenticator,
+            correlation_id,
+            deadline,
+            trace,
+        );
         let result = match tokio::time::timeout_at(deadline, fetch).await {
             Ok(result) => result.map_err(PollError::from),
             Err(_) => Err(PollError::Timeout(self.timeout)),
@@ -170,9 +166,10 @@ impl Poller {
         let duration = started.elapsed();
         let finished_at = Utc::now();
         match result {
-            Ok(report) => {
-                let summary = self.publish(report, duration, finished_at).await;
+            Ok(collection) => {
+                let summary = self.publish(collection, duration, finished_at).await;
                 tracing::info!(
+                    source = S::NAME.as_str(),
                     correlation_id = %correlation_id,
                     series = summary.series,
                     skipped = summary.skipped,
@@ -191,6 +188,7 @@ impl Poller {
                 }
                 .unwrap_or_default();
                 tracing::warn!(
+                    source = S::NAME.as_str(),
                     correlation_id = %correlation_id,
                     reason = err.kind(),
                     error = %err,
@@ -202,19 +200,25 @@ impl Poller {
                     duration_seconds = duration.as_secs_f64(),
                     "poll failed; serving the last good values"
                 );
-                self.state
-                    .record_failure(err.kind(), err.to_string(), duration, finished_at);
-                if self.state.is_stale(finished_at) && !self.withdrawal_logged {
+                self.state.record_failure(
+                    S::NAME,
+                    err.kind(),
+                    err.to_string(),
+                    duration,
+                    finished_at,
+                );
+                if self.state.is_stale(S::NAME, finished_at) && !self.withdrawal_logged {
                     self.withdrawal_logged = true;
                     tracing::warn!(
+                        source = S::NAME.as_str(),
                         last_success = self
                             .state
-                            .status()
-                            .last_success_at
+                            .status(S::NAME)
+                            .and_then(|status| status.last_success_at)
                             .map(|at| at.to_rfc3339())
                             .unwrap_or_default(),
                         "no successful poll for longer than poll.max_staleness; \
-                         license usage series are withdrawn until one succeeds"
+                         the source's series are withdrawn until one succeeds"
                     );
                 }
                 Err(err)
@@ -227,38 +231,46 @@ impl Poller {
     /// not wait for it.
     async fn publish(
         &mut self,
-        report: UsageReport,
+        collection: Collection<S::Item>,
         duration: Duration,
         finished_at: chrono::DateTime<Utc>,
     ) -> PollSummary {
-        for (page, skipped) in report.skipped.iter().take(MAX_SKIPPED_ITEMS_LOGGED) {
+        for (page, skipped) in collection.skipped.iter().take(MAX_SKIPPED_ITEMS_LOGGED) {
             tracing::warn!(
+                source = S::NAME.as_str(),
                 page,
                 index = skipped.index,
                 reason = %skipped.reason,
-                "skipped a license usage item"
+                "skipped a {}",
+                S::ITEM_NOUN
             );
         }
-        if report.skipped.len() > MAX_SKIPPED_ITEMS_LOGGED {
+        if collection.skipped.len() > MAX_SKIPPED_ITEMS_LOGGED {
             tracing::warn!(
-                more = report.skipped.len() - MAX_SKIPPED_ITEMS_LOGGED,
-                "skipped more license usage items"
+                source = S::NAME.as_str(),
+                more = collection.skipped.len() - MAX_SKIPPED_ITEMS_LOGGED,
+                "skipped more {}s",
+                S::ITEM_NOUN
             );
         }
         if self.withdrawal_logged {
             self.withdrawal_logged = false;
-            tracing::info!("a poll succeeded again; license usage series are served again");
+            tracing::info!(
+                source = S::NAME.as_str(),
+                "a poll succeeded again; the source's series are served again"
+            );
         }
-        let skipped = report.skipped.len();
-        let fold = report.series;
+        let skipped = collection.skipped.len();
+        let pages = collection.pages;
+        let items = collection.items;
         let state = self.state.clone();
         let mut out_of_range = std::mem::take(&mut self.out_of_range);
         let built = tokio::task::spawn_blocking(move || {
-            let snapshot = Snapshot::from_fold(fold);
+            let snapshot = Snapshot::<S>::from_vec(items);
             log_new_out_of_range(&mut out_of_range, &snapshot);
             let counts = (snapshot.series().len(), snapshot.duplicates());
             // The snapshot's items are freed here too, off the poller's runtime.
-            state.record_success(snapshot, skipped as u64, duration, finished_at);
+            state.record_snapshot(snapshot, skipped as u64, duration, finished_at);
             (counts, out_of_range)
         })
         .await;
@@ -274,50 +286,88 @@ impl Poller {
         };
         if duplicates > 0 {
             tracing::info!(
+                source = S::NAME.as_str(),
                 duplicates,
-                "items repeated a workload, service and channel; the newest processedDateTime was kept"
+                "items repeated the {} of another; the newest processedDateTime was kept",
+                S::LABELS.join(", ")
             );
         }
         PollSummary {
             series,
             skipped,
             duplicates,
-            pages: report.pages,
+            pages,
         }
     }
 }
 
-/// Logs each series whose percentage has left 0–100 since the last poll;
-/// `out_of_range` holds those of the last poll and is replaced by this
-/// one's. A value out of range is served as received: the API does not
-/// promise the range, and hiding it would hide the upstream problem.
-fn log_new_out_of_range(out_of_range: &mut HashSet<SeriesKey>, snapshot: &Snapshot) {
+/// The interval, or after throttling, longer: doubled for each throttled
+/// poll in a row, up to [`MAX_STRETCH`] times, and at least the
+/// `Retry-After` asked for (itself capped at the same maximum).
+fn next_delay(interval: Duration, throttled_polls: u32, throttled: Option<Duration>) -> Duration {
+    if throttled_polls == 0 {
+        return interval;
+    }
+    let longest = interval.saturating_mul(MAX_STRETCH);
+    let doubled = interval.saturating_mul(2u32.saturating_pow(throttled_polls));
+    doubled
+        .max(throttled.unwrap_or(Duration::ZERO))
+        .min(longest)
+}
+
+/// Logs each series whose value has left its expected range since the
+/// last poll; `out_of_range` holds those of the last poll and is replaced
+/// by this one's. A value out of range is served as received: the API
+/// does not promise the range, and hiding it would hide the upstream
+/// problem.
+fn log_new_out_of_range<S: Source>(out_of_range: &mut HashSet<OutOfRange>, snapshot: &Snapshot<S>) {
+    if S::EXPECTED_RANGES.is_empty() {
+        return;
+    }
     let mut now_out = HashSet::new();
     let mut newly_out = 0usize;
-    let outside = snapshot
-        .series()
-        .iter()
-        .filter(|item| !EXPECTED_PERCENT.contains(&item.prorated_percent));
-    for item in outside {
-        let key = SeriesKey::of(item);
-        if !out_of_range.contains(&key) {
-            newly_out += 1;
-            if newly_out <= MAX_SKIPPED_ITEMS_LOGGED {
-                tracing::warn!(
-                    workload = %item.workload,
-                    service = %item.service,
-                    channel = %item.channel,
-                    percent = item.prorated_percent,
-                    "proratedLicensesUsagePercent is outside 0-100; served as received"
-                );
+    for item in snapshot.series() {
+        for (index, expected) in S::EXPECTED_RANGES.iter().enumerate() {
+            let value = (expected.value)(item);
+            if expected.range.contains(&value) {
+                continue;
             }
+            let labels = S::label_values(item);
+            let key: OutOfRange = (
+                index,
+                labels
+                    .as_ref()
+                    .iter()
+                    .map(|value| (*value).to_owned())
+                    .collect(),
+            );
+            if !out_of_range.contains(&key) {
+                newly_out += 1;
+                if newly_out <= MAX_SKIPPED_ITEMS_LOGGED {
+                    let series: Vec<String> = S::LABELS
+                        .iter()
+                        .zip(labels.as_ref())
+                        .map(|(name, value)| format!("{name}={value}"))
+                        .collect();
+                    tracing::warn!(
+                        source = S::NAME.as_str(),
+                        series = %series.join(","),
+                        percent = value,
+                        "{} is outside {}-{}; served as received",
+                        expected.field,
+                        expected.range.start(),
+                        expected.range.end()
+                    );
+                }
+            }
+            now_out.insert(key);
         }
-        now_out.insert(key);
     }
     if newly_out > MAX_SKIPPED_ITEMS_LOGGED {
         tracing::warn!(
+            source = S::NAME.as_str(),
             more = newly_out - MAX_SKIPPED_ITEMS_LOGGED,
-            "more series have proratedLicensesUsagePercent outside 0-100"
+            "more series have values outside their expected range"
         );
     }
     *out_of_range = now_out;
@@ -340,6 +390,23 @@ fn next_start_after(started: Instant, delay: Duration, now: Instant) -> Instant 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttled_polls_stretch_the_interval_up_to_its_limit() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(next_delay(minute, 0, None), minute);
+        assert_eq!(next_delay(minute, 1, None), 2 * minute);
+        assert_eq!(
+            next_delay(minute, 2, Some(Duration::from_secs(1))),
+            4 * minute
+        );
+        assert_eq!(next_delay(minute, 1, Some(5 * minute)), 5 * minute);
+        assert_eq!(next_delay(minute, 10, None), MAX_STRETCH * minute);
+        assert_eq!(
+            next_delay(minute, 1, Some(60 * minute)),
+            MAX_STRETCH * minute
+        );
+    }
 
     #[test]
     fn an_overrun_poll_skips_to_the_next_start_on_the_schedule() {

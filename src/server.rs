@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::build_info;
 use crate::metrics::CONTENT_TYPE;
-use crate::state::ExporterState;
+use crate::state::{ExporterState, SourceStatus};
 use crate::web::{Denial, WebSecurity, tls::ALPN_H2};
 
 /// How long a client may take to send its request headers.
@@ -562,55 +562,90 @@ impl Routes {
             .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response\n"))
     }
 
+    /// `/readyz`: 200 once every enabled source has finished its first
+    /// poll and at least one has succeeded; the body names each source
+    /// and its state either way.
     fn readiness(&self) -> Response<ResponseBody> {
-        if self.state.is_ready() {
-            text(StatusCode::OK, "ready\n")
+        let mut body = if self.state.is_ready() {
+            "ready\n".to_owned()
         } else {
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: no successful poll of Partner Center yet\n",
-            )
+            "not ready: waiting until every source has finished its first poll and one has succeeded\n"
+                .to_owned()
+        };
+        for status in self.state.statuses() {
+            body.push_str(&format!(
+                "{}: {}\n",
+                status.source,
+                readiness_state(&status)
+            ));
         }
+        let code = if self.state.is_ready() {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        text(code, body)
     }
 
+    /// `/`: what the exporter is, its links, and a row per source.
     fn landing_page(&self) -> Response<ResponseBody> {
-        let status = self.state.status();
         let format_time = |time: Option<chrono::DateTime<chrono::Utc>>| {
             time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_else(|| "never".to_owned())
         };
-        let mut result = match (&status.last_poll_at, &status.last_error) {
-            (None, _) => "no poll has finished yet".to_owned(),
-            (Some(_), None) => format!("succeeded, {} series", status.series),
-            (Some(_), Some(error)) => format!("failed: {error}"),
-        };
-        if status.withdrawn {
-            result.push_str(
-                " (license usage series withdrawn: no success within poll.max_staleness)",
-            );
+        let mut rows = String::new();
+        for status in self.state.statuses() {
+            let mut result = match (&status.last_poll_at, &status.last_error) {
+                (None, _) => "no poll has finished yet".to_owned(),
+                (Some(_), None) => format!("succeeded, {} series", status.series),
+                (Some(_), Some(error)) => format!("failed: {error}"),
+            };
+            if status.withdrawn {
+                result.push_str(" (series withdrawn: no success within poll.max_staleness)");
+            }
+            rows.push_str(&format!(
+                "<tr><td>{source}</td><td>{last_poll}</td><td>{result}</td><td>{series}</td><td>{last_success}</td></tr>\n",
+                source = html_escape(status.source.as_str()),
+                last_poll = format_time(status.last_poll_at),
+                result = html_escape(&result),
+                series = status.series,
+                last_success = format_time(status.last_success_at),
+            ));
         }
         let path = html_escape(&self.telemetry_path);
         let page = format!(
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>Partner Center Exporter</title></head>\n<body>\n\
 <h1>Partner Center Exporter</h1>\n\
-<p>Prometheus exporter for Microsoft Partner Center license usage. Version {version} (revision {revision}).</p>\n\
+<p>Prometheus exporter for Microsoft Partner Center license data. Version {version} (revision {revision}).</p>\n\
 <ul>\n<li><a href=\"{path}\">Metrics</a></li>\n<li><a href=\"/healthz\">Health</a></li>\n<li><a href=\"/readyz\">Readiness</a></li>\n</ul>\n\
-<h2>Last poll</h2>\n<table>\n\
-<tr><th align=\"left\">Finished</th><td>{last_poll}</td></tr>\n\
-<tr><th align=\"left\">Result</th><td>{result}</td></tr>\n\
-<tr><th align=\"left\">Last success</th><td>{last_success}</td></tr>\n\
-</table>\n</body>\n</html>\n",
+<h2>Sources</h2>\n<table>\n\
+<tr><th align=\"left\">Source</th><th align=\"left\">Last poll</th><th align=\"left\">Result</th><th align=\"left\">Series</th><th align=\"left\">Last success</th></tr>\n\
+{rows}</table>\n</body>\n</html>\n",
             version = html_escape(build_info::VERSION),
             revision = html_escape(build_info::REVISION),
-            last_poll = format_time(status.last_poll_at),
-            result = html_escape(&result),
-            last_success = format_time(status.last_success_at),
         );
         Response::builder()
             .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
             .body(ResponseBody::new(Bytes::from(page)))
             .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "cannot build response\n"))
     }
+}
+
+/// One source's line on `/readyz`.
+fn readiness_state(status: &SourceStatus) -> String {
+    let mut state = match (&status.last_poll_at, &status.last_error) {
+        (None, _) => "waiting for the first poll".to_owned(),
+        (Some(_), None) => format!("up, {} series", status.series),
+        (Some(_), Some(_)) if status.last_success_at.is_some() => format!(
+            "down: the last poll failed; serving {} series from the last success",
+            status.series
+        ),
+        (Some(_), Some(_)) => "down: no poll has succeeded yet".to_owned(),
+    };
+    if status.withdrawn {
+        state.push_str(" (series withdrawn: no success within poll.max_staleness)");
+    }
+    state
 }
 
 /// A response body of ready frames that keeps the scrape slot it was

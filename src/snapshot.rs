@@ -1,108 +1,52 @@
-//! One poll's result as an immutable set of series, ready to serve.
+//! One successful poll of one source as an immutable set of series,
+//! deduplicated and rendered, ready to serve.
 //!
-//! A snapshot is built once per successful poll and replaces the previous
-//! one whole, so a series that vanished upstream vanishes from `/metrics`
-//! and a half-finished poll is never visible.
+//! A snapshot is built once per successful poll and replaces the source's
+//! previous one whole, so a series that vanished upstream vanishes from
+//! `/metrics` and a half-finished poll is never visible. The rule is the
+//! same for every source: the items with the same label values are one
+//! series, and the one with the newest `processedDateTime` wins (on a tie,
+//! the later one in the answer).
 
-use std::cmp::Ordering;
+use crate::exposition::{FamilyParts, Part, RenderedFamilies, write_header, write_sample_of};
+use crate::sources::Source;
 
-use crate::exposition::Part;
-use crate::metrics;
-use crate::partner_center::model::LicenseUsage;
-
-/// The identity of a license usage series: its label values.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SeriesKey {
-    pub workload: String,
-    pub service: String,
-    pub channel: String,
+fn same_labels<S: Source>(a: &S::Item, b: &S::Item) -> bool {
+    S::label_values(a).as_ref() == S::label_values(b).as_ref()
 }
 
-impl SeriesKey {
-    /// The labels of `item`'s series.
-    pub fn of(item: &LicenseUsage) -> Self {
-        Self {
-            workload: item.workload.clone(),
-            service: item.service.clone(),
-            channel: item.channel.clone(),
-        }
-    }
-}
-
-/// The order of series in a snapshot and on `/metrics`: by workload, then
-/// service, then channel, as [`SeriesKey`] orders them.
-fn label_order(a: &LicenseUsage, b: &LicenseUsage) -> Ordering {
-    (&a.workload, &a.service, &a.channel).cmp(&(&b.workload, &b.service, &b.channel))
-}
-
-fn same_labels(a: &LicenseUsage, b: &LicenseUsage) -> bool {
-    a.workload == b.workload && a.service == b.service && a.channel == b.channel
-}
-
-/// The usable items of a poll's pages, gathered as each page is decoded,
-/// to be folded into series once the last page is in.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SeriesFold {
-    items: Vec<LicenseUsage>,
-}
-
-impl SeriesFold {
-    /// Adds one page's items, in the order received. The first page's are
-    /// taken over as they are: a one-page answer is never copied.
-    pub fn add_page(&mut self, items: Vec<LicenseUsage>) {
-        if self.items.is_empty() {
-            self.items = items;
-        } else {
-            self.items.extend(items);
-        }
-    }
-
-    /// The items added, in the order received.
-    pub fn items(&self) -> &[LicenseUsage] {
-        &self.items
-    }
-}
-
-impl FromIterator<LicenseUsage> for SeriesFold {
-    fn from_iter<I: IntoIterator<Item = LicenseUsage>>(items: I) -> Self {
-        Self {
-            items: items.into_iter().collect(),
-        }
-    }
-}
-
-/// The license usage series of one successful poll.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+/// The series of one successful poll of source `S`.
+#[derive(Debug)]
+pub struct Snapshot<S: Source> {
     /// One item per series, ordered by labels.
-    series: Vec<LicenseUsage>,
-    /// Items that repeated a (workload, service, channel) already seen.
+    series: Vec<S::Item>,
+    /// Items that repeated the label values of another.
     duplicates: usize,
-    /// The series in the text exposition format, rendered and compressed
-    /// once here so that a scrape only sends ready bytes.
-    exposition: Part,
+    /// The source's families in the text exposition format, rendered and
+    /// compressed once here so that a scrape only sends ready bytes.
+    families: RenderedFamilies,
 }
 
-impl Snapshot {
-    /// Builds a snapshot from a poll's items (see [`fold_items`]) and
-    /// renders its series.
-    pub fn from_fold(fold: SeriesFold) -> Self {
-        let (series, duplicates) = fold_items(fold);
-        let exposition = Part::new(metrics::render_license_usage(&series));
+impl<S: Source> Snapshot<S> {
+    /// Builds a snapshot from a poll's items, in the order received (see
+    /// [`fold_items`]), and renders its families.
+    pub fn from_items(items: impl IntoIterator<Item = S::Item>) -> Self {
+        Self::from_vec(items.into_iter().collect())
+    }
+
+    /// As [`Snapshot::from_items`], taking the items' vector over.
+    pub fn from_vec(items: Vec<S::Item>) -> Self {
+        let (series, duplicates) = fold_items::<S>(items);
+        let families = render::<S>(&series);
         Self {
             series,
             duplicates,
-            exposition,
+            families,
         }
     }
 
-    /// Builds a snapshot from decoded items, as [`Snapshot::from_fold`].
-    pub fn from_items(items: impl IntoIterator<Item = LicenseUsage>) -> Self {
-        Self::from_fold(items.into_iter().collect())
-    }
-
     /// The series, one item each, ordered by their labels.
-    pub fn series(&self) -> &[LicenseUsage] {
+    pub fn series(&self) -> &[S::Item] {
         &self.series
     }
 
@@ -111,38 +55,37 @@ impl Snapshot {
         self.duplicates
     }
 
-    /// The series as text exposition format, empty when there are none.
-    pub fn exposition(&self) -> &str {
-        self.exposition.text()
+    /// The families ready to send, plain and compressed.
+    pub fn families(&self) -> &RenderedFamilies {
+        &self.families
     }
 
-    /// The series ready to send, plain and compressed.
-    pub fn part(&self) -> &Part {
-        &self.exposition
+    /// The families as text exposition format, empty when there are no series.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.families.to_plain()).unwrap_or_default()
     }
 }
 
 /// Folds a poll's items into series, ordered by labels, and counts the
-/// items folded into an earlier one. When a (workload, service, channel)
-/// appears more than once, the item with the newest `processedDateTime`
-/// wins; on a tie, the later item in the answer.
+/// items folded into an earlier one. When the same label values appear
+/// more than once, the item with the newest `processedDateTime` wins; on
+/// a tie, the later item in the answer.
 ///
 /// The items are sorted where they are and duplicates removed in place: a
 /// 100 000-series answer needs no second copy of its items, nor a map's
 /// nodes beside them.
-pub fn fold_items(fold: SeriesFold) -> (Vec<LicenseUsage>, usize) {
-    let mut items = fold.items;
+pub fn fold_items<S: Source>(mut items: Vec<S::Item>) -> (Vec<S::Item>, usize) {
     // Stable: items with the same labels stay in the order received.
-    items.sort_by(label_order);
+    items.sort_by(S::series_order);
     let mut duplicates = 0;
     // `later` directly follows `kept`, the item already chosen for its
     // series, and is removed when it has the same labels.
     items.dedup_by(|later, kept| {
-        if !same_labels(later, kept) {
+        if !same_labels::<S>(later, kept) {
             return false;
         }
         duplicates += 1;
-        if later.processed_at >= kept.processed_at {
+        if S::processed_at(later) >= S::processed_at(kept) {
             std::mem::swap(later, kept);
         }
         true
@@ -150,10 +93,45 @@ pub fn fold_items(fold: SeriesFold) -> (Vec<LicenseUsage>, usize) {
     (items, duplicates)
 }
 
+/// Renders every family of `S` for `series`: a header part and a samples
+/// part each. Label values are escaped, whatever Partner Center sent.
+pub fn render<S: Source>(series: &[S::Item]) -> RenderedFamilies {
+    if series.is_empty() {
+        return RenderedFamilies::default();
+    }
+    let families = S::FAMILIES
+        .iter()
+        .map(|family| {
+            let mut header = Vec::with_capacity(256);
+            write_header(&mut header, family.name, family.help, "gauge");
+            // About 150 bytes per sample line.
+            let mut samples = Vec::with_capacity(series.len() * 150);
+            for item in series {
+                write_sample_of(
+                    &mut samples,
+                    family.name,
+                    S::LABELS,
+                    S::label_values(item).as_ref(),
+                    (family.value)(item),
+                );
+            }
+            FamilyParts {
+                name: family.name,
+                header: Part::new(header),
+                samples: Part::new(samples),
+            }
+        })
+        .collect();
+    RenderedFamilies(families)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::partner_center::client::Collection;
+    use crate::sources::license_usage::{LicenseUsage, LicenseUsageSource};
     use chrono::{TimeZone, Utc};
+
+    type Snapshot = super::Snapshot<LicenseUsageSource>;
 
     fn usage(workload: &str, percent: f64, day: u32) -> LicenseUsage {
         LicenseUsage {
@@ -211,12 +189,12 @@ mod tests {
 
     #[test]
     fn pages_fold_into_series_ordered_by_labels() {
-        let mut fold = SeriesFold::default();
-        fold.add_page(vec![usage("Teams", 1.0, 1), usage("Exchange", 2.0, 1)]);
-        fold.add_page(Vec::new());
-        fold.add_page(vec![usage("Exchange", 3.0, 2), usage("Azure", 4.0, 1)]);
-        assert_eq!(fold.items().len(), 4);
-        let snapshot = Snapshot::from_fold(fold);
+        let mut collection = Collection::default();
+        collection.add_page(vec![usage("Teams", 1.0, 1), usage("Exchange", 2.0, 1)]);
+        collection.add_page(Vec::new());
+        collection.add_page(vec![usage("Exchange", 3.0, 2), usage("Azure", 4.0, 1)]);
+        assert_eq!(collection.items.len(), 4);
+        let snapshot = Snapshot::from_vec(collection.items);
         let series: Vec<(&str, f64)> = snapshot
             .series()
             .iter()
@@ -250,6 +228,6 @@ mod tests {
     fn empty_snapshot_renders_nothing() {
         let snapshot = Snapshot::from_items(Vec::new());
         assert!(snapshot.series().is_empty());
-        assert_eq!(snapshot.exposition(), "");
+        assert_eq!(snapshot.text(), "");
     }
 }

@@ -1,35 +1,39 @@
-//! What the poller has learnt and the web server shows: the outcome of the
-//! polls, the exporter's metrics, and the `/metrics` body made of parts
-//! rendered ahead of the scrapes.
+//! What the poller has learnt and the web server shows: the outcome of
+//! each source's polls, the exporter's metrics, and the `/metrics` body
+//! made of parts rendered ahead of the scrapes.
 //!
-//! The poller publishes each poll's outcome whole: its health and, after
-//! a success, the snapshot's series, both already rendered and compressed.
-//! The exporter's own metrics are rendered again by the first scrape after
+//! The poller publishes each poll's outcome whole: the source's health
+//! and, after a success, its snapshot's families, both already rendered
+//! and compressed; the other sources' parts stay as they are. The
+//! exporter's own metrics are rendered again by the first scrape after
 //! they changed, the process metrics at most once a second. A scrape then
-//! only puts ready parts together.
+//! only puts ready parts together, each family once.
 //!
-//! With `poll.max_staleness` set, license series older than that are
+//! With `poll.max_staleness` set, a source's series older than that are
 //! withheld at scrape time, so they vanish on time even when no poll
-//! finishes.
+//! finishes; each source's on its own.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
-use crate::exposition::{Exposition, Part};
+use crate::exposition::{Exposition, Part, RenderedFamilies};
 use crate::metrics::{ExporterMetrics, PollHealth, render_poll_health};
 use crate::snapshot::Snapshot;
+use crate::sources::{Source, SourceName};
 
 /// How long a reading of the process metrics is served: they are read
 /// from `/proc`, which costs more than the rest of a scrape together.
 pub const PROCESS_METRICS_MAX_AGE: Duration = Duration::from_secs(1);
 
-/// The outcome of the most recent poll, for the landing page and readiness.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PollStatus {
+/// The outcome of a source's most recent poll, for the landing page and
+/// readiness.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceStatus {
+    pub source: SourceName,
     /// When the last poll ended, whatever its result.
     pub last_poll_at: Option<DateTime<Utc>>,
     /// Why the last poll failed; `None` after a success.
@@ -43,37 +47,80 @@ pub struct PollStatus {
     pub withdrawn: bool,
 }
 
-/// What one poll outcome publishes, swapped in as a whole so that the
-/// license series, the poll's health metrics, `/readyz` and the landing
-/// page change together.
-#[derive(Debug)]
-struct Published {
-    /// The last successful poll's series, rendered. Only byte buffers: the
-    /// snapshot's items stay with the poller, so a scrape that outlives a
-    /// swap never has a large structure to free.
-    license: Part,
-    /// How many series `license` has.
+/// What one source has published: its last good families and the
+/// outcome of its polls.
+#[derive(Debug, Clone)]
+struct SourceSlot {
+    source: SourceName,
+    /// The last successful poll's families, rendered. Only byte buffers:
+    /// the snapshot's items stay with the poller, so a scrape that
+    /// outlives a swap never has a large structure to free.
+    families: RenderedFamilies,
+    /// How many series `families` has.
     series: usize,
     health: PollHealth,
-    /// `health`, rendered.
-    health_part: Part,
     last_poll_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
     last_success_at: Option<DateTime<Utc>>,
 }
 
-impl Published {
-    fn initial() -> Self {
-        let health = PollHealth::default();
+impl SourceSlot {
+    fn new(source: SourceName) -> Self {
         Self {
-            license: Part::default(),
+            source,
+            families: RenderedFamilies::default(),
             series: 0,
-            health_part: Part::new(render_poll_health(&health)),
-            health,
+            health: PollHealth::default(),
             last_poll_at: None,
             last_error: None,
             last_success_at: None,
         }
+    }
+
+    /// Whether the slot holds series older than `max_staleness` at `now`.
+    /// Before the first success there is nothing to withdraw.
+    fn is_stale(&self, max_staleness: Option<Duration>, now: DateTime<Utc>) -> bool {
+        match (max_staleness, self.last_success_at) {
+            (Some(limit), Some(success)) => (now - success).to_std().is_ok_and(|age| age > limit),
+            _ => false,
+        }
+    }
+
+    fn status(&self, max_staleness: Option<Duration>, now: DateTime<Utc>) -> SourceStatus {
+        SourceStatus {
+            source: self.source,
+            last_poll_at: self.last_poll_at,
+            last_error: self.last_error.clone(),
+            last_success_at: self.last_success_at,
+            series: self.series,
+            withdrawn: self.is_stale(max_staleness, now),
+        }
+    }
+}
+
+/// Everything the polls have published, swapped in as a whole so that a
+/// source's series, its health metrics, `/readyz` and the landing page
+/// change together.
+#[derive(Debug)]
+struct Published {
+    /// One slot per enabled source, in the order of the table of sources.
+    slots: Vec<SourceSlot>,
+    /// Every slot's health, rendered.
+    health_part: Part,
+}
+
+impl Published {
+    fn new(slots: Vec<SourceSlot>) -> Self {
+        let health: Vec<(SourceName, &PollHealth)> = slots
+            .iter()
+            .map(|slot| (slot.source, &slot.health))
+            .collect();
+        let health_part = Part::new(render_poll_health(&health));
+        Self { slots, health_part }
+    }
+
+    fn slot(&self, source: SourceName) -> Option<&SourceSlot> {
+        self.slots.iter().find(|slot| slot.source == source)
     }
 }
 
@@ -93,18 +140,27 @@ struct ProcessReading {
 pub struct ExporterState {
     metrics: ExporterMetrics,
     published: ArcSwap<Published>,
+    /// Held while a poll's outcome is merged into `published`: the sources
+    /// are polled side by side, and two outcomes merged at once would
+    /// lose one.
+    publishing: Mutex<()>,
     own: ArcSwap<OwnRendering>,
     process: ArcSwap<ProcessReading>,
     /// Set while one scrape reads the process metrics; the others send
     /// the previous reading meanwhile instead of reading `/proc` too.
     process_reading: AtomicBool,
-    /// `poll.max_staleness`: how old the last success may be before its
-    /// series stop being served.
+    /// `poll.max_staleness`: how old a source's last success may be before
+    /// its series stop being served.
     max_staleness: Option<Duration>,
 }
 
 impl ExporterState {
-    pub fn new(metrics: ExporterMetrics, max_staleness: Option<Duration>) -> Self {
+    /// State for the enabled `sources`, in the order given.
+    pub fn new(
+        metrics: ExporterMetrics,
+        max_staleness: Option<Duration>,
+        sources: &[SourceName],
+    ) -> Self {
         Self {
             // Never matches a count, so the first scrape renders.
             own: ArcSwap::from_pointee(OwnRendering {
@@ -112,7 +168,10 @@ impl ExporterState {
                 part: Part::default(),
             }),
             metrics,
-            published: ArcSwap::from_pointee(Published::initial()),
+            published: ArcSwap::from_pointee(Published::new(
+                sources.iter().copied().map(SourceSlot::new).collect(),
+            )),
+            publishing: Mutex::new(()),
             process: ArcSwap::from_pointee(ProcessReading {
                 taken_at: None,
                 part: Part::default(),
@@ -127,65 +186,101 @@ impl ExporterState {
         self.metrics.count_retries(reasons);
     }
 
-    /// Publishes the time until the next poll starts.
-    pub fn record_poll_interval(&self, interval: Duration) {
-        self.metrics.set_poll_interval(interval.as_secs_f64());
+    /// Publishes the time until `source`'s next poll starts.
+    pub fn record_poll_interval(&self, source: SourceName, interval: Duration) {
+        self.metrics
+            .set_poll_interval(source, interval.as_secs_f64());
     }
 
-    /// Whether, at `now`, the last success is older than `poll.max_staleness`.
-    pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
-        is_stale(&self.published.load(), self.max_staleness, now)
+    /// Whether, at `now`, `source`'s last success is older than `poll.max_staleness`.
+    pub fn is_stale(&self, source: SourceName, now: DateTime<Utc>) -> bool {
+        self.published
+            .load()
+            .slot(source)
+            .is_some_and(|slot| slot.is_stale(self.max_staleness, now))
     }
 
-    /// Publishes a successful poll: its snapshot replaces the previous one
-    /// whole, and its health is rendered here, once.
-    pub fn record_success(
+    /// Replaces `source`'s slot by what `change` makes of it and renders
+    /// the health again, as one swap.
+    fn publish(&self, source: SourceName, change: impl FnOnce(&mut SourceSlot)) {
+        // The data under the lock is `published` itself, valid whatever a
+        // panicking holder did.
+        let _publishing = self
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let previous = self.published.load();
+        let mut slots = previous.slots.clone();
+        let index = match slots.iter().position(|slot| slot.source == source) {
+            Some(index) => index,
+            None => {
+                slots.push(SourceSlot::new(source));
+                slots.len() - 1
+            }
+        };
+        change(&mut slots[index]);
+        self.published.store(Arc::new(Published::new(slots)));
+    }
+
+    /// Publishes a successful poll of `S`: its snapshot replaces the
+    /// source's previous one whole, and the health is rendered here, once.
+    pub fn record_snapshot<S: Source>(
         &self,
-        snapshot: Snapshot,
+        snapshot: Snapshot<S>,
         skipped: u64,
         duration: Duration,
         finished_at: DateTime<Utc>,
     ) {
-        // Only the poller writes, so reading and replacing cannot race.
-        let previous = self.published.load();
-        let mut health = previous.health.clone();
-        health.up = true;
-        health.last_success_at = Some(finished_at);
-        health.last_duration_seconds = duration.as_secs_f64();
-        health.items_skipped = health.items_skipped.saturating_add(skipped);
-        self.published.store(Arc::new(Published {
-            license: snapshot.part().clone(),
-            series: snapshot.series().len(),
-            health_part: Part::new(render_poll_health(&health)),
-            health,
-            last_poll_at: Some(finished_at),
-            last_error: None,
-            last_success_at: Some(finished_at),
-        }));
+        self.record_success(
+            S::NAME,
+            snapshot.families().clone(),
+            snapshot.series().len(),
+            skipped,
+            duration,
+            finished_at,
+        );
     }
 
-    /// Records a failed poll. The last good snapshot stays in place.
+    /// Publishes a successful poll of `source` with its rendered families.
+    pub fn record_success(
+        &self,
+        source: SourceName,
+        families: RenderedFamilies,
+        series: usize,
+        skipped: u64,
+        duration: Duration,
+        finished_at: DateTime<Utc>,
+    ) {
+        self.publish(source, |slot| {
+            slot.health.up = true;
+            slot.health.last_success_at = Some(finished_at);
+            slot.health.last_duration_seconds = duration.as_secs_f64();
+            slot.health.items_skipped = slot.health.items_skipped.saturating_add(skipped);
+            slot.families = families;
+            slot.series = series;
+            slot.last_poll_at = Some(finished_at);
+            slot.last_error = None;
+            slot.last_success_at = Some(finished_at);
+        });
+    }
+
+    /// Records a failed poll of `source`. Its last good snapshot stays in
+    /// place, and no other source's slot changes.
     pub fn record_failure(
         &self,
+        source: SourceName,
         reason: &'static str,
         message: String,
         duration: Duration,
         finished_at: DateTime<Utc>,
     ) {
-        let previous = self.published.load();
-        let mut health = previous.health.clone();
-        health.up = false;
-        health.last_duration_seconds = duration.as_secs_f64();
-        health.count_error(reason);
-        self.published.store(Arc::new(Published {
-            license: previous.license.clone(),
-            series: previous.series,
-            health_part: Part::new(render_poll_health(&health)),
-            health,
-            last_poll_at: Some(finished_at),
-            last_error: Some(message),
-            last_success_at: previous.last_success_at,
-        }));
+        self.publish(source, |slot| {
+            slot.health.up = false;
+            slot.health.last_duration_seconds = duration.as_secs_f64();
+            slot.health.count_error(reason);
+            slot.last_poll_at = Some(finished_at);
+            slot.last_error = Some(message);
+        });
     }
 
     /// What a scrape sends now.
@@ -194,10 +289,10 @@ impl ExporterState {
     }
 
     /// What a scrape at `now` sends: the exporter's own metrics, the
-    /// process metrics, the last poll's health, and the license series
+    /// process metrics, the polls' health, and each source's families
     /// unless they are older than `poll.max_staleness` at `now`.
     pub fn exposition_at(&self, now: DateTime<Utc>) -> Exposition {
-        // The poll's outcome first: what a poll counts on the way (its
+        // The polls' outcome first: what a poll counts on the way (its
         // retries) is recorded before its outcome is published, so the own
         // metrics read after it include all of it. Read the other way round,
         // a poll ending in between would show its failure without its retries.
@@ -206,8 +301,12 @@ impl ExporterState {
         exposition.push(self.own_part());
         exposition.push(self.process_part());
         exposition.push(published.health_part.clone());
-        if !is_stale(&published, self.max_staleness, now) {
-            exposition.push(published.license.clone());
+        // One slot per source today; a source's slots are put together so
+        // that each family is written once.
+        for slot in &published.slots {
+            if !slot.is_stale(self.max_staleness, now) {
+                exposition.push_families(&[&slot.families]);
+            }
         }
         exposition
     }
@@ -254,21 +353,39 @@ impl ExporterState {
         part
     }
 
-    /// True once a poll has succeeded: from then on there is data to serve.
+    /// True once every enabled source has finished its first poll and at
+    /// least one has succeeded: from then on there is data to serve, and
+    /// no source is still on its way to its first answer.
     pub fn is_ready(&self) -> bool {
-        self.published.load().last_success_at.is_some()
+        let published = self.published.load();
+        published
+            .slots
+            .iter()
+            .all(|slot| slot.last_poll_at.is_some())
+            && published
+                .slots
+                .iter()
+                .any(|slot| slot.last_success_at.is_some())
     }
 
-    /// The outcome of the most recent poll.
-    pub fn status(&self) -> PollStatus {
-        let published = self.published.load();
-        PollStatus {
-            last_poll_at: published.last_poll_at,
-            last_error: published.last_error.clone(),
-            last_success_at: published.last_success_at,
-            series: published.series,
-            withdrawn: is_stale(&published, self.max_staleness, Utc::now()),
-        }
+    /// The outcome of `source`'s most recent poll, if it is enabled.
+    pub fn status(&self, source: SourceName) -> Option<SourceStatus> {
+        self.published
+            .load()
+            .slot(source)
+            .map(|slot| slot.status(self.max_staleness, Utc::now()))
+    }
+
+    /// The outcome of every enabled source's most recent poll, in the
+    /// order of the table of sources.
+    pub fn statuses(&self) -> Vec<SourceStatus> {
+        let now = Utc::now();
+        self.published
+            .load()
+            .slots
+            .iter()
+            .map(|slot| slot.status(self.max_staleness, now))
+            .collect()
     }
 }
 
@@ -282,21 +399,15 @@ impl Drop for ReadingFlag<'_> {
     }
 }
 
-/// Whether `published` holds series older than `max_staleness` at `now`.
-/// Before the first success there is nothing to withdraw.
-fn is_stale(published: &Published, max_staleness: Option<Duration>, now: DateTime<Utc>) -> bool {
-    match (max_staleness, published.last_success_at) {
-        (Some(limit), Some(success)) => (now - success).to_std().is_ok_and(|age| age > limit),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partner_center::model::LicenseUsage;
 
-    fn snapshot_of(workloads: &[&str]) -> Snapshot {
+    const USAGE: &[SourceName] = &[SourceName::LicenseUsage];
+    use crate::sources::license_deployment::{LicenseDeployment, LicenseDeploymentSource};
+    use crate::sources::license_usage::{LicenseUsage, LicenseUsageSource};
+
+    fn snapshot_of(workloads: &[&str]) -> Snapshot<LicenseUsageSource> {
         Snapshot::from_items(workloads.iter().map(|workload| LicenseUsage {
             workload: (*workload).to_owned(),
             service: "o365".to_owned(),
@@ -312,9 +423,9 @@ mod tests {
 
     #[test]
     fn failure_keeps_last_snapshot_and_sets_up_to_zero() {
-        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None);
+        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, USAGE);
         assert!(!state.is_ready());
-        state.record_success(
+        state.record_snapshot(
             snapshot_of(&["Exchange"]),
             2,
             Duration::from_millis(250),
@@ -322,23 +433,32 @@ mod tests {
         );
         assert!(state.is_ready());
         let text = body(&state);
-        assert!(text.contains("partner_center_up 1"), "{text}");
         assert!(
-            text.contains("partner_center_items_skipped_total 2"),
+            text.contains("partner_center_up{source=\"license_usage\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partner_center_items_skipped_total{source=\"license_usage\"} 2"),
             "{text}"
         );
         assert!(text.contains("workload=\"Exchange\""), "{text}");
 
         state.record_failure(
+            SourceName::LicenseUsage,
             "http",
             "HTTP 500".to_owned(),
             Duration::from_secs(1),
             Utc::now(),
         );
         let text = body(&state);
-        assert!(text.contains("partner_center_up 0"), "{text}");
         assert!(
-            text.contains("partner_center_poll_errors_total{reason=\"http\"} 1"),
+            text.contains("partner_center_up{source=\"license_usage\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "partner_center_poll_errors_total{source=\"license_usage\",reason=\"http\"} 1"
+            ),
             "{text}"
         );
         assert!(
@@ -346,21 +466,21 @@ mod tests {
             "last values are still served: {text}"
         );
         assert!(state.is_ready(), "readiness survives a failed poll");
-        let status = state.status();
+        let status = state.status(SourceName::LicenseUsage).expect("enabled");
         assert_eq!(status.last_error.as_deref(), Some("HTTP 500"));
         assert_eq!(status.series, 1);
     }
 
     #[test]
     fn new_snapshot_replaces_the_old_one_whole() {
-        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None);
-        state.record_success(
+        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, USAGE);
+        state.record_snapshot(
             snapshot_of(&["Exchange", "SharePoint"]),
             0,
             Duration::ZERO,
             Utc::now(),
         );
-        state.record_success(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
         let text = body(&state);
         assert!(text.contains("workload=\"Exchange\""), "{text}");
         assert!(
@@ -374,25 +494,48 @@ mod tests {
         let state = ExporterState::new(
             ExporterMetrics::new().expect("metrics"),
             Some(Duration::from_secs(3600)),
+            USAGE,
         );
         let two_hours_ago = Utc::now() - chrono::Duration::hours(2);
-        state.record_success(snapshot_of(&["Exchange"]), 0, Duration::ZERO, two_hours_ago);
-        state.record_failure("http", "HTTP 500".to_owned(), Duration::ZERO, Utc::now());
-        assert!(state.is_stale(Utc::now()));
-        assert!(!state.is_stale(two_hours_ago + chrono::Duration::minutes(30)));
+        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, two_hours_ago);
+        state.record_failure(
+            SourceName::LicenseUsage,
+            "http",
+            "HTTP 500".to_owned(),
+            Duration::ZERO,
+            Utc::now(),
+        );
+        assert!(state.is_stale(SourceName::LicenseUsage, Utc::now()));
+        assert!(!state.is_stale(
+            SourceName::LicenseUsage,
+            two_hours_ago + chrono::Duration::minutes(30)
+        ));
         let text = body(&state);
         assert!(!text.contains("workload=\"Exchange\""), "{text}");
-        assert!(text.contains("partner_center_up 0"), "{text}");
+        assert!(
+            text.contains("partner_center_up{source=\"license_usage\"} 0"),
+            "{text}"
+        );
         let expected = format!(
-            "partner_center_last_success_timestamp_seconds {}",
+            "partner_center_last_success_timestamp_seconds{{source=\"license_usage\"}} {}",
             two_hours_ago.timestamp_millis() as f64 / 1000.0
         );
         assert!(text.contains(&expected), "{text}");
-        assert!(state.status().withdrawn);
+        assert!(
+            state
+                .status(SourceName::LicenseUsage)
+                .expect("enabled")
+                .withdrawn
+        );
 
-        state.record_success(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
         assert!(body(&state).contains("workload=\"Exchange\""));
-        assert!(!state.status().withdrawn);
+        assert!(
+            !state
+                .status(SourceName::LicenseUsage)
+                .expect("enabled")
+                .withdrawn
+        );
     }
 
     #[test]
@@ -400,9 +543,10 @@ mod tests {
         let state = ExporterState::new(
             ExporterMetrics::new().expect("metrics"),
             Some(Duration::from_secs(3600)),
+            USAGE,
         );
         let finished_at = Utc::now();
-        state.record_success(snapshot_of(&["Exchange"]), 0, Duration::ZERO, finished_at);
+        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, finished_at);
         let at = |minutes| {
             String::from_utf8(
                 state
@@ -414,7 +558,10 @@ mod tests {
         assert!(at(59).contains("workload=\"Exchange\""));
         let later = at(61);
         assert!(!later.contains("workload=\"Exchange\""), "{later}");
-        assert!(later.contains("partner_center_up 1"), "{later}");
+        assert!(
+            later.contains("partner_center_up{source=\"license_usage\"} 1"),
+            "{later}"
+        );
         assert!(
             at(30).contains("workload=\"Exchange\""),
             "nothing was dropped, only withheld"
@@ -425,8 +572,8 @@ mod tests {
     fn counters_changed_between_polls_are_in_the_next_scrape() {
         let metrics = ExporterMetrics::new().expect("metrics");
         let tokens = metrics.register_token_metrics().expect("token metrics");
-        let state = ExporterState::new(metrics, None);
-        state.record_success(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        let state = ExporterState::new(metrics, None, USAGE);
+        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
         let token_requests = |text: &str| {
             text.lines()
                 .find(|line| {
@@ -457,14 +604,14 @@ mod tests {
         assert!(second.contains(&expected), "{second}");
 
         state.record_retries(&["throttled", "throttled"]);
-        state.record_poll_interval(Duration::from_secs(600));
+        state.record_poll_interval(SourceName::LicenseUsage, Duration::from_secs(600));
         let third = body(&state);
         assert!(
             third.contains("partner_center_request_retries_total{reason=\"throttled\"} 2\n"),
             "{third}"
         );
         assert!(
-            third.contains("partner_center_poll_interval_seconds 600\n"),
+            third.contains("partner_center_poll_interval_seconds{source=\"license_usage\"} 600\n"),
             "{third}"
         );
         assert!(third.contains("workload=\"Exchange\""), "{third}");
@@ -474,11 +621,17 @@ mod tests {
     fn the_compressed_scrape_is_the_plain_one() {
         let metrics = ExporterMetrics::new().expect("metrics");
         metrics.register_token_metrics().expect("token metrics");
-        let state = ExporterState::new(metrics, None);
+        let state = ExporterState::new(metrics, None, USAGE);
         let workloads: Vec<String> = (0..500).map(|i| format!("Workload {i}")).collect();
         let names: Vec<&str> = workloads.iter().map(String::as_str).collect();
-        state.record_success(snapshot_of(&names), 3, Duration::ZERO, Utc::now());
-        state.record_failure("http", "HTTP 500".to_owned(), Duration::ZERO, Utc::now());
+        state.record_snapshot(snapshot_of(&names), 3, Duration::ZERO, Utc::now());
+        state.record_failure(
+            SourceName::LicenseUsage,
+            "http",
+            "HTTP 500".to_owned(),
+            Duration::ZERO,
+            Utc::now(),
+        );
         let exposition = state.exposition();
         let plain = exposition.to_plain();
         let gzip = exposition.gzip_frames().expect("compressed").concat();
@@ -488,15 +641,146 @@ mod tests {
         assert_eq!(unzipped, plain);
         let text = String::from_utf8(plain).expect("utf-8");
         assert!(text.contains("workload=\"Workload 499\""), "{text}");
-        assert!(text.contains("partner_center_up 0\n"), "{text}");
+        assert!(
+            text.contains("partner_center_up{source=\"license_usage\"} 0\n"),
+            "{text}"
+        );
     }
 
     #[test]
     fn without_max_staleness_old_series_stay() {
-        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None);
+        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, USAGE);
         let long_ago = Utc::now() - chrono::Duration::days(30);
-        state.record_success(snapshot_of(&["Exchange"]), 0, Duration::ZERO, long_ago);
-        assert!(!state.is_stale(Utc::now()));
+        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, long_ago);
+        assert!(!state.is_stale(SourceName::LicenseUsage, Utc::now()));
         assert!(body(&state).contains("workload=\"Exchange\""));
+    }
+
+    fn deployment_snapshot(services: &[&str]) -> Snapshot<LicenseDeploymentSource> {
+        Snapshot::from_items(services.iter().map(|service| LicenseDeployment {
+            service: (*service).to_owned(),
+            channel: "reseller".to_owned(),
+            prorated_percent: 40.0,
+            licenses_sold: 10.0,
+            processed_at: Utc::now(),
+        }))
+    }
+
+    const BOTH: &[SourceName] = &[SourceName::LicenseUsage, SourceName::LicenseDeployment];
+
+    #[test]
+    fn one_source_failing_leaves_the_others_series_and_health_alone() {
+        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, BOTH);
+        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        state.record_snapshot(
+            deployment_snapshot(&["o365"]),
+            0,
+            Duration::ZERO,
+            Utc::now(),
+        );
+        state.record_failure(
+            SourceName::LicenseDeployment,
+            "http",
+            "HTTP 500".to_owned(),
+            Duration::ZERO,
+            Utc::now(),
+        );
+        let text = body(&state);
+        assert!(
+            text.contains("partner_center_up{source=\"license_usage\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partner_center_up{source=\"license_deployment\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "partner_center_poll_errors_total{source=\"license_usage\",reason=\"http\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("workload=\"Exchange\""), "{text}");
+        assert!(
+            text.contains("partner_center_license_deployment_licenses_sold{channel=\"reseller\",service=\"o365\"} 10\n"),
+            "the failed source's last values stay: {text}"
+        );
+        let usage = state.status(SourceName::LicenseUsage).expect("enabled");
+        assert_eq!(usage.last_error, None);
+        let deployment = state
+            .status(SourceName::LicenseDeployment)
+            .expect("enabled");
+        assert_eq!(deployment.last_error.as_deref(), Some("HTTP 500"));
+        assert_eq!(deployment.series, 1);
+        for line in text.lines().filter(|line| line.starts_with("# TYPE ")) {
+            assert_eq!(
+                text.lines().filter(|other| *other == line).count(),
+                1,
+                "{line} twice in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn ready_once_every_source_has_polled_and_one_has_succeeded() {
+        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, BOTH);
+        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        assert!(
+            !state.is_ready(),
+            "license_deployment has not finished a poll"
+        );
+        state.record_failure(
+            SourceName::LicenseDeployment,
+            "auth",
+            "refused".to_owned(),
+            Duration::ZERO,
+            Utc::now(),
+        );
+        assert!(state.is_ready());
+
+        let failing = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, BOTH);
+        for source in BOTH {
+            failing.record_failure(
+                *source,
+                "http",
+                "HTTP 500".to_owned(),
+                Duration::ZERO,
+                Utc::now(),
+            );
+        }
+        assert!(!failing.is_ready(), "no source has succeeded");
+        assert_eq!(failing.statuses().len(), 2);
+    }
+
+    #[test]
+    fn staleness_withholds_each_source_on_its_own() {
+        let state = ExporterState::new(
+            ExporterMetrics::new().expect("metrics"),
+            Some(Duration::from_secs(3600)),
+            BOTH,
+        );
+        let two_hours_ago = Utc::now() - chrono::Duration::hours(2);
+        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, two_hours_ago);
+        state.record_snapshot(
+            deployment_snapshot(&["o365"]),
+            0,
+            Duration::ZERO,
+            Utc::now(),
+        );
+        let text = body(&state);
+        assert!(!text.contains("workload=\"Exchange\""), "{text}");
+        assert!(text.contains("service=\"o365\""), "{text}");
+        assert!(
+            state
+                .status(SourceName::LicenseUsage)
+                .expect("enabled")
+                .withdrawn
+        );
+        assert!(
+            !state
+                .status(SourceName::LicenseDeployment)
+                .expect("enabled")
+                .withdrawn
+        );
     }
 }

@@ -752,7 +752,10 @@ async fn an_access_token_is_renewed_before_it_expires() {
         "Partner Center saw an expired access token"
     );
     assert_eq!(
-        metrics.value(POLL_ERRORS, &[("reason", "auth")]),
+        metrics.value(
+            POLL_ERRORS,
+            &[("source", "license_usage"), ("reason", "auth")]
+        ),
         Some(0.0),
         "{}",
         metrics.text
@@ -1029,7 +1032,13 @@ async fn a_401_renews_the_access_token_once_and_retries() {
     let metrics = exporter.until_up().await;
     exporter.stop().await.expect("clean stop");
 
-    assert_eq!(metrics.value(POLL_ERRORS, &[("reason", "auth")]), Some(0.0));
+    assert_eq!(
+        metrics.value(
+            POLL_ERRORS,
+            &[("source", "license_usage"), ("reason", "auth")]
+        ),
+        Some(0.0)
+    );
     let forms = token_forms(&entra).await;
     assert_eq!(forms.len(), 2, "one renewal: {forms:?}");
     assert_eq!(
@@ -1185,7 +1194,10 @@ async fn refusal_is_explained(refusal: Refusal) {
         "the trace ID for Microsoft support:\n{line}"
     );
     let metrics = scrape_until(address, "the failed poll", |metrics| {
-        metrics.value(POLL_ERRORS, &[("reason", "auth")]) == Some(1.0)
+        metrics.value(
+            POLL_ERRORS,
+            &[("source", "license_usage"), ("reason", "auth")],
+        ) == Some(1.0)
     })
     .await;
     assert_eq!(
@@ -1195,7 +1207,10 @@ async fn refusal_is_explained(refusal: Refusal) {
         metrics.text
     );
     assert_eq!(token_results(&metrics, "success"), 0.0);
-    assert_eq!(metrics.value("partner_center_up", &[]), Some(0.0));
+    assert_eq!(
+        metrics.value("partner_center_up", &[("source", "license_usage")]),
+        Some(0.0)
+    );
     assert!(
         usage_requests(&upstream).await.is_empty(),
         "no token, no request to Partner Center"
@@ -1456,7 +1471,7 @@ async fn concurrent_callers_share_one_failed_token_request() {
     // the next need asks again.
     auth.access_token().await.expect_err("still refused");
     assert_eq!(token_requests(&entra).await.len(), 2);
-    let exposition = Exposition::parse(&String::from_utf8(metrics.render("")).expect("UTF-8"));
+    let exposition = Exposition::parse(&String::from_utf8(metrics.render()).expect("UTF-8"));
     assert_eq!(token_results(&exposition, "refresh_token_rejected"), 2.0);
 }
 
@@ -1653,7 +1668,7 @@ async fn rotation_without_storage(
                 .unwrap_or(0.0);
             rotations >= 3.0
                 && metrics.value(PERSIST_FAILURES, &[]) == Some(rotations)
-                && metrics.value("partner_center_up", &[]) == Some(1.0)
+                && metrics.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0)
         },
     )
     .await;
@@ -1719,7 +1734,7 @@ async fn an_unwritable_state_dir_is_named_in_a_startup_warning() {
     assert!(line.contains("occupied"), "the path is named: {line}");
     let address = exporter.address().await;
     scrape_until(address, "a successful poll", |metrics| {
-        metrics.value("partner_center_up", &[]) == Some(1.0)
+        metrics.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0)
     })
     .await;
     exporter.terminate().await;
@@ -1781,7 +1796,7 @@ async fn secrets_from_the_environment_replace_the_files() {
         let mut exporter = Process::start(&config, &[LISTEN], &env);
         let address = exporter.address().await;
         scrape_until(address, "a successful poll", |metrics| {
-            metrics.value("partner_center_up", &[]) == Some(1.0)
+            metrics.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0)
         })
         .await;
         exporter.terminate().await;

@@ -258,7 +258,9 @@ async fn scrape_until_up(client: &reqwest::Client, address: SocketAddr) -> Strin
             "text/plain; version=0.0.4; charset=utf-8"
         );
         let body = response.text().await.expect("metrics body");
-        if Exposition::parse(&body).value("partner_center_up", &[]) == Some(1.0) {
+        if Exposition::parse(&body).value("partner_center_up", &[("source", "license_usage")])
+            == Some(1.0)
+        {
             return body;
         }
         assert!(
@@ -817,7 +819,10 @@ async fn demo_serves_the_documented_series_and_endpoints() {
         );
     }
     assert_eq!(
-        metrics.value("partner_center_items_skipped_total", &[]),
+        metrics.value(
+            "partner_center_items_skipped_total",
+            &[("source", "license_usage")]
+        ),
         Some(0.0)
     );
     let build_info = metrics.family("partner_center_exporter_build_info");
@@ -995,13 +1000,20 @@ async fn sigusr1_starts_and_ends_a_simulated_outage_in_the_demo() {
     assert!(started.contains("level=info"), "{started}");
     // The next poll, at most a poll interval away, meets 503s, retries them
     // and fails; the last good values stay served.
-    let during = scrape_until(&client, address, OUTAGE_LIMIT, "partner_center_up 0", |m| {
-        m.value("partner_center_up", &[]) == Some(0.0)
-    })
+    let during = scrape_until(
+        &client,
+        address,
+        OUTAGE_LIMIT,
+        "partner_center_up{source=\"license_usage\"} 0",
+        |m| m.value("partner_center_up", &[("source", "license_usage")]) == Some(0.0),
+    )
     .await;
     assert!(
         during
-            .value("partner_center_poll_errors_total", &[("reason", "http")])
+            .value(
+                "partner_center_poll_errors_total",
+                &[("source", "license_usage"), ("reason", "http")]
+            )
             .is_some_and(|errors| errors >= 1.0),
         "a 503 fails the poll with reason http:\n{}",
         during.text
@@ -1023,9 +1035,13 @@ async fn sigusr1_starts_and_ends_a_simulated_outage_in_the_demo() {
         line.contains("outage ended")
     });
     assert!(ended.contains("level=info"), "{ended}");
-    scrape_until(&client, address, OUTAGE_LIMIT, "partner_center_up 1", |m| {
-        m.value("partner_center_up", &[]) == Some(1.0)
-    })
+    scrape_until(
+        &client,
+        address,
+        OUTAGE_LIMIT,
+        "partner_center_up{source=\"license_usage\"} 1",
+        |m| m.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0),
+    )
     .await;
     assert!(
         matches!(exporter.child.0.try_wait(), Ok(None)),

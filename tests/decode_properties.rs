@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use partner_center_exporter::metrics::ExporterMetrics;
-use partner_center_exporter::partner_center::model::{LicenseUsage, UsagePage, decode_usage_page};
-use partner_center_exporter::snapshot::{SeriesKey, Snapshot};
+use partner_center_exporter::snapshot::Snapshot;
+use partner_center_exporter::sources::SourceName;
+use partner_center_exporter::sources::license_usage::{
+    LicenseUsage, LicenseUsageSource, UsagePage, decode_usage_page,
+};
 use partner_center_exporter::state::ExporterState;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -680,7 +683,7 @@ fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
 // ---------------------------------------------------------------------------
 // The pipeline and what must hold of it.
 
-fn labels_of(key: &SeriesKey) -> BTreeMap<String, String> {
+fn labels_of(key: &LicenseUsage) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("workload".to_owned(), key.workload.clone()),
         ("service".to_owned(), key.service.clone()),
@@ -716,14 +719,19 @@ fn decode_and_serve(body: &[u8]) -> Result<Option<UsagePage>, TestCaseError> {
         }
     }
 
-    let snapshot = Snapshot::from_items(page.items.clone());
+    let snapshot = Snapshot::<LicenseUsageSource>::from_vec(page.items.clone());
     prop_assert_eq!(
         page.items.len(),
         snapshot.series().len() + snapshot.duplicates()
     );
-    let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None);
-    state.record_success(
-        snapshot.clone(),
+    let series = snapshot.series().to_vec();
+    let state = ExporterState::new(
+        ExporterMetrics::new().expect("metrics"),
+        None,
+        &[SourceName::LicenseUsage],
+    );
+    state.record_snapshot(
+        snapshot,
         page.skipped.len() as u64,
         Duration::from_millis(5),
         Utc::now(),
@@ -752,11 +760,7 @@ fn decode_and_serve(body: &[u8]) -> Result<Option<UsagePage>, TestCaseError> {
             .filter(|sample| sample.name == name)
             .map(|sample| (&sample.labels, sample.value.to_bits()))
             .collect();
-        let labels: Vec<BTreeMap<String, String>> = snapshot
-            .series()
-            .iter()
-            .map(|item| labels_of(&SeriesKey::of(item)))
-            .collect();
+        let labels: Vec<BTreeMap<String, String>> = series.iter().map(labels_of).collect();
         prop_assert_eq!(
             labels.iter().collect::<BTreeSet<_>>().len(),
             labels.len(),
@@ -764,14 +768,14 @@ fn decode_and_serve(body: &[u8]) -> Result<Option<UsagePage>, TestCaseError> {
         );
         let expected: BTreeMap<&BTreeMap<String, String>, u64> = labels
             .iter()
-            .zip(snapshot.series())
+            .zip(&series)
             .map(|(labels, item)| (labels, value_of(item).to_bits()))
             .collect();
         prop_assert_eq!(served, expected, "{}", name);
     }
     // Every decoded item is served.
     for item in &page.items {
-        let labels = labels_of(&SeriesKey::of(item));
+        let labels = labels_of(item);
         prop_assert!(
             samples
                 .iter()

@@ -569,7 +569,8 @@ async fn kubernetes_probe_and_scrape_paths_are_served() {
     assert_eq!(metrics.status(), 200, "{scrape}");
     let body = metrics.text().await.expect("body");
     assert!(
-        body.lines().any(|line| line == "partner_center_up 1"),
+        body.lines()
+            .any(|line| line == "partner_center_up{source=\"license_usage\"} 1"),
         "{scrape} serves the exporter's metrics:\n{body}"
     );
     exporter.stop().await.expect("clean stop");

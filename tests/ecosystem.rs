@@ -66,9 +66,12 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
     let up = s
         .eventually(
             START_LIMIT,
-            "partner_center_up 1 in Prometheus",
+            "partner_center_up{source=\"license_usage\"} 1 in Prometheus",
             || async move {
-                let result = s.query("partner_center_up == 1").await.ok()?;
+                let result = s
+                    .query("partner_center_up{source=\"license_usage\"} == 1")
+                    .await
+                    .ok()?;
                 (result.len() == 1).then(|| result[0]["metric"].clone())
             },
         )

@@ -61,7 +61,10 @@ async fn documented_example_is_served_with_every_label_set() {
     let exporter = RunningExporter::start(&upstream.uri(), ONCE).await;
     let metrics = exporter.until_up().await;
     let duration = metrics
-        .value("partner_center_poll_duration_seconds", &[])
+        .value(
+            "partner_center_poll_duration_seconds",
+            &[("source", "license_usage")],
+        )
         .expect("poll duration");
     assert!(duration > 0.0 && duration < 10.0, "{duration}");
 
@@ -105,11 +108,17 @@ async fn documented_example_is_served_with_every_label_set() {
         Some("gauge")
     );
     assert_eq!(
-        metrics.value("partner_center_items_skipped_total", &[]),
+        metrics.value(
+            "partner_center_items_skipped_total",
+            &[("source", "license_usage")]
+        ),
         Some(0.0)
     );
     let last_success = metrics
-        .value("partner_center_last_success_timestamp_seconds", &[])
+        .value(
+            "partner_center_last_success_timestamp_seconds",
+            &[("source", "license_usage")],
+        )
         .expect("last success");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -322,12 +331,18 @@ async fn a_failed_poll_keeps_the_last_values_with_up_zero() {
         Some(42.5)
     );
     let last_success = metrics
-        .value("partner_center_last_success_timestamp_seconds", &[])
+        .value(
+            "partner_center_last_success_timestamp_seconds",
+            &[("source", "license_usage")],
+        )
         .expect("last success");
     assert!(last_success > 0.0, "the one success is remembered");
     let later = exporter.until_poll_errors("http", 3.0).await;
     assert_eq!(
-        later.value("partner_center_last_success_timestamp_seconds", &[]),
+        later.value(
+            "partner_center_last_success_timestamp_seconds",
+            &[("source", "license_usage")]
+        ),
         Some(last_success),
         "failures do not move the last success"
     );
@@ -468,7 +483,10 @@ async fn skipped_duplicate_and_hostile_items() {
     let exporter = RunningExporter::start(&upstream.uri(), ONCE).await;
     let metrics = exporter.until_up().await;
     assert_eq!(
-        metrics.value("partner_center_items_skipped_total", &[]),
+        metrics.value(
+            "partner_center_items_skipped_total",
+            &[("source", "license_usage")]
+        ),
         Some(2.0)
     );
     assert_eq!(
@@ -508,7 +526,7 @@ async fn readiness_waits_for_the_first_successful_poll() {
     assert_eq!(common::get(&exporter.url("/healthz")).await.status(), 200);
     let metrics = exporter.scrape().await;
     assert!(
-        metrics.contains("partner_center_up 0"),
+        metrics.contains("partner_center_up{source=\"license_usage\"} 0"),
         "no poll finished yet:\n{metrics}"
     );
     wait_for(WAIT, "/readyz to turn 200", || async {

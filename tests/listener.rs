@@ -518,7 +518,7 @@ async fn no_method_or_body_changes_anything() {
 
     let client = common::http();
     // A push in the text format, as a client might try against a Pushgateway.
-    let push = "partner_center_up 0\npartner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"o365\",workload=\"Workload000001\"} 0\n";
+    let push = "partner_center_up{source=\"license_usage\"} 0\npartner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"o365\",workload=\"Workload000001\"} 0\n";
     for path in ["/metrics", "/", "/healthz", "/readyz"] {
         for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
             let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");

@@ -89,7 +89,10 @@ async fn transient_failures_are_retried_and_request_ids_follow_the_idempotency_r
     assert_eq!(retries(&metrics, "http"), 2.0);
     assert_eq!(retries(&metrics, "network"), 1.0);
     assert_eq!(
-        metrics.value("partner_center_poll_errors_total", &[("reason", "http")]),
+        metrics.value(
+            "partner_center_poll_errors_total",
+            &[("source", "license_usage"), ("reason", "http")]
+        ),
         Some(0.0)
     );
 
@@ -180,7 +183,10 @@ async fn retries_stop_before_the_poll_deadline() {
     exporter.until_poll_errors("http", 1.0).await;
     let metrics = Exposition::parse(&exporter.scrape().await);
     assert_eq!(
-        metrics.value("partner_center_poll_errors_total", &[("reason", "timeout")]),
+        metrics.value(
+            "partner_center_poll_errors_total",
+            &[("source", "license_usage"), ("reason", "timeout")]
+        ),
         Some(0.0)
     );
     let requests = upstream.received().len();
@@ -208,10 +214,16 @@ async fn throttling_waits_for_retry_after_then_succeeds_and_stretches_the_interv
     // The interval is published right after the poll's outcome.
     let metrics = exporter
         .scrape_until(WAIT, |m| {
-            m.value("partner_center_poll_interval_seconds", &[]) == Some(120.0)
+            m.value(
+                "partner_center_poll_interval_seconds",
+                &[("source", "license_usage")],
+            ) == Some(120.0)
         })
         .await;
-    assert_eq!(metrics.value("partner_center_up", &[]), Some(1.0));
+    assert_eq!(
+        metrics.value("partner_center_up", &[("source", "license_usage")]),
+        Some(1.0)
+    );
 
     let requests = upstream.received();
     assert_eq!(requests.len(), 2);
@@ -264,14 +276,22 @@ async fn persistent_throttling_fails_polls_as_throttled_and_backs_off_further() 
     let (mut config, dir) = retrying_config(&upstream, 1);
     config.poll.interval = Duration::from_millis(200);
     let exporter = RunningExporter::start_with(config, dir).await;
-    let interval = |m: &Exposition| m.value("partner_center_poll_interval_seconds", &[]);
+    let interval = |m: &Exposition| {
+        m.value(
+            "partner_center_poll_interval_seconds",
+            &[("source", "license_usage")],
+        )
+    };
     // Doubled for each throttled poll in a row: 0.4 s, 0.8 s, then capped
     // at 8 times poll.interval.
     for expected in [0.4, 0.8, 1.6] {
         let metrics = exporter
             .scrape_until(WAIT, |m| interval(m) == Some(expected))
             .await;
-        assert_eq!(metrics.value("partner_center_up", &[]), Some(0.0));
+        assert_eq!(
+            metrics.value("partner_center_up", &[("source", "license_usage")]),
+            Some(0.0)
+        );
     }
     let metrics = exporter.until_poll_errors("throttled", 5.0).await;
     assert_eq!(interval(&metrics), Some(1.6), "never more than 8 times");
@@ -280,7 +300,7 @@ async fn persistent_throttling_fails_polls_as_throttled_and_backs_off_further() 
         metrics
             .value(
                 "partner_center_poll_errors_total",
-                &[("reason", "throttled")]
+                &[("source", "license_usage"), ("reason", "throttled")]
             )
             .expect("errors"),
         "one retry per failed poll"
@@ -291,7 +311,10 @@ async fn persistent_throttling_fails_polls_as_throttled_and_backs_off_further() 
     let metrics = exporter
         .scrape_until(WAIT, |m| interval(m) == Some(0.2))
         .await;
-    assert_eq!(metrics.value("partner_center_up", &[]), Some(1.0));
+    assert_eq!(
+        metrics.value("partner_center_up", &[("source", "license_usage")]),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -353,7 +376,10 @@ async fn series_are_withdrawn_after_max_staleness_and_return_with_the_next_succe
     let exporter = RunningExporter::start_with(config, dir).await;
     let first = exporter.until_up().await;
     let last_success = first
-        .value("partner_center_last_success_timestamp_seconds", &[])
+        .value(
+            "partner_center_last_success_timestamp_seconds",
+            &[("source", "license_usage")],
+        )
         .expect("last success");
     let failing = exporter.until_poll_errors("http", 1.0).await;
     assert!(
@@ -371,9 +397,15 @@ async fn series_are_withdrawn_after_max_staleness_and_return_with_the_next_succe
             .family("partner_center_license_usage_processed_timestamp_seconds")
             .is_empty()
     );
-    assert_eq!(stale.value("partner_center_up", &[]), Some(0.0));
     assert_eq!(
-        stale.value("partner_center_last_success_timestamp_seconds", &[]),
+        stale.value("partner_center_up", &[("source", "license_usage")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        stale.value(
+            "partner_center_last_success_timestamp_seconds",
+            &[("source", "license_usage")]
+        ),
         Some(last_success),
         "the last success stays visible"
     );
@@ -530,7 +562,10 @@ async fn unusable_items_are_skipped_and_the_rest_is_served() {
         metrics.text
     );
     assert_eq!(
-        metrics.value("partner_center_items_skipped_total", &[]),
+        metrics.value(
+            "partner_center_items_skipped_total",
+            &[("source", "license_usage")]
+        ),
         Some(bad_items.len() as f64)
     );
 }
@@ -624,7 +659,7 @@ async fn a_million_items_are_decoded_and_an_oversized_body_is_refused() {
     let exporter = RunningExporter::start_with(config, dir).await;
     let metrics = exporter
         .scrape_until(Duration::from_secs(120), |m| {
-            m.value("partner_center_up", &[]) == Some(1.0)
+            m.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0)
         })
         .await;
     assert_eq!(exchange_percent(&metrics), Some(12.5));
@@ -739,10 +774,19 @@ async fn scrapes_are_answered_while_a_poll_is_still_arriving() {
     for _ in 0..5 {
         let metrics = Exposition::parse(&exporter.scrape().await);
         assert_eq!(exchange_percent(&metrics), Some(7.0), "{}", metrics.text);
-        assert_eq!(metrics.value("partner_center_up", &[]), Some(1.0));
         assert_eq!(
-            metrics.value("partner_center_last_success_timestamp_seconds", &[]),
-            first.value("partner_center_last_success_timestamp_seconds", &[]),
+            metrics.value("partner_center_up", &[("source", "license_usage")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            metrics.value(
+                "partner_center_last_success_timestamp_seconds",
+                &[("source", "license_usage")]
+            ),
+            first.value(
+                "partner_center_last_success_timestamp_seconds",
+                &[("source", "license_usage")]
+            ),
             "no second poll has finished"
         );
         let ready = common::get(&exporter.url("/readyz")).await;

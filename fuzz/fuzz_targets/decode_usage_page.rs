@@ -1,6 +1,7 @@
-//! Fuzz target: any bytes as a Partner Center answer, through decoding, the
-//! snapshot and the full `/metrics` rendering, which must never panic and
-//! must always give UTF-8 with one line per series and every decoded item.
+//! Fuzz target: any bytes as a Partner Center answer, through every
+//! source's decoding, snapshot and rendering (license usage with the full
+//! `/metrics` body, license deployment), which must never panic and must
+//! always give UTF-8 with one line per series and every decoded item.
 //!
 //! From the repository root, with the stable toolchain:
 //! `RUSTC_BOOTSTRAP=1 cargo fuzz run decode_usage_page -- -dict=fuzz/decode_usage_page.dict`
@@ -14,8 +15,11 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use partner_center_exporter::metrics::ExporterMetrics;
-use partner_center_exporter::partner_center::model::decode_usage_page;
 use partner_center_exporter::snapshot::Snapshot;
+use partner_center_exporter::sources::license_deployment::{
+    LicenseDeploymentSource, decode_deployment_page,
+};
+use partner_center_exporter::sources::license_usage::{LicenseUsageSource, decode_usage_page};
 
 /// The exporter's own metrics, made once: making them per input would
 /// register a new process collector every time.
@@ -24,7 +28,68 @@ fn exporter_metrics() -> &'static ExporterMetrics {
     METRICS.get_or_init(|| ExporterMetrics::new().expect("the exporter's metrics register"))
 }
 
+/// Label values as the text format escapes them.
+fn escaped(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Checks that `exposition` has `families` families of one line per series,
+/// each after its HELP and TYPE, every sample of a known family with a
+/// finite value: a label value that broke out of its quotes would add lines.
+fn check_lines(exposition: &str, series: usize, families: &[&str]) {
+    let expected_lines = if series == 0 {
+        0
+    } else {
+        families.len() * (series + 2)
+    };
+    assert_eq!(exposition.lines().count(), expected_lines, "{exposition}");
+    for line in exposition.lines().filter(|line| !line.starts_with('#')) {
+        assert!(
+            families
+                .iter()
+                .any(|family| line.starts_with(&format!("{family}{{channel=\""))),
+            "unexpected line {line:?}"
+        );
+        let value = line.rsplit_once("} ").map(|(_, value)| value);
+        assert!(
+            value.is_some_and(|value| value.parse::<f64>().is_ok_and(f64::is_finite)),
+            "no finite value in {line:?}"
+        );
+    }
+}
+
+/// The bytes as a license deployment page.
+fn deployment(body: &[u8]) {
+    let Ok(page) = decode_deployment_page(body) else {
+        return;
+    };
+    let snapshot = Snapshot::<LicenseDeploymentSource>::from_items(page.items.iter().cloned());
+    assert_eq!(page.items.len(), snapshot.series().len() + snapshot.duplicates());
+    let exposition = snapshot.text();
+    check_lines(
+        &exposition,
+        snapshot.series().len(),
+        &[
+            "partner_center_license_deployment_prorated_percent",
+            "partner_center_license_deployment_licenses_sold",
+            "partner_center_license_deployment_processed_timestamp_seconds",
+        ],
+    );
+    for item in &page.items {
+        let labels = format!(
+            "{{channel=\"{}\",service=\"{}\"}} ",
+            escaped(&item.channel),
+            escaped(&item.service)
+        );
+        assert!(exposition.contains(&labels), "{item:?} missing in {exposition}");
+    }
+}
+
 fuzz_target!(|body: &[u8]| {
+    deployment(body);
     let page = match decode_usage_page(body) {
         Ok(page) => page,
         Err(err) => {
@@ -45,7 +110,7 @@ fuzz_target!(|body: &[u8]| {
         page.skipped
     );
     let decoded = page.items.len();
-    let snapshot = Snapshot::from_items(page.items.iter().cloned());
+    let snapshot = Snapshot::<LicenseUsageSource>::from_items(page.items.iter().cloned());
     assert_eq!(decoded, snapshot.series().len() + snapshot.duplicates());
     for item in &page.items {
         assert!(
@@ -54,35 +119,17 @@ fuzz_target!(|body: &[u8]| {
         );
     }
 
-    // Two families of one line per series, each after its HELP and TYPE:
-    // a label value that broke out of its quotes would add lines.
-    let exposition = snapshot.exposition();
-    let series = snapshot.series().len();
-    let expected_lines = if series == 0 { 0 } else { 2 * (series + 2) };
-    assert_eq!(exposition.lines().count(), expected_lines, "{exposition}");
-    let samples = exposition.lines().filter(|line| !line.starts_with('#'));
-    for line in samples {
-        assert!(
-            line.starts_with("partner_center_license_usage_prorated_percent{channel=\"")
-                || line.starts_with(
-                    "partner_center_license_usage_processed_timestamp_seconds{channel=\""
-                ),
-            "unexpected line {line:?}"
-        );
-        let value = line.rsplit_once("} ").map(|(_, value)| value);
-        assert!(
-            value.is_some_and(|value| value.parse::<f64>().is_ok_and(f64::is_finite)),
-            "no finite value in {line:?}"
-        );
-    }
+    let exposition = snapshot.text();
+    check_lines(
+        &exposition,
+        snapshot.series().len(),
+        &[
+            "partner_center_license_usage_prorated_percent",
+            "partner_center_license_usage_processed_timestamp_seconds",
+        ],
+    );
     // Every decoded item is among the rendered series.
     for item in &page.items {
-        let escaped = |value: &str| {
-            value
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
-        };
         let labels = format!(
             "{{channel=\"{}\",service=\"{}\",workload=\"{}\"}} ",
             escaped(&item.channel),
@@ -95,10 +142,10 @@ fuzz_target!(|body: &[u8]| {
         );
     }
 
-    let body = exporter_metrics().render(exposition);
-    let text = String::from_utf8(body).expect("/metrics is UTF-8");
+    // The rest of /metrics is UTF-8 too and never writes a license family.
+    let own = String::from_utf8(exporter_metrics().render()).expect("/metrics is UTF-8");
     assert!(
-        text.ends_with(exposition),
-        "the license series end /metrics"
+        !own.contains("partner_center_license_usage_"),
+        "a license family outside the snapshot"
     );
 });

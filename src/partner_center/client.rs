@@ -1,8 +1,12 @@
-//! The HTTP client for `GET /v1/analytics/licenses/usage`: headers, paging
-//! through `links.next`, retries, body limits and typed errors.
+//! The HTTP client for Partner Center's v1 collections: authentication and
+//! the renewal after a 401, headers, paging through `links.next`, retries,
+//! the tenant's throttle, body limits and typed errors. It fetches whatever
+//! collection a source names and hands each page to the source's decoder;
+//! it knows nothing of series or metrics.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{
@@ -12,16 +16,13 @@ use reqwest::{StatusCode, Url};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::model::{DecodeError, NextLink, SkippedItem, UsagePage, decode_usage_page};
+use super::collection::{DecodeError, ItemDecoder, NextLink, Page, SkippedItem, decode_page};
+use super::throttle::TenantThrottle;
 use crate::auth::{AuthError, Authenticator};
 use crate::config::PartnerCenterConfig;
 use crate::retry::{RetryPolicy, Wait};
 use crate::secret::Secret;
-use crate::snapshot::SeriesFold;
 use crate::upstream::{BodyError, error_chain, read_body_capped};
-
-/// Path of the partner-level license usage collection, below the API root.
-pub const LICENSE_USAGE_PATH: &str = "v1/analytics/licenses/usage";
 
 /// Longest upstream error description kept; the rest is cut.
 const MAX_DESCRIPTION_CHARS: usize = 512;
@@ -42,8 +43,11 @@ const CLIENT_OWNED_MS_HEADERS: [&str; 2] = ["ms-requestid", "ms-correlationid"];
 /// `max_body_size` (64 MiB by default) of JSON, which takes a core for
 /// seconds; decoded on the runtime itself, it would hold up everything
 /// else waiting on the same thread.
-async fn decode_on_blocking_pool(body: Vec<u8>) -> Result<UsagePage, DecodeError> {
-    match tokio::task::spawn_blocking(move || decode_usage_page(&body)).await {
+async fn decode_on_blocking_pool<T: Send + 'static>(
+    body: Vec<u8>,
+    decode_item: ItemDecoder<T>,
+) -> Result<Page<T>, DecodeError> {
+    match tokio::task::spawn_blocking(move || decode_page(&body, decode_item)).await {
         Ok(decoded) => decoded,
         // Decoding does not panic (it is fuzzed); were it to, the panic
         // travels on as if decoding had run on this task.
@@ -58,8 +62,8 @@ pub struct Client {
     http: reqwest::Client,
     /// The API root without a trailing slash; page URIs are resolved against it.
     base_url: Url,
-    /// The first page of the license usage collection.
-    usage_url: Url,
+    /// Held back after a 429, for every source of this partner tenant.
+    throttle: Arc<TenantThrottle>,
     application_name: HeaderValue,
     locale: HeaderValue,
     /// Most pages fetched in one poll, the first included.
@@ -74,16 +78,37 @@ pub struct Client {
     retry: RetryPolicy,
 }
 
-/// Everything one poll fetched, across all pages.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct UsageReport {
-    /// Usable items of every page, in the order received, to be folded
-    /// into series.
-    pub series: SeriesFold,
+/// Everything one fetch of a collection brought, across all pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collection<T> {
+    /// Usable items of every page, in the order received.
+    pub items: Vec<T>,
     /// Items left out, with the 1-based page they were on.
     pub skipped: Vec<(u32, SkippedItem)>,
     /// Pages requested.
     pub pages: u32,
+}
+
+impl<T> Default for Collection<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            skipped: Vec::new(),
+            pages: 0,
+        }
+    }
+}
+
+impl<T> Collection<T> {
+    /// Adds one page's items, in the order received. The first page's are
+    /// taken over as they are: a one-page answer is never copied.
+    pub fn add_page(&mut self, items: Vec<T>) {
+        if self.items.is_empty() {
+            self.items = items;
+        } else {
+            self.items.extend(items);
+        }
+    }
 }
 
 /// What happened on the way through one fetch, whether it succeeded or
@@ -295,12 +320,10 @@ impl Client {
         let mut base_url = config.base_url.clone();
         let trimmed = base_url.path().trim_end_matches('/').to_owned();
         base_url.set_path(&trimmed);
-        let usage_url = Self::join(&base_url, LICENSE_USAGE_PATH)
-            .map_err(|err| ClientError::Setup(format!("cannot build the usage URL: {err}")))?;
         Ok(Self {
             http,
             base_url,
-            usage_url,
+            throttle: Arc::default(),
             application_name: header(&config.application_name)?,
             locale: header(&config.locale)?,
             max_pages: config.max_pages,
@@ -316,9 +339,15 @@ impl Client {
         })
     }
 
-    /// The URL of the first page.
-    pub fn license_usage_url(&self) -> &Url {
-        &self.usage_url
+    /// The URL of a collection's first page, `path` below the API root.
+    pub fn url_of(&self, path: &str) -> Result<Url, ClientError> {
+        Self::join(&self.base_url, path)
+            .map_err(|err| ClientError::Setup(format!("cannot build the URL of {path}: {err}")))
+    }
+
+    /// The partner tenant's throttle, shared by every clone of this client.
+    pub fn throttle(&self) -> &TenantThrottle {
+        &self.throttle
     }
 
     /// The API root followed by `path_and_query`.
@@ -356,20 +385,23 @@ impl Client {
         })
     }
 
-    /// Fetches the whole license usage collection, following `links.next`
-    /// until it ends. All requests carry `correlation_id`; failures worth
-    /// another try are retried until `deadline` (see [`ClientError::retry_reason`]).
+    /// Fetches the whole collection at `path`, following `links.next`
+    /// until it ends, each page decoded by `decode_item` on the blocking
+    /// pool. All requests carry `correlation_id`; failures worth another
+    /// try are retried until `deadline` (see [`ClientError::retry_reason`]).
     /// A 401 makes `auth` renew the token and the request is sent once more.
     /// `trace` records the retries and any throttling, whatever the outcome.
-    pub async fn fetch_license_usage(
+    pub async fn fetch_collection<T: Send + 'static>(
         &self,
+        path: &str,
+        decode_item: ItemDecoder<T>,
         auth: &Authenticator,
         correlation_id: Uuid,
         deadline: Instant,
         trace: &mut FetchTrace,
-    ) -> Result<UsageReport, ClientError> {
-        let mut report = UsageReport::default();
-        let mut url = self.usage_url.clone();
+    ) -> Result<Collection<T>, ClientError> {
+        let mut report = Collection::default();
+        let mut url = self.url_of(path)?;
         let mut extra_headers: Vec<(String, String)> = Vec::new();
         let mut seen_links: HashSet<NextLink> = HashSet::new();
         loop {
@@ -383,14 +415,13 @@ impl Client {
             let (body, ids) = self
                 .get_with_retries(&request, auth, deadline, trace)
                 .await?;
-            let page =
-                decode_on_blocking_pool(body)
-                    .await
-                    .map_err(|source| ClientError::Decode {
-                        source,
-                        ids: ids.clone(),
-                    })?;
-            report.series.add_page(page.items);
+            let page = decode_on_blocking_pool(body, decode_item)
+                .await
+                .map_err(|source| ClientError::Decode {
+                    source,
+                    ids: ids.clone(),
+                })?;
+            report.add_page(page.items);
             report
                 .skipped
                 .extend(page.skipped.into_iter().map(|item| (page_number, item)));
@@ -515,6 +546,8 @@ impl Client {
         request_id: Uuid,
         token: &Secret,
     ) -> Result<(Vec<u8>, Box<ResponseIds>), Failed> {
+        // Every request waits out a hold another source's 429 put on the tenant.
+        self.throttle.wait().await;
         let mut builder = self
             .http
             .get(request.url.clone())
@@ -594,11 +627,20 @@ impl Client {
                 detail,
                 ids,
             },
-            StatusCode::TOO_MANY_REQUESTS => ClientError::Throttled {
-                retry_after,
-                detail,
-                ids,
-            },
+            StatusCode::TOO_MANY_REQUESTS => {
+                // Held back for every source, as long as Partner Center asked;
+                // when it did not say, for the shortest first retry's wait
+                // (the backoff less its jitter), which delays no retry here.
+                let hold = retry_after
+                    .unwrap_or(self.retry.initial_backoff / 2)
+                    .min(self.retry.max_retry_after);
+                self.throttle.hold_until(Instant::now() + hold);
+                ClientError::Throttled {
+                    retry_after,
+                    detail,
+                    ids,
+                }
+            }
             _ => ClientError::Status {
                 status,
                 detail,
@@ -706,15 +748,18 @@ mod tests {
 
     #[test]
     fn first_page_url_keeps_a_base_path() {
+        let path = "v1/analytics/licenses/usage";
         assert_eq!(
             client("https://api.partnercenter.microsoft.com")
-                .license_usage_url()
+                .url_of(path)
+                .expect("url")
                 .as_str(),
             "https://api.partnercenter.microsoft.com/v1/analytics/licenses/usage"
         );
         assert_eq!(
             client("http://127.0.0.1:8080/proxy/")
-                .license_usage_url()
+                .url_of(path)
+                .expect("url")
                 .as_str(),
             "http://127.0.0.1:8080/proxy/v1/analytics/licenses/usage"
         );

@@ -16,7 +16,9 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use partner_center_exporter::app::{self, AppError};
-use partner_center_exporter::config::{AuthConfig, Config, PartnerCenterConfig, PollConfig};
+use partner_center_exporter::config::{
+    AuthConfig, Config, PartnerCenterConfig, PollConfig, SourceConfig, SourcesConfig,
+};
 use partner_center_exporter::server::ServerSettings;
 use reqwest::Url;
 use tokio::net::TcpListener;
@@ -134,6 +136,15 @@ pub fn test_config(base_url: &str, interval: Duration) -> (Config, tempfile::Tem
             timeout: Duration::from_secs(10),
             ..PollConfig::default()
         },
+        // The suites script the license usage endpoint, request by request;
+        // the deployment source is turned on by the tests that are about it.
+        sources: SourcesConfig {
+            license_deployment: SourceConfig {
+                enabled: false,
+                interval: None,
+            },
+            ..SourcesConfig::default()
+        },
         state_dir: None,
     };
     (config, dir)
@@ -238,8 +249,10 @@ impl RunningExporter {
 
     /// Waits for a scrape showing `partner_center_up 1`.
     pub async fn until_up(&self) -> Exposition {
-        self.scrape_until(WAIT, |m| m.value("partner_center_up", &[]) == Some(1.0))
-            .await
+        self.scrape_until(WAIT, |m| {
+            m.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0)
+        })
+        .await
     }
 
     /// Waits for a scrape counting at least `count` failed polls for
@@ -247,12 +260,15 @@ impl RunningExporter {
     pub async fn until_poll_errors(&self, reason: &str, count: f64) -> Exposition {
         let metrics = self
             .scrape_until(WAIT, |m| {
-                m.value("partner_center_poll_errors_total", &[("reason", reason)])
-                    .is_some_and(|errors| errors >= count)
+                m.value(
+                    "partner_center_poll_errors_total",
+                    &[("source", "license_usage"), ("reason", reason)],
+                )
+                .is_some_and(|errors| errors >= count)
             })
             .await;
         assert_eq!(
-            metrics.value("partner_center_up", &[]),
+            metrics.value("partner_center_up", &[("source", "license_usage")]),
             Some(0.0),
             "up after a {reason} failure"
         );

@@ -1,25 +1,15 @@
-//! The license usage collection as Partner Center sends it, and its lenient decoding.
-//!
-//! Decoding is item by item: an item that cannot be used is skipped with a
-//! reason and the rest of the page is kept, so one odd row never costs a
-//! whole poll. It happens in two steps. The envelope is read first, with
-//! each element of `items` kept as its raw JSON text; that scan checks the
-//! JSON syntax but neither converts numbers nor decodes `\u` escapes, and it
-//! skips nested values without recursion, however deep they are. Then each
-//! item is decoded on its own, so a number out of range (`1e400`) or a lone
-//! surrogate (`"\ud800"`) inside one item skips that item, not the page.
-//!
-//! Only a body that is not a usable collection at all fails: not UTF-8,
-//! not JSON (`NaN` and `Infinity` literals included), not a JSON object, no
-//! `items` array, or a `links` that cannot be followed (it is read whole,
-//! within serde_json's limit of 128 levels of nesting).
+//! The `license_usage` source: partner-level license usage per workload,
+//! service and channel, from `GET /v1/analytics/licenses/usage`
+//! (`PartnerLicensesUsageInsights` items).
 
-use std::fmt;
-
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
+
+use super::{ExpectedRange, Family, Source, SourceName};
+use crate::exposition::unix_seconds;
+use crate::partner_center::collection::{
+    DecodeError, FieldKind, Page, SkipReason, decode_page, read_fields,
+};
 
 /// One usable `PartnerLicensesUsageInsights` item.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,561 +27,86 @@ pub struct LicenseUsage {
     pub processed_at: DateTime<Utc>,
 }
 
-/// Why an item was left out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkipReason {
-    /// The array element is not a JSON object.
-    NotAnObject,
-    /// A required field is absent, `null`, empty or only white space.
-    MissingField(&'static str),
-    /// A field has a JSON type that cannot be used.
-    WrongType(&'static str),
-    /// The percentage is not a finite number.
-    InvalidPercent,
-    /// `processedDateTime` is not a date-time.
-    InvalidDate,
-    /// The item is well-formed JSON that cannot be read: a number beyond
-    /// the range of a 64-bit float, or a `\u` escape that is no character.
-    Malformed,
-}
+/// One decoded page of the license usage collection.
+pub type UsagePage = Page<LicenseUsage>;
 
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotAnObject => f.write_str("item is not a JSON object"),
-            Self::MissingField(field) => write!(f, "{field} is missing or empty"),
-            Self::WrongType(field) => write!(f, "{field} has the wrong type"),
-            Self::InvalidPercent => {
-                f.write_str("proratedLicensesUsagePercent is not a finite number")
-            }
-            Self::InvalidDate => f.write_str("processedDateTime is not a date-time"),
-            Self::Malformed => f.write_str(
-                "item is not valid JSON within the exporter's limits \
-                 (a number out of range or a \\u escape that is no character)",
-            ),
-        }
+/// The `license_usage` source.
+pub struct LicenseUsageSource;
+
+/// The fields read from an item, in the order they are checked.
+const FIELDS: [(&str, FieldKind); 5] = [
+    ("workloadName", FieldKind::Text),
+    ("serviceName", FieldKind::Text),
+    ("channel", FieldKind::Text),
+    ("proratedLicensesUsagePercent", FieldKind::Number),
+    ("processedDateTime", FieldKind::Text),
+];
+
+impl Source for LicenseUsageSource {
+    type Item = LicenseUsage;
+
+    const NAME: SourceName = SourceName::LicenseUsage;
+    const PATH: &'static str = "v1/analytics/licenses/usage";
+    const ITEM_NOUN: &'static str = "license usage item";
+    const LABELS: &'static [&'static str] = &["channel", "service", "workload"];
+    const FAMILIES: &'static [Family<LicenseUsage>] = &[
+        Family {
+            name: "partner_center_license_usage_prorated_percent",
+            help: "Prorated license usage per workload, service and channel: \
+                   proratedLicensesUsagePercent exactly as Partner Center reports it.",
+            value: |item| item.prorated_percent,
+        },
+        Family {
+            name: "partner_center_license_usage_processed_timestamp_seconds",
+            help: "When Partner Center processed the usage figure (processedDateTime), in Unix seconds.",
+            value: |item| unix_seconds(item.processed_at),
+        },
+    ];
+    const EXPECTED_RANGES: &'static [ExpectedRange<LicenseUsage>] = &[ExpectedRange {
+        field: "proratedLicensesUsagePercent",
+        range: 0.0..=100.0,
+        value: |item| item.prorated_percent,
+    }];
+
+    fn decode_item(item: &RawValue) -> Result<LicenseUsage, SkipReason> {
+        let [workload, service, channel, percent, processed] = read_fields(item, &FIELDS)?;
+        Ok(LicenseUsage {
+            workload: workload.required_text("workloadName")?,
+            service: service.required_text("serviceName")?,
+            channel: channel.required_text("channel")?,
+            prorated_percent: percent.required_number("proratedLicensesUsagePercent")?,
+            processed_at: processed.required_processed_date_time()?,
+        })
     }
-}
 
-/// An item that was left out, by its position in the page's `items` array.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SkippedItem {
-    pub index: usize,
-    pub reason: SkipReason,
-}
+    fn label_values(item: &LicenseUsage) -> impl AsRef<[&str]> {
+        [
+            item.channel.as_str(),
+            item.service.as_str(),
+            item.workload.as_str(),
+        ]
+    }
 
-/// A `links.next` continuation: where the rest of the collection is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct NextLink {
-    /// Usually relative to the API root, sometimes without its `/v1`.
-    pub uri: String,
-    /// Headers to send with it, typically `MS-ContinuationToken`.
-    pub headers: Vec<(String, String)>,
-}
+    /// By workload, then service, then channel: the order of the
+    /// exporter's first releases, kept.
+    fn series_order(a: &LicenseUsage, b: &LicenseUsage) -> std::cmp::Ordering {
+        (&a.workload, &a.service, &a.channel).cmp(&(&b.workload, &b.service, &b.channel))
+    }
 
-/// One decoded page of the collection.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct UsagePage {
-    pub items: Vec<LicenseUsage>,
-    pub skipped: Vec<SkippedItem>,
-    pub next: Option<NextLink>,
-}
-
-/// Why a body is not a usable collection.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("response is not valid UTF-8 at byte {0}")]
-    NotUtf8(usize),
-    #[error("response is not a JSON license usage collection: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("response has no `items` array")]
-    NoItems,
-    #[error("links.next cannot be followed: {0}")]
-    BadNextLink(&'static str),
-    #[error("decoding was cancelled: the exporter is shutting down")]
-    Cancelled,
+    fn processed_at(item: &LicenseUsage) -> DateTime<Utc> {
+        item.processed_at
+    }
 }
 
 /// Decodes one page of `GET /v1/analytics/licenses/usage`.
 pub fn decode_usage_page(body: &[u8]) -> Result<UsagePage, DecodeError> {
-    // JSON text is UTF-8; checking it first names where a body goes wrong
-    // and lets the items borrow their raw text from the body.
-    let text = std::str::from_utf8(body).map_err(|err| DecodeError::NotUtf8(err.valid_up_to()))?;
-    let raw: RawCollection<'_> = serde_json::from_str(text)?;
-    let items = raw.items.ok_or(DecodeError::NoItems)?;
-    let next = match raw.links {
-        Some(links) => parse_next_link(links)?,
-        None => None,
-    };
-    let mut page = UsagePage {
-        items: Vec::with_capacity(items.len()),
-        skipped: Vec::new(),
-        next,
-    };
-    for (index, item) in items.into_iter().enumerate() {
-        match decode_item(item) {
-            Ok(usage) => page.items.push(usage),
-            Err(reason) => page.skipped.push(SkippedItem { index, reason }),
-        }
-    }
-    Ok(page)
-}
-
-/// Decodes one element of `items` from its raw JSON text.
-fn decode_item(item: &RawValue) -> Result<LicenseUsage, SkipReason> {
-    // The envelope's scan has checked the syntax already, so this fails only
-    // on what that scan does not look into: numbers and `\u` escapes.
-    serde_json::from_str::<RawItem>(item.get())
-        .map_err(|_| SkipReason::Malformed)?
-        .into_usage()
-}
-
-/// Reads `processedDateTime` in any of the forms Partner Center is known to
-/// send: RFC 3339 with an offset, or without one (taken as UTC), with or
-/// without fractional seconds, or a bare date (midnight UTC).
-pub fn parse_processed_date_time(text: &str) -> Option<DateTime<Utc>> {
-    let text = text.trim();
-    if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
-        return Some(parsed.with_timezone(&Utc));
-    }
-    // Offsets without a colon, such as +0000.
-    for format in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
-        if let Ok(parsed) = DateTime::parse_from_str(text, format) {
-            return Some(parsed.with_timezone(&Utc));
-        }
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(parsed) = NaiveDateTime::parse_from_str(text, format) {
-            return Some(parsed.and_utc());
-        }
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .and_then(|date| date.and_hms_opt(0, 0, 0))
-        .map(|midnight| midnight.and_utc())
-}
-
-fn parse_next_link(links: serde_json::Value) -> Result<Option<NextLink>, DecodeError> {
-    use serde_json::Value;
-    let next = match links {
-        Value::Null => return Ok(None),
-        Value::Object(mut links) => match links.remove("next") {
-            None | Some(Value::Null) => return Ok(None),
-            Some(next) => next,
-        },
-        _ => return Err(DecodeError::BadNextLink("`links` is not an object")),
-    };
-    let Value::Object(mut next) = next else {
-        return Err(DecodeError::BadNextLink("`links.next` is not an object"));
-    };
-    let uri = match next.remove("uri") {
-        Some(Value::String(uri)) if !uri.trim().is_empty() => uri,
-        _ => return Err(DecodeError::BadNextLink("`links.next.uri` is not a string")),
-    };
-    match next.remove("method") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(method)) if method.eq_ignore_ascii_case("GET") => {}
-        Some(_) => return Err(DecodeError::BadNextLink("`links.next.method` is not GET")),
-    }
-    let headers = match next.remove("headers") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(entries)) => entries
-            .into_iter()
-            .map(|entry| match entry {
-                Value::Object(mut entry) => match (entry.remove("key"), entry.remove("value")) {
-                    (Some(Value::String(key)), Some(Value::String(value))) => Ok((key, value)),
-                    _ => Err(DecodeError::BadNextLink(
-                        "a `links.next.headers` entry lacks a string key or value",
-                    )),
-                },
-                _ => Err(DecodeError::BadNextLink(
-                    "a `links.next.headers` entry is not an object",
-                )),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(DecodeError::BadNextLink(
-                "`links.next.headers` is not an array",
-            ));
-        }
-    };
-    Ok(Some(NextLink { uri, headers }))
-}
-
-/// The collection envelope, with `items` still raw. Unknown fields
-/// (`totalCount`, `attributes`) are skipped unread.
-struct RawCollection<'a> {
-    items: Option<Vec<&'a RawValue>>,
-    links: Option<serde_json::Value>,
-}
-
-/// The envelope fields the exporter reads.
-enum CollectionKey {
-    Items,
-    Links,
-    Other,
-}
-
-impl<'de> Deserialize<'de> for CollectionKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = CollectionKey;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<CollectionKey, E> {
-                Ok(match key {
-                    "items" => CollectionKey::Items,
-                    "links" => CollectionKey::Links,
-                    _ => CollectionKey::Other,
-                })
-            }
-        }
-        deserializer.deserialize_identifier(KeyVisitor)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawCollection<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct CollectionVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for CollectionVisitor<'a> {
-            type Value = RawCollection<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object with an `items` array")
-            }
-            // Only an object is a collection: no `visit_seq`, so a top-level
-            // array is not read as the envelope's fields in order.
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<RawCollection<'a>, E> {
-                Err(string_instead_of(&self))
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<RawCollection<'a>, A::Error> {
-                let mut items = None;
-                let mut links = None;
-                while let Some(key) = map.next_key::<CollectionKey>()? {
-                    match key {
-                        // Two `items` would leave it open which page this is.
-                        CollectionKey::Items if items.is_some() => {
-                            return Err(de::Error::duplicate_field("items"));
-                        }
-                        CollectionKey::Items => {
-                            items = Some(map.next_value::<Option<RawItems<'a>>>()?.map(|i| i.0));
-                        }
-                        CollectionKey::Links if links.is_some() => {
-                            return Err(de::Error::duplicate_field("links"));
-                        }
-                        CollectionKey::Links => {
-                            links = Some(map.next_value::<Option<serde_json::Value>>()?);
-                        }
-                        CollectionKey::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(RawCollection {
-                    items: items.flatten(),
-                    links: links.flatten(),
-                })
-            }
-        }
-        // `deserialize_any`, not `deserialize_map`: serde_json would quote
-        // a string in its type error whole, however long.
-        deserializer.deserialize_any(CollectionVisitor(std::marker::PhantomData))
-    }
-}
-
-/// The `items` array, each element kept as its raw JSON text.
-struct RawItems<'a>(Vec<&'a RawValue>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawItems<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ItemsVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for ItemsVisitor<'a> {
-            type Value = RawItems<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("`items` to be an array")
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<RawItems<'a>, E> {
-                Err(string_instead_of(&self))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawItems<'a>, A::Error> {
-                // The hint comes from the input; cap it so a lying length cannot
-                // allocate ahead of the data that backs it.
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-                while let Some(item) = seq.next_element::<&'a RawValue>()? {
-                    items.push(item);
-                }
-                Ok(RawItems(items))
-            }
-        }
-        // As for the envelope: a string is not quoted back in the error.
-        deserializer.deserialize_any(ItemsVisitor(std::marker::PhantomData))
-    }
-}
-
-/// The type error for a string where `expected` is wanted, without the
-/// string itself: it comes from upstream, may be long, and the message ends
-/// up in logs and on the landing page.
-fn string_instead_of<E: de::Error>(expected: &dyn de::Expected) -> E {
-    E::invalid_type(de::Unexpected::Other("string"), expected)
-}
-
-/// A field as found, before deciding whether the item is usable.
-#[derive(Debug, Default)]
-enum Field<T> {
-    #[default]
-    Absent,
-    Present(T),
-    WrongType,
-}
-
-/// One element of `items`, with every field kept whatever its JSON type.
-#[derive(Default)]
-struct RawItem {
-    is_object: bool,
-    workload: Field<String>,
-    service: Field<String>,
-    channel: Field<String>,
-    percent: Field<f64>,
-    processed: Field<String>,
-}
-
-impl RawItem {
-    fn into_usage(self) -> Result<LicenseUsage, SkipReason> {
-        if !self.is_object {
-            return Err(SkipReason::NotAnObject);
-        }
-        let workload = required_label(self.workload, "workloadName")?;
-        let service = required_label(self.service, "serviceName")?;
-        let channel = required_label(self.channel, "channel")?;
-        let prorated_percent = match self.percent {
-            Field::Present(value) if value.is_finite() => value,
-            Field::Present(_) => return Err(SkipReason::InvalidPercent),
-            Field::Absent => return Err(SkipReason::MissingField("proratedLicensesUsagePercent")),
-            Field::WrongType => return Err(SkipReason::InvalidPercent),
-        };
-        let processed_at = match self.processed {
-            Field::Present(text) => {
-                parse_processed_date_time(&text).ok_or(SkipReason::InvalidDate)?
-            }
-            Field::Absent => return Err(SkipReason::MissingField("processedDateTime")),
-            Field::WrongType => return Err(SkipReason::WrongType("processedDateTime")),
-        };
-        Ok(LicenseUsage {
-            workload,
-            service,
-            channel,
-            prorated_percent,
-            processed_at,
-        })
-    }
-}
-
-fn required_label(field: Field<String>, name: &'static str) -> Result<String, SkipReason> {
-    match field {
-        Field::Present(value) if !value.trim().is_empty() => Ok(value),
-        Field::Present(_) | Field::Absent => Err(SkipReason::MissingField(name)),
-        Field::WrongType => Err(SkipReason::WrongType(name)),
-    }
-}
-
-/// The item fields the exporter reads; everything else is skipped unread.
-enum ItemKey {
-    Workload,
-    Service,
-    Channel,
-    Percent,
-    Processed,
-    Other,
-}
-
-impl<'de> Deserialize<'de> for ItemKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = ItemKey;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<ItemKey, E> {
-                Ok(match key {
-                    "workloadName" => ItemKey::Workload,
-                    "serviceName" => ItemKey::Service,
-                    "channel" => ItemKey::Channel,
-                    "proratedLicensesUsagePercent" => ItemKey::Percent,
-                    "processedDateTime" => ItemKey::Processed,
-                    _ => ItemKey::Other,
-                })
-            }
-        }
-        deserializer.deserialize_identifier(KeyVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for RawItem {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ItemVisitor;
-        impl<'de> Visitor<'de> for ItemVisitor {
-            type Value = RawItem;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a license usage item")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawItem, A::Error> {
-                // A repeated key overwrites the earlier one, as most JSON readers do.
-                let mut item = RawItem {
-                    is_object: true,
-                    ..RawItem::default()
-                };
-                while let Some(key) = map.next_key::<ItemKey>()? {
-                    match key {
-                        ItemKey::Workload => item.workload = map.next_value::<LenientString>()?.0,
-                        ItemKey::Service => item.service = map.next_value::<LenientString>()?.0,
-                        ItemKey::Channel => item.channel = map.next_value::<LenientString>()?.0,
-                        ItemKey::Percent => item.percent = map.next_value::<LenientNumber>()?.0,
-                        ItemKey::Processed => {
-                            item.processed = map.next_value::<LenientString>()?.0;
-                        }
-                        ItemKey::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(item)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawItem, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(RawItem::default())
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<RawItem, E> {
-                Ok(RawItem::default())
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawItem, E> {
-                Ok(RawItem::default())
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawItem, E> {
-                Ok(RawItem::default())
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawItem, E> {
-                Ok(RawItem::default())
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawItem, E> {
-                Ok(RawItem::default())
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<RawItem, E> {
-                Ok(RawItem::default())
-            }
-        }
-        deserializer.deserialize_any(ItemVisitor)
-    }
-}
-
-/// A string field that records, rather than fails on, any other JSON type.
-struct LenientString(Field<String>);
-
-impl<'de> Deserialize<'de> for LenientString {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct StringVisitor;
-        impl<'de> Visitor<'de> for StringVisitor {
-            type Value = LenientString;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<LenientString, E> {
-                Ok(LenientString(Field::Present(value.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, value: String) -> Result<LenientString, E> {
-                Ok(LenientString(Field::Present(value)))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<LenientString, E> {
-                Ok(LenientString(Field::Absent))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<LenientString, E> {
-                Ok(LenientString(Field::Absent))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<LenientString, E> {
-                Ok(LenientString(Field::WrongType))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<LenientString, E> {
-                Ok(LenientString(Field::WrongType))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<LenientString, E> {
-                Ok(LenientString(Field::WrongType))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<LenientString, E> {
-                Ok(LenientString(Field::WrongType))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LenientString, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(LenientString(Field::WrongType))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LenientString, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(LenientString(Field::WrongType))
-            }
-        }
-        deserializer.deserialize_any(StringVisitor)
-    }
-}
-
-/// A number field that takes integers, floats and numeric strings, and
-/// records, rather than fails on, any other JSON type.
-struct LenientNumber(Field<f64>);
-
-impl<'de> Deserialize<'de> for LenientNumber {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NumberVisitor;
-        impl<'de> Visitor<'de> for NumberVisitor {
-            type Value = LenientNumber;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_i64<E: de::Error>(self, value: i64) -> Result<LenientNumber, E> {
-                Ok(LenientNumber(Field::Present(value as f64)))
-            }
-            fn visit_u64<E: de::Error>(self, value: u64) -> Result<LenientNumber, E> {
-                Ok(LenientNumber(Field::Present(value as f64)))
-            }
-            fn visit_f64<E: de::Error>(self, value: f64) -> Result<LenientNumber, E> {
-                Ok(LenientNumber(Field::Present(value)))
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<LenientNumber, E> {
-                Ok(LenientNumber(match value.trim().parse::<f64>() {
-                    Ok(number) => Field::Present(number),
-                    Err(_) => Field::WrongType,
-                }))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<LenientNumber, E> {
-                Ok(LenientNumber(Field::Absent))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<LenientNumber, E> {
-                Ok(LenientNumber(Field::Absent))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<LenientNumber, E> {
-                Ok(LenientNumber(Field::WrongType))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LenientNumber, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(LenientNumber(Field::WrongType))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LenientNumber, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(LenientNumber(Field::WrongType))
-            }
-        }
-        deserializer.deserialize_any(NumberVisitor)
-    }
+    decode_page(body, LicenseUsageSource::decode_item)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::partner_center::collection::{NextLink, SkippedItem, parse_processed_date_time};
     use chrono::TimeZone;
 
     const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/partner-licenses-usage.json");
@@ -707,11 +222,11 @@ mod tests {
                 (2, SkipReason::MissingField("workloadName")),
                 (3, SkipReason::WrongType("serviceName")),
                 (4, SkipReason::MissingField("channel")),
-                (5, SkipReason::InvalidPercent),
+                (5, SkipReason::InvalidNumber("proratedLicensesUsagePercent")),
                 (6, SkipReason::InvalidDate),
                 (7, SkipReason::MissingField("processedDateTime")),
                 (8, SkipReason::NotAnObject),
-                (9, SkipReason::InvalidPercent),
+                (9, SkipReason::InvalidNumber("proratedLicensesUsagePercent")),
             ]
         );
     }
@@ -899,7 +414,7 @@ mod tests {
                         (1, SkipReason::NotAnObject),
                         (2, SkipReason::MissingField("workloadName")),
                         (3, SkipReason::WrongType("workloadName")),
-                        (4, SkipReason::InvalidPercent),
+                        (4, SkipReason::InvalidNumber("proratedLicensesUsagePercent")),
                     ],
                     "depth {depth}"
                 );
@@ -995,7 +510,10 @@ mod tests {
         assert_eq!(
             reasons(&page),
             (0..strings.len())
-                .map(|index| (index, SkipReason::InvalidPercent))
+                .map(|index| (
+                    index,
+                    SkipReason::InvalidNumber("proratedLicensesUsagePercent")
+                ))
                 .collect::<Vec<_>>()
         );
         assert_eq!(page.items.len(), 1);
@@ -1042,9 +560,18 @@ mod tests {
                 with_percent("null"),
                 SkipReason::MissingField("proratedLicensesUsagePercent"),
             ),
-            (with_percent("false"), SkipReason::InvalidPercent),
-            (with_percent("[1]"), SkipReason::InvalidPercent),
-            (with_percent(r#"{"value":1}"#), SkipReason::InvalidPercent),
+            (
+                with_percent("false"),
+                SkipReason::InvalidNumber("proratedLicensesUsagePercent"),
+            ),
+            (
+                with_percent("[1]"),
+                SkipReason::InvalidNumber("proratedLicensesUsagePercent"),
+            ),
+            (
+                with_percent(r#"{"value":1}"#),
+                SkipReason::InvalidNumber("proratedLicensesUsagePercent"),
+            ),
             (
                 good.replace(r#""2020-01-01T00:00:00Z""#, "null"),
                 SkipReason::MissingField("processedDateTime"),
@@ -1188,5 +715,78 @@ mod tests {
             "decoded {COUNT} items ({} bytes) in {elapsed:?}",
             body.len()
         );
+    }
+}
+
+/// The source's conformance: items in, the exact text of its families out.
+#[cfg(test)]
+mod rendering {
+    use super::*;
+    use crate::snapshot::Snapshot;
+    use chrono::TimeZone;
+
+    fn usage(workload: &str, percent: f64) -> LicenseUsage {
+        LicenseUsage {
+            workload: workload.to_owned(),
+            service: "o365".to_owned(),
+            channel: "reseller".to_owned(),
+            prorated_percent: percent,
+            processed_at: chrono::Utc
+                .with_ymd_and_hms(2017, 3, 9, 0, 0, 0)
+                .single()
+                .expect("date"),
+        }
+    }
+
+    #[test]
+    fn license_series_render_with_help_type_and_labels() {
+        let snapshot = Snapshot::<LicenseUsageSource>::from_items([usage("Exchange", 12.5)]);
+        let text = snapshot.text();
+        let expected = "# HELP partner_center_license_usage_prorated_percent Prorated license usage per workload, service and channel: proratedLicensesUsagePercent exactly as Partner Center reports it.\n\
+# TYPE partner_center_license_usage_prorated_percent gauge\n\
+partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"o365\",workload=\"Exchange\"} 12.5\n\
+# HELP partner_center_license_usage_processed_timestamp_seconds When Partner Center processed the usage figure (processedDateTime), in Unix seconds.\n\
+# TYPE partner_center_license_usage_processed_timestamp_seconds gauge\n\
+partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",service=\"o365\",workload=\"Exchange\"} 1489017600\n";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let snapshot = Snapshot::<LicenseUsageSource>::from_items([usage("Sk\"ype\\ \nfür", 1.0)]);
+        let text = snapshot.text();
+        let line = text
+            .lines()
+            .find(|line| line.starts_with("partner_center_license_usage_prorated_percent"))
+            .expect("series line");
+        assert_eq!(
+            line,
+            "partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"o365\",workload=\"Sk\\\"ype\\\\ \\nfür\"} 1"
+        );
+    }
+
+    #[test]
+    fn the_documented_example_renders_in_the_order_of_the_first_releases() {
+        let page = decode_usage_page(include_bytes!(
+            "../../tests/fixtures/partner-licenses-usage.json"
+        ))
+        .expect("decodes");
+        let snapshot = Snapshot::<LicenseUsageSource>::from_vec(page.items);
+        let text = snapshot.text();
+        let percent_lines: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("partner_center_license_usage_prorated_percent{"))
+            .collect();
+        assert_eq!(
+            percent_lines,
+            [
+                "partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"o365\",workload=\"Exchange\"} 0",
+                "partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"crm\",workload=\"Microsoft Dynamics CRM\"} 0",
+                "partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"crm\",workload=\"SharePoint\"} 0",
+                "partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"o365\",workload=\"SharePoint\"} 0",
+                "partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"o365\",workload=\"Skype For Business\"} 0",
+            ]
+        );
+        assert_eq!(text.matches("# TYPE ").count(), 2);
     }
 }
