@@ -25,7 +25,8 @@
 //! - [`poller`]: the polling loop, stretched while Partner Center throttles.
 //! - [`poll_thread`]: the poller's own thread and runtime, at a lower
 //!   priority than the server's.
-//! - [`retry`]: which upstream failures are tried again, and the waits between.
+//! - [`retry`]: which upstream failures are tried again, the waits between,
+//!   and the loop that runs the tries for Partner Center and Entra ID.
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/`, `/healthz`, `/readyz`).
 //! - [`web`]: `--web.config.file`, exporter-toolkit's web configuration:
 //!   TLS and client certificates (rustls), basic auth (bcrypt), response
