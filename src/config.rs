@@ -13,6 +13,7 @@ use reqwest::header::HeaderValue;
 use serde::{Deserialize, Deserializer};
 
 use crate::secret::Secret;
+use crate::token_file::read_token_file_blocking;
 
 /// Where the exporter looks for its configuration when `--config.file` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "config/partner-center-exporter.yml";
@@ -659,16 +660,16 @@ impl Config {
             .method()
             .map_err(|(key, message)| invalid(key, message))?
         {
-            AuthMethod::BearerTokenFile(file) => crate::auth::read_token_file_blocking(&file)
+            AuthMethod::BearerTokenFile(file) => read_token_file_blocking(&file)
                 .map(drop)
                 .map_err(|err| invalid("auth.bearer_token_file", err.to_string())),
             AuthMethod::RefreshToken(settings) => {
                 if let SecretSource::File(file) = &settings.client_secret {
-                    crate::auth::read_token_file_blocking(file)
+                    read_token_file_blocking(file)
                         .map_err(|err| invalid("auth.client_secret_file", err.to_string()))?;
                 }
                 if let Some(SecretSource::File(file)) = &settings.refresh_token {
-                    crate::auth::read_token_file_blocking(file)
+                    read_token_file_blocking(file)
                         .map_err(|err| invalid("auth.refresh_token_file", err.to_string()))?;
                 }
                 if settings.refresh_token.is_none() && self.state_dir.is_none() {

@@ -11,6 +11,8 @@
 //! - [`telemetry`]: logging set-up (logfmt or JSON on standard error).
 //! - [`shutdown`]: SIGTERM and SIGINT turned into one cancellation token.
 //! - [`secret`]: a credential type that never prints its value.
+//! - [`token_file`]: credentials read from files, for [`config`]'s checks
+//!   and for [`auth`].
 //! - [`auth`]: where access tokens come from: a token file, or App+User
 //!   tokens redeemed at Entra ID from a refresh token that is rotated into
 //!   `state_dir`; also the device-code `login` command.
@@ -57,5 +59,6 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod state;
 pub mod telemetry;
+pub mod token_file;
 pub mod upstream;
 pub mod web;
