@@ -242,7 +242,9 @@ impl AuthConfig {
             (Some(file), true) => Ok(AuthMethod::BearerTokenFile(file.clone())),
             (None, true) => Err((
                 "auth",
-                "no authentication method is configured; set auth.tenant_id, auth.client_id,                  auth.client_secret_file and auth.refresh_token_file (App+User, see README),                  or auth.bearer_token_file"
+                "no authentication method is configured; set auth.tenant_id, auth.client_id, \
+                 auth.client_secret_file and auth.refresh_token_file (App+User, see README), \
+                 or auth.bearer_token_file"
                     .to_owned(),
             )),
             (None, false) => self
@@ -1115,8 +1117,20 @@ mod tests {
 
     #[test]
     fn auth_without_method_is_refused() {
-        let message = error_of("auth: {}\n");
-        assert!(message.contains("no authentication method"), "{message}");
+        let dir = TokenDir::new();
+        let message = dir
+            .parse("auth: {}\n")
+            .expect_err("must be refused")
+            .to_string();
+        assert_eq!(
+            message,
+            format!(
+                "{}: auth: no authentication method is configured; set auth.tenant_id, \
+                 auth.client_id, auth.client_secret_file and auth.refresh_token_file \
+                 (App+User, see README), or auth.bearer_token_file",
+                dir.config_path().display()
+            )
+        );
     }
 
     #[test]
