@@ -11,12 +11,11 @@ pub mod app_user;
 pub mod entra;
 pub mod login;
 pub mod refresh_token_store;
-pub mod token_file;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use token_file::{TokenFileError, read_token_file_blocking};
+pub use crate::token_file::{TokenFileError, read_token_file_blocking};
 
 use crate::config::{AuthMethod, Config};
 use crate::metrics::ExporterMetrics;
@@ -96,7 +95,7 @@ impl Authenticator {
     /// A token to send now.
     pub async fn access_token(&self) -> Result<Secret, AuthError> {
         match self {
-            Self::BearerTokenFile(path) => token_file::read_token_file(path)
+            Self::BearerTokenFile(path) => crate::token_file::read_token_file(path)
                 .await
                 .map_err(AuthError::BearerTokenFile),
             Self::AppUser(authenticator) => authenticator.access_token().await,

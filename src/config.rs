@@ -13,6 +13,7 @@ use reqwest::header::HeaderValue;
 use serde::{Deserialize, Deserializer};
 
 use crate::secret::Secret;
+use crate::token_file::read_token_file_blocking;
 
 /// Where the exporter looks for its configuration when `--config.file` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "config/partner-center-exporter.yml";
@@ -244,7 +245,9 @@ impl AuthConfig {
             (Some(file), true) => Ok(AuthMethod::BearerTokenFile(file.clone())),
             (None, true) => Err((
                 "auth",
-                "no authentication method is configured; set auth.tenant_id, auth.client_id,                  auth.client_secret_file and auth.refresh_token_file (App+User, see README),                  or auth.bearer_token_file"
+                "no authentication method is configured; set auth.tenant_id, auth.client_id, \
+                 auth.client_secret_file and auth.refresh_token_file (App+User, see README), \
+                 or auth.bearer_token_file"
                     .to_owned(),
             )),
             (None, false) => self
@@ -758,16 +761,16 @@ impl Config {
             .method()
             .map_err(|(key, message)| invalid(key, message))?
         {
-            AuthMethod::BearerTokenFile(file) => crate::auth::read_token_file_blocking(&file)
+            AuthMethod::BearerTokenFile(file) => read_token_file_blocking(&file)
                 .map(drop)
                 .map_err(|err| invalid("auth.bearer_token_file", err.to_string())),
             AuthMethod::RefreshToken(settings) => {
                 if let SecretSource::File(file) = &settings.client_secret {
-                    crate::auth::read_token_file_blocking(file)
+                    read_token_file_blocking(file)
                         .map_err(|err| invalid("auth.client_secret_file", err.to_string()))?;
                 }
                 if let Some(SecretSource::File(file)) = &settings.refresh_token {
-                    crate::auth::read_token_file_blocking(file)
+                    read_token_file_blocking(file)
                         .map_err(|err| invalid("auth.refresh_token_file", err.to_string()))?;
                 }
                 if settings.refresh_token.is_none() && self.state_dir.is_none() {
@@ -1234,8 +1237,20 @@ mod tests {
 
     #[test]
     fn auth_without_method_is_refused() {
-        let message = error_of("auth: {}\n");
-        assert!(message.contains("no authentication method"), "{message}");
+        let dir = TokenDir::new();
+        let message = dir
+            .parse("auth: {}\n")
+            .expect_err("must be refused")
+            .to_string();
+        assert_eq!(
+            message,
+            format!(
+                "{}: auth: no authentication method is configured; set auth.tenant_id, \
+                 auth.client_id, auth.client_secret_file and auth.refresh_token_file \
+                 (App+User, see README), or auth.bearer_token_file",
+                dir.config_path().display()
+            )
+        );
     }
 
     #[test]

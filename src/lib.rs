@@ -11,6 +11,8 @@
 //! - [`telemetry`]: logging set-up (logfmt or JSON on standard error).
 //! - [`shutdown`]: SIGTERM and SIGINT turned into one cancellation token.
 //! - [`secret`]: a credential type that never prints its value.
+//! - [`token_file`]: credentials read from files, for [`config`]'s checks
+//!   and for [`auth`].
 //! - [`auth`]: where access tokens come from: a token file, or App+User
 //!   tokens redeemed at Entra ID from a refresh token that is rotated into
 //!   `state_dir`; also the device-code `login` command.
@@ -25,7 +27,8 @@
 //! - [`poller`]: the polling loop, stretched while Partner Center throttles.
 //! - [`poll_thread`]: the poller's own thread and runtime, at a lower
 //!   priority than the server's.
-//! - [`retry`]: which upstream failures are tried again, and the waits between.
+//! - [`retry`]: which upstream failures are tried again, the waits between,
+//!   and the loop that runs the tries for Partner Center and Entra ID.
 //! - [`server`]: the HTTP endpoints (`/metrics`, `/`, `/healthz`, `/readyz`).
 //! - [`web`]: `--web.config.file`, exporter-toolkit's web configuration:
 //!   TLS and client certificates (rustls), basic auth (bcrypt), response
@@ -58,5 +61,6 @@ pub mod snapshot;
 pub mod sources;
 pub mod state;
 pub mod telemetry;
+pub mod token_file;
 pub mod upstream;
 pub mod web;

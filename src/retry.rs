@@ -1,9 +1,14 @@
-//! When to try an upstream request again, and how long to wait first.
+//! When to try an upstream request again, how long to wait first, and the
+//! loop that does it.
 //!
 //! Microsoft's advice for Partner Center: never retry 400, 401, 403, 404 or
 //! 409; retry other failures with exponential backoff; after a 429, wait what
 //! `Retry-After` says, then back off. Every wait is also bounded by the
 //! caller's deadline, so retrying never makes a poll overrun `poll.timeout`.
+//!
+//! [`RetryLoop`] runs the tries for both upstreams, Partner Center and
+//! Entra ID's token endpoint; each caller says which of its failures are
+//! worth another try and logs and counts the retries its own way.
 
 use std::time::Duration;
 
@@ -80,6 +85,142 @@ impl RetryPolicy {
     }
 }
 
+/// A failure worth another try, as the caller's classification says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retryable {
+    /// What to call the failure in logs and metrics, such as `timeout`.
+    pub reason: &'static str,
+    /// The server's `Retry-After`, if it sent one.
+    pub retry_after: Option<Duration>,
+}
+
+/// A retry about to be waited for, handed to the caller to log and count.
+#[derive(Debug)]
+pub struct Retrying<'a, E> {
+    /// 1 for the first retry.
+    pub retry: u32,
+    /// The [`Retryable::reason`] of the failure.
+    pub reason: &'static str,
+    /// The wait before the retry is sent.
+    pub wait: Wait,
+    /// The failure that is retried.
+    pub error: &'a E,
+}
+
+/// Why [`RetryLoop::run`] gave up.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GaveUp<E> {
+    /// A try failed and no retry follows it: the failure is not worth one,
+    /// no retry is left, or its wait would end after the deadline.
+    Failed(E),
+    /// The deadline came while a try was under way. `previous` is the
+    /// failure that try retried, `None` when it was the first.
+    DeadlineReached { previous: Option<E> },
+}
+
+/// Tries a request until it succeeds, fails in a way not worth another
+/// try, runs out of retries, or runs out of time.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryLoop {
+    policy: RetryPolicy,
+    deadline: Instant,
+}
+
+impl RetryLoop {
+    /// Retries under `policy` until `deadline`.
+    pub fn new(policy: RetryPolicy, deadline: Instant) -> Self {
+        Self { policy, deadline }
+    }
+
+    /// Runs the tries. Neither a try nor a wait goes on past the deadline:
+    /// a try still under way then is dropped.
+    ///
+    /// - `attempt` starts a try; it is given the failure the try retries
+    ///   (`None` for the first), so that it can reuse what may be reused.
+    /// - `retryable` tells the failures worth another try from the others.
+    /// - `on_retry` is called once per retry, before its wait.
+    pub async fn run<T, E, Fut>(
+        &self,
+        attempt: impl FnMut(Option<&E>) -> Fut,
+        retryable: impl FnMut(&E) -> Option<Retryable>,
+        on_retry: impl FnMut(&Retrying<'_, E>),
+    ) -> Result<T, GaveUp<E>>
+    where
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.drive(true, attempt, retryable, on_retry).await
+    }
+
+    /// Like [`RetryLoop::run`], but the deadline bounds only the waits: a
+    /// try under way at the deadline runs to its own timeout, and no retry
+    /// follows it. For requests whose caller bounds them as a whole anyway.
+    pub async fn run_letting_tries_finish<T, E, Fut>(
+        &self,
+        attempt: impl FnMut(Option<&E>) -> Fut,
+        retryable: impl FnMut(&E) -> Option<Retryable>,
+        on_retry: impl FnMut(&Retrying<'_, E>),
+    ) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.drive(false, attempt, retryable, on_retry).await {
+            Ok(answer) => Ok(answer),
+            Err(GaveUp::Failed(error)) => Err(error),
+            Err(GaveUp::DeadlineReached { .. }) => {
+                unreachable!("a try is only dropped at the deadline when tries are cut short")
+            }
+        }
+    }
+
+    async fn drive<T, E, Fut>(
+        &self,
+        cut_tries_short: bool,
+        mut attempt: impl FnMut(Option<&E>) -> Fut,
+        mut retryable: impl FnMut(&E) -> Option<Retryable>,
+        mut on_retry: impl FnMut(&Retrying<'_, E>),
+    ) -> Result<T, GaveUp<E>>
+    where
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut retry = 0;
+        let mut previous: Option<E> = None;
+        loop {
+            let tried = attempt(previous.as_ref());
+            let outcome = if cut_tries_short {
+                match tokio::time::timeout_at(self.deadline, tried).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => return Err(GaveUp::DeadlineReached { previous }),
+                }
+            } else {
+                tried.await
+            };
+            let error = match outcome {
+                Ok(answer) => return Ok(answer),
+                Err(error) => error,
+            };
+            let Some(Retryable {
+                reason,
+                retry_after,
+            }) = retryable(&error)
+            else {
+                return Err(GaveUp::Failed(error));
+            };
+            retry += 1;
+            let Some(wait) = self.policy.wait_before(retry, retry_after, self.deadline) else {
+                return Err(GaveUp::Failed(error));
+            };
+            on_retry(&Retrying {
+                retry,
+                reason,
+                wait,
+                error: &error,
+            });
+            tokio::time::sleep(wait.duration()).await;
+            previous = Some(error);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +287,181 @@ mod tests {
             None
         );
         assert_eq!(policy().wait_before(3, None, soon), None);
+    }
+
+    /// Paused time still moves in the timer's steps of a millisecond.
+    fn assert_about(elapsed: Duration, expected: Duration) {
+        assert!(
+            elapsed >= expected && elapsed < expected + Duration::from_millis(50),
+            "{elapsed:?}, not {expected:?}"
+        );
+    }
+
+    /// A try that fails at once, or after `takes`, with `error`.
+    async fn failing(takes: Duration, error: &'static str) -> Result<(), &'static str> {
+        tokio::time::sleep(takes).await;
+        Err(error)
+    }
+
+    /// Every failure but `"fatal"` is worth another try.
+    fn unless_fatal(error: &&'static str) -> Option<Retryable> {
+        (*error != "fatal").then_some(Retryable {
+            reason: "network",
+            retry_after: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn the_loop_retries_until_a_try_succeeds_and_hands_each_try_its_predecessor() {
+        tokio::time::pause();
+        let mut seen: Vec<Option<&'static str>> = Vec::new();
+        let mut retries = Vec::new();
+        let answer = RetryLoop::new(policy(), far())
+            .run(
+                |previous: Option<&&'static str>| {
+                    seen.push(previous.copied());
+                    let try_number = seen.len();
+                    async move {
+                        match try_number {
+                            1 => Err("first"),
+                            2 => Err("second"),
+                            _ => Ok(try_number),
+                        }
+                    }
+                },
+                unless_fatal,
+                |retrying| retries.push((retrying.retry, retrying.reason, *retrying.error)),
+            )
+            .await;
+        assert_eq!(answer, Ok(3));
+        assert_eq!(seen, [None, Some("first"), Some("second")]);
+        assert_eq!(retries, [(1, "network", "first"), (2, "network", "second")]);
+    }
+
+    #[tokio::test]
+    async fn a_failure_not_worth_a_retry_ends_the_loop_at_once() {
+        tokio::time::pause();
+        let mut tries = 0;
+        let mut retries = 0;
+        let outcome = RetryLoop::new(policy(), far())
+            .run(
+                |_| {
+                    tries += 1;
+                    failing(Duration::ZERO, "fatal")
+                },
+                unless_fatal,
+                |_| retries += 1,
+            )
+            .await;
+        assert_eq!(outcome, Err(GaveUp::Failed("fatal")));
+        assert_eq!((tries, retries), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn the_loop_stops_when_no_retry_is_left() {
+        tokio::time::pause();
+        let mut tries = 0;
+        let outcome = RetryLoop::new(policy(), far())
+            .run(
+                |_| {
+                    tries += 1;
+                    failing(Duration::ZERO, "busy")
+                },
+                unless_fatal,
+                |_| {},
+            )
+            .await;
+        assert_eq!(outcome, Err(GaveUp::Failed("busy")));
+        assert_eq!(tries, 4, "one try and max_retries retries");
+    }
+
+    #[tokio::test]
+    async fn retry_after_sets_the_wait_and_no_wait_ends_after_the_deadline() {
+        tokio::time::pause();
+        let start = Instant::now();
+        let mut waits = Vec::new();
+        let outcome = RetryLoop::new(policy(), start + Duration::from_secs(15))
+            .run(
+                |_| failing(Duration::ZERO, "throttled"),
+                |_| {
+                    Some(Retryable {
+                        reason: "throttled",
+                        retry_after: Some(Duration::from_secs(10)),
+                    })
+                },
+                |retrying| waits.push(retrying.wait),
+            )
+            .await;
+        assert_eq!(outcome, Err(GaveUp::Failed("throttled")));
+        assert_eq!(
+            waits,
+            [Wait::RetryAfter(Duration::from_secs(10))],
+            "a second wait of 10s would end after the deadline"
+        );
+        assert_about(start.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn a_try_under_way_at_the_deadline_is_dropped_and_the_failure_it_retried_kept() {
+        tokio::time::pause();
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(30);
+        let mut tries = 0;
+        let outcome = RetryLoop::new(policy(), deadline)
+            .run(
+                |_| {
+                    tries += 1;
+                    let takes = if tries == 1 {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_secs(3600)
+                    };
+                    failing(takes, if tries == 1 { "first" } else { "hung" })
+                },
+                unless_fatal,
+                |_| {},
+            )
+            .await;
+        assert_eq!(
+            outcome,
+            Err(GaveUp::DeadlineReached {
+                previous: Some("first")
+            })
+        );
+        assert_eq!(tries, 2);
+        assert_about(start.elapsed(), deadline - start);
+
+        let outcome = RetryLoop::new(policy(), Instant::now() + Duration::from_secs(30))
+            .run(
+                |_| failing(Duration::from_secs(3600), "hung"),
+                unless_fatal,
+                |_| {},
+            )
+            .await;
+        assert_eq!(outcome, Err(GaveUp::DeadlineReached { previous: None }));
+    }
+
+    #[tokio::test]
+    async fn letting_tries_finish_bounds_only_the_waits() {
+        tokio::time::pause();
+        let start = Instant::now();
+        let mut tries = 0;
+        let outcome = RetryLoop::new(policy(), start + Duration::from_secs(5))
+            .run_letting_tries_finish(
+                |_| {
+                    tries += 1;
+                    failing(Duration::from_secs(10), "slow")
+                },
+                unless_fatal,
+                |_| {},
+            )
+            .await;
+        assert_eq!(
+            outcome,
+            Err("slow"),
+            "the try's own failure, not the deadline"
+        );
+        assert_eq!(tries, 1, "no retry starts after the deadline");
+        assert_about(start.elapsed(), Duration::from_secs(10));
     }
 }

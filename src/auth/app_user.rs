@@ -13,10 +13,10 @@ use tokio::time::Instant;
 use super::AuthError;
 use super::entra::{EntraClient, TokenGrant};
 use super::refresh_token_store::{RefreshTokenStore, StoredRefreshToken};
-use super::token_file::read_token_file_blocking;
 use crate::config::{RefreshTokenSettings, SecretSource};
 use crate::metrics::TokenMetrics;
 use crate::secret::Secret;
+use crate::token_file::read_token_file_blocking;
 
 /// An access token is renewed this long before it expires (or at half its
 /// lifetime, if that is shorter), so a poll never starts with a token that
@@ -434,7 +434,7 @@ fn choose_initial(
 
 fn read_secret_blocking(
     source: &SecretSource,
-) -> Result<Secret, super::token_file::TokenFileError> {
+) -> Result<Secret, crate::token_file::TokenFileError> {
     match source {
         SecretSource::File(path) => read_token_file_blocking(path),
         SecretSource::Environment { value, .. } => Ok(value.clone()),
@@ -442,9 +442,9 @@ fn read_secret_blocking(
 }
 
 /// Reads a secret, re-reading files so a replaced secret is picked up.
-async fn read_secret(source: &SecretSource) -> Result<Secret, super::token_file::TokenFileError> {
+async fn read_secret(source: &SecretSource) -> Result<Secret, crate::token_file::TokenFileError> {
     match source {
-        SecretSource::File(path) => super::token_file::read_token_file(path).await,
+        SecretSource::File(path) => crate::token_file::read_token_file(path).await,
         SecretSource::Environment { value, .. } => Ok(value.clone()),
     }
 }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
+use tokio::time::Instant;
 
 use crate::config::{RefreshTokenSettings, TokenEndpointVersion};
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryLoop, RetryPolicy, Retryable};
 use crate::secret::Secret;
 use crate::upstream::{BodyError, read_body_capped};
 
@@ -36,6 +37,10 @@ const TOKEN_RETRY: RetryPolicy = RetryPolicy {
     max_backoff: Duration::from_secs(4),
     max_retry_after: Duration::from_secs(10),
 };
+
+/// No wait before a retry of a token request ends later than this after the
+/// first try started; a try under way then runs to its own timeout.
+const TOKEN_RETRY_WINDOW: Duration = Duration::from_secs(20);
 
 /// A client for one tenant's Entra ID endpoints.
 #[derive(Debug, Clone)]
@@ -426,29 +431,7 @@ impl EntraClient {
         refresh_token: &Secret,
         client_secret: &Secret,
     ) -> Result<TokenGrant, EntraError> {
-        let mut retry = 0;
-        loop {
-            let error = match self
-                .redeem_refresh_token_once(refresh_token, client_secret)
-                .await
-            {
-                Ok(grant) => return Ok(grant),
-                Err(error) if error.is_transient() => error,
-                Err(error) => return Err(error),
-            };
-            retry += 1;
-            let deadline = tokio::time::Instant::now() + TOKEN_RETRY.max_retry_after * 2;
-            let Some(wait) = TOKEN_RETRY.wait_before(retry, None, deadline) else {
-                return Err(error);
-            };
-            tracing::warn!(
-                error = %error,
-                retry,
-                wait_seconds = wait.duration().as_secs_f64(),
-                "token request to Entra ID failed; retrying"
-            );
-            tokio::time::sleep(wait.duration()).await;
-        }
+        with_token_retries(|| self.redeem_refresh_token_once(refresh_token, client_secret)).await
     }
 
     async fn redeem_refresh_token_once(
@@ -589,6 +572,35 @@ impl EntraClient {
             EntraError::Network(crate::upstream::error_chain(err))
         }
     }
+}
+
+/// Runs a token request under [`TOKEN_RETRY`], again after each transient
+/// failure, within [`TOKEN_RETRY_WINDOW`] of the first try.
+async fn with_token_retries<T, Fut>(mut request: impl FnMut() -> Fut) -> Result<T, EntraError>
+where
+    Fut: Future<Output = Result<T, EntraError>>,
+{
+    // Once, before the first try, so that the window bounds all retries.
+    let deadline = Instant::now() + TOKEN_RETRY_WINDOW;
+    RetryLoop::new(TOKEN_RETRY, deadline)
+        .run_letting_tries_finish(
+            |_| request(),
+            |error: &EntraError| {
+                error.is_transient().then(|| Retryable {
+                    reason: error.kind(),
+                    retry_after: None,
+                })
+            },
+            |retrying| {
+                tracing::warn!(
+                    error = %retrying.error,
+                    retry = retrying.retry,
+                    wait_seconds = retrying.wait.duration().as_secs_f64(),
+                    "token request to Entra ID failed; retrying"
+                );
+            },
+        )
+        .await
 }
 
 /// Reads a successful token answer.
@@ -832,5 +844,51 @@ mod tests {
         assert_eq!(aadsts_code("no code"), None);
         let long = sanitize(&"x".repeat(5000), &[]);
         assert!(long.chars().count() <= MAX_TEXT_CHARS + 1);
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_twice_and_refusals_not_at_all() {
+        tokio::time::pause();
+        let mut tries = 0;
+        let outcome: Result<(), EntraError> = with_token_retries(|| {
+            tries += 1;
+            async { Err(EntraError::Network("connection reset".to_owned())) }
+        })
+        .await;
+        assert_eq!(outcome.expect_err("failed").kind(), "network");
+        assert_eq!(tries, 3, "one try and TOKEN_RETRY.max_retries retries");
+
+        let mut tries = 0;
+        let outcome: Result<(), EntraError> = with_token_retries(|| {
+            tries += 1;
+            async { Err(EntraError::Decode("not JSON".to_owned())) }
+        })
+        .await;
+        assert_eq!(outcome.expect_err("failed").kind(), "decode");
+        assert_eq!(tries, 1);
+    }
+
+    #[tokio::test]
+    async fn no_retry_waits_past_the_window_counted_from_the_first_try() {
+        tokio::time::pause();
+        let start = Instant::now();
+        let mut tries = 0;
+        // Each try times out after 15s: the first retry starts within the
+        // window, a second one could not.
+        let outcome: Result<(), EntraError> = with_token_retries(|| {
+            tries += 1;
+            async {
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                Err(EntraError::Timeout(Duration::from_secs(15)))
+            }
+        })
+        .await;
+        assert_eq!(outcome.expect_err("failed").kind(), "timeout");
+        assert_eq!(tries, 2, "the window ended the retries");
+        assert!(
+            start.elapsed() < TOKEN_RETRY_WINDOW * 2,
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

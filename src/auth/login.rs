@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::entra::{EntraClient, EntraError, Problem, TokenGrant};
 use super::refresh_token_store::{RefreshTokenStore, StoreError, StoredRefreshToken};
-use super::token_file::read_token_file_blocking;
 use crate::config::{AuthMethod, Config, RefreshTokenSettings, SecretSource};
+use crate::token_file::read_token_file_blocking;
 
 /// How the flow paces its token requests. Tests shrink these; real sign-ins
 /// use [`LoginPacing::STANDARD`].

@@ -455,57 +455,67 @@ impl Client {
         deadline: Instant,
         trace: &mut FetchTrace,
     ) -> Result<(Vec<u8>, Box<ResponseIds>), ClientError> {
-        let mut request_id = Uuid::new_v4();
-        let mut retry = 0;
-        let mut previous: Option<ClientError> = None;
-        loop {
-            let attempt = self.get_authenticated(request, request_id, auth);
-            let failed = match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(failed)) => failed,
-                // Time ran out during a retry: the failure that made it
-                // necessary says more than "out of time" would.
-                Err(_) => return Err(previous.unwrap_or(ClientError::DeadlineReached)),
-            };
-            let error = failed.error;
-            if let ClientError::Throttled { retry_after, .. } = &error {
-                let asked = retry_after.unwrap_or(Duration::ZERO);
-                trace.throttled = Some(trace.throttled.map_or(asked, |seen| seen.max(asked)));
+        use crate::retry::{GaveUp, RetryLoop, Retryable};
+
+        let outcome = RetryLoop::new(self.retry, deadline)
+            .run(
+                |retried: Option<&FailedTry>| {
+                    let request_id = match retried {
+                        Some(previous) if !previous.failed.answered => previous.request_id,
+                        _ => Uuid::new_v4(),
+                    };
+                    async move {
+                        self.get_authenticated(request, request_id, auth)
+                            .await
+                            .map_err(|failed| FailedTry { failed, request_id })
+                    }
+                },
+                |tried| {
+                    let error = &tried.failed.error;
+                    let retry_after = match error {
+                        ClientError::Throttled { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    error.retry_reason().map(|reason| Retryable {
+                        reason,
+                        retry_after,
+                    })
+                },
+                |retrying| {
+                    let error = &retrying.error.failed.error;
+                    note_throttling(trace, error);
+                    let message = match retrying.wait {
+                        Wait::RetryAfter(_) => {
+                            "Partner Center is throttling; waiting as its Retry-After asks, then retrying"
+                        }
+                        Wait::Backoff(_) => "Partner Center request failed; retrying",
+                    };
+                    tracing::warn!(
+                        correlation_id = %request.correlation_id,
+                        reason = retrying.reason,
+                        error = %error,
+                        retry = retrying.retry,
+                        wait_seconds = retrying.wait.duration().as_secs_f64(),
+                        // The identifier this try was sent with, which Partner
+                        // Center echoes and Microsoft support asks for.
+                        ms_request_id = %retrying.error.request_id,
+                        "{message}"
+                    );
+                    trace.retries.push(retrying.reason);
+                },
+            )
+            .await;
+        match outcome {
+            Ok(answer) => Ok(answer),
+            Err(GaveUp::Failed(tried)) => {
+                note_throttling(trace, &tried.failed.error);
+                Err(tried.failed.error)
             }
-            let Some(reason) = error.retry_reason() else {
-                return Err(error);
-            };
-            retry += 1;
-            let retry_after = match &error {
-                ClientError::Throttled { retry_after, .. } => *retry_after,
-                _ => None,
-            };
-            let Some(wait) = self.retry.wait_before(retry, retry_after, deadline) else {
-                return Err(error);
-            };
-            let message = match wait {
-                Wait::RetryAfter(_) => {
-                    "Partner Center is throttling; waiting as its Retry-After asks, then retrying"
-                }
-                Wait::Backoff(_) => "Partner Center request failed; retrying",
-            };
-            tracing::warn!(
-                correlation_id = %request.correlation_id,
-                reason,
-                error = %error,
-                retry,
-                wait_seconds = wait.duration().as_secs_f64(),
-                // The identifier this try was sent with, which Partner
-                // Center echoes and Microsoft support asks for.
-                ms_request_id = %request_id,
-                "{message}"
-            );
-            trace.retries.push(reason);
-            if failed.answered {
-                request_id = Uuid::new_v4();
+            // Time ran out during a retry: the failure that made it
+            // necessary says more than "out of time" would.
+            Err(GaveUp::DeadlineReached { previous }) => {
+                Err(previous.map_or(ClientError::DeadlineReached, |tried| tried.failed.error))
             }
-            tokio::time::sleep(wait.duration()).await;
-            previous = Some(error);
         }
     }
 
@@ -681,6 +691,22 @@ impl Failed {
             error: error.into(),
             answered: false,
         }
+    }
+}
+
+/// A failed try of one page and the `MS-RequestId` it was sent with, which
+/// a retry reuses when Partner Center did not answer.
+struct FailedTry {
+    failed: Failed,
+    request_id: Uuid,
+}
+
+/// Records a 429 in `trace`: the longest `Retry-After` seen, or zero when
+/// Partner Center gave none.
+fn note_throttling(trace: &mut FetchTrace, error: &ClientError) {
+    if let ClientError::Throttled { retry_after, .. } = error {
+        let asked = retry_after.unwrap_or(Duration::ZERO);
+        trace.throttled = Some(trace.throttled.map_or(asked, |seen| seen.max(asked)));
     }
 }
 

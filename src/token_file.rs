@@ -1,5 +1,9 @@
 //! Credentials kept in files: reading them safely, for the bearer token, the
 //! client secret and the configured refresh token alike.
+//!
+//! Both [`crate::config`], which checks the files when the configuration is
+//! validated, and [`crate::auth`], which reads them for every token, use it;
+//! it depends on neither.
 
 use std::path::{Path, PathBuf};
 
