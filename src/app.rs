@@ -7,13 +7,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthError, Authenticator};
+use crate::collect::poll_thread::PollThread;
+use crate::collect::scheduler::{Schedule, Scheduler};
+use crate::collect::state::ExporterState;
 use crate::config::Config;
-use crate::metrics::ExporterMetrics;
+use crate::exposition::metrics::ExporterMetrics;
+use crate::http::server::{self, ServerSettings};
 use crate::partner_center::client::{Client, ClientError};
-use crate::poll_thread::PollThread;
-use crate::scheduler::{Schedule, Scheduler};
-use crate::server::{self, ServerSettings};
-use crate::state::ExporterState;
 
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]

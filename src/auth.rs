@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub use crate::token_file::{TokenFileError, read_token_file_blocking};
 
 use crate::config::{AuthMethod, Config};
-use crate::metrics::ExporterMetrics;
+use crate::exposition::metrics::ExporterMetrics;
 use crate::secret::Secret;
 use app_user::AppUserAuthenticator;
 use entra::EntraError;
@@ -74,9 +74,13 @@ impl Authenticator {
         {
             AuthMethod::BearerTokenFile(path) => Ok(Self::BearerTokenFile(path)),
             AuthMethod::RefreshToken(settings) => {
+                let results: Vec<&str> = entra::TokenRequestResult::ALL
+                    .iter()
+                    .map(|result| result.as_str())
+                    .collect();
                 let token_metrics =
                     metrics
-                        .register_token_metrics()
+                        .register_token_metrics(&results)
                         .map_err(|err| AuthError::Config {
                             key: "auth",
                             message: format!("cannot register the token metrics: {err}"),

@@ -6,7 +6,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::config::DEFAULT_CONFIG_FILE;
-use crate::server::DEFAULT_MAX_REQUESTS;
+use crate::http::server::DEFAULT_MAX_REQUESTS;
 
 /// Where the exporter listens unless told otherwise: port 10042 on every
 /// interface. Prometheus' 9100–9999 exporter range is fully allocated, so

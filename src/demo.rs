@@ -897,7 +897,7 @@ mod tests {
     use crate::auth::read_token_file_blocking;
     use crate::auth::refresh_token_store::RefreshTokenStore;
     use crate::config::{AuthMethod, RefreshTokenSettings};
-    use crate::metrics::ExporterMetrics;
+    use crate::exposition::metrics::ExporterMetrics;
     use crate::partner_center::client::Client;
 
     /// A started demo whose server stops when the test ends.

@@ -20,6 +20,8 @@
 //! reads several members, but browsers and some HTTP libraries stop after
 //! the first.
 
+pub mod metrics;
+
 use std::io::Write as _;
 
 use bytes::Bytes;

@@ -9,13 +9,13 @@ use tokio_util::sync::CancellationToken;
 
 use partner_center_exporter::auth::login::{self, LoginPacing, LoginTarget};
 use partner_center_exporter::cli::{Cli, Command, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
+use partner_center_exporter::collect::scheduler::Schedule;
 use partner_center_exporter::config::Config;
-use partner_center_exporter::scheduler::Schedule;
-use partner_center_exporter::server::{
+use partner_center_exporter::http::server::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_STALL_TIMEOUT,
     ServerSettings,
 };
-use partner_center_exporter::web::{WebOptions, WebSecurity};
+use partner_center_exporter::http::web::{WebOptions, WebSecurity};
 use partner_center_exporter::{app, build_info, demo, shutdown, telemetry};
 
 fn main() -> ExitCode {

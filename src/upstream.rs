@@ -1,5 +1,8 @@
-//! Answers from upstream services (Partner Center, Entra ID): bodies read
-//! within a size limit, and their text made fit for one log line.
+//! What the exporter's two HTTP clients (Partner Center's and Entra ID's)
+//! share: bodies read within a size limit, their text made fit for one log
+//! line, and the retry loop ([`retry`]).
+
+pub mod retry;
 
 /// Why a body could not be read whole.
 #[derive(Debug)]

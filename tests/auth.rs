@@ -28,7 +28,7 @@ use common::{
 use partner_center_exporter::auth::Authenticator;
 use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
 use partner_center_exporter::config::{CLIENT_SECRET_ENV, Config, REFRESH_TOKEN_ENV};
-use partner_center_exporter::metrics::ExporterMetrics;
+use partner_center_exporter::exposition::metrics::ExporterMetrics;
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

@@ -8,13 +8,13 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-use partner_center_exporter::metrics::ExporterMetrics;
-use partner_center_exporter::snapshot::Snapshot;
+use partner_center_exporter::collect::snapshot::Snapshot;
+use partner_center_exporter::collect::state::ExporterState;
+use partner_center_exporter::exposition::metrics::ExporterMetrics;
 use partner_center_exporter::sources::SourceName;
 use partner_center_exporter::sources::license_usage::{
     LicenseUsage, LicenseUsageSource, UsagePage, decode_usage_page,
 };
-use partner_center_exporter::state::ExporterState;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select, subsequence};

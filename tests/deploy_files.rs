@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::{FIXTURE, RunningExporter, get, test_config, test_server_settings, wait_for};
 use partner_center_exporter::cli::{Cli, Command, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR};
 use partner_center_exporter::config::{Config, REFRESH_TOKEN_ENV};
-use partner_center_exporter::server::ServerSettings;
+use partner_center_exporter::http::server::ServerSettings;
 use serde_yaml_ng::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

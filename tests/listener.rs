@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{RunningExporter, USAGE_PATH, WAIT, collection, item, test_config, wait_for};
-use partner_center_exporter::server::ServerSettings;
+use partner_center_exporter::http::server::ServerSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wiremock::matchers::{method, path};

@@ -14,8 +14,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use partner_center_exporter::metrics::ExporterMetrics;
-use partner_center_exporter::snapshot::Snapshot;
+use partner_center_exporter::exposition::metrics::ExporterMetrics;
+use partner_center_exporter::collect::snapshot::Snapshot;
 use partner_center_exporter::sources::license_deployment::{
     LicenseDeploymentSource, decode_deployment_page,
 };

@@ -11,10 +11,10 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::AuthError;
-use super::entra::{EntraClient, TokenGrant};
+use super::entra::{EntraClient, TokenGrant, TokenRequestResult};
 use super::refresh_token_store::{RefreshTokenStore, StoredRefreshToken};
 use crate::config::{RefreshTokenSettings, SecretSource};
-use crate::metrics::TokenMetrics;
+use crate::exposition::metrics::TokenMetrics;
 use crate::secret::Secret;
 use crate::token_file::read_token_file_blocking;
 
@@ -218,13 +218,14 @@ impl AppUserAuthenticator {
             .await;
         let outcome = match result {
             Ok(grant) => {
-                self.metrics.count_token_request("success");
+                self.metrics
+                    .count_token_request(TokenRequestResult::Success.as_str());
                 let token = self.accept_grant(state, grant, sent_at, sent_at_wall).await;
                 state.last_failure = None;
                 Ok(token)
             }
             Err(err) => {
-                self.metrics.count_token_request(err.kind());
+                self.metrics.count_token_request(err.kind().as_str());
                 state.access = None;
                 let err = AuthError::Entra(err);
                 state.last_failure = Some(err.clone());

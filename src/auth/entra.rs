@@ -9,8 +9,8 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::config::{RefreshTokenSettings, TokenEndpointVersion};
-use crate::retry::{RetryLoop, RetryPolicy, Retryable};
 use crate::secret::Secret;
+use crate::upstream::retry::{RetryLoop, RetryPolicy, Retryable};
 use crate::upstream::{BodyError, read_body_capped};
 
 /// The grant type of RFC 8628 device-code token requests.
@@ -149,19 +149,20 @@ impl Problem {
     }
 
     /// The `result` label of `partner_center_token_requests_total`.
-    pub fn kind(self) -> &'static str {
+    pub fn kind(self) -> TokenRequestResult {
+        use TokenRequestResult as Result;
         match self {
-            Self::RefreshTokenExpired | Self::RefreshTokenRejected => "refresh_token_rejected",
-            Self::ClientSecretInvalid | Self::ClientSecretExpired => "client_secret_rejected",
-            Self::UnknownTenant => "unknown_tenant",
-            Self::UnknownClient | Self::PublicClientFlowsDisabled => "unknown_client",
-            Self::MfaRequired => "mfa_required",
-            Self::ConsentMissing => "consent_required",
+            Self::RefreshTokenExpired | Self::RefreshTokenRejected => Result::RefreshTokenRejected,
+            Self::ClientSecretInvalid | Self::ClientSecretExpired => Result::ClientSecretRejected,
+            Self::UnknownTenant => Result::UnknownTenant,
+            Self::UnknownClient | Self::PublicClientFlowsDisabled => Result::UnknownClient,
+            Self::MfaRequired => Result::MfaRequired,
+            Self::ConsentMissing => Result::ConsentRequired,
             Self::AuthorizationPending
             | Self::SlowDown
             | Self::DeviceCodeExpired
             | Self::AuthorizationDeclined
-            | Self::Other => "rejected",
+            | Self::Other => Result::Rejected,
         }
     }
 }
@@ -279,13 +280,13 @@ pub enum EntraError {
 
 impl EntraError {
     /// The `result` label of `partner_center_token_requests_total`.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> TokenRequestResult {
         match self {
             Self::Rejected(rejection) => rejection.problem.kind(),
-            Self::Status { .. } => "http_error",
-            Self::Timeout(_) => "timeout",
-            Self::Network(_) | Self::Setup(_) => "network",
-            Self::Decode(_) => "decode",
+            Self::Status { .. } => TokenRequestResult::HttpError,
+            Self::Timeout(_) => TokenRequestResult::Timeout,
+            Self::Network(_) | Self::Setup(_) => TokenRequestResult::Network,
+            Self::Decode(_) => TokenRequestResult::Decode,
         }
     }
 
@@ -314,21 +315,58 @@ impl EntraError {
     }
 }
 
-/// Every `result` label value of `partner_center_token_requests_total`.
-pub const TOKEN_REQUEST_RESULTS: [&str; 12] = [
-    "success",
-    "refresh_token_rejected",
-    "client_secret_rejected",
-    "unknown_tenant",
-    "unknown_client",
-    "mfa_required",
-    "consent_required",
-    "rejected",
-    "http_error",
-    "timeout",
-    "network",
-    "decode",
-];
+/// How a token request ended: the `result` label of
+/// `partner_center_token_requests_total`, a bounded set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenRequestResult {
+    Success,
+    RefreshTokenRejected,
+    ClientSecretRejected,
+    UnknownTenant,
+    UnknownClient,
+    MfaRequired,
+    ConsentRequired,
+    Rejected,
+    HttpError,
+    Timeout,
+    Network,
+    Decode,
+}
+
+impl TokenRequestResult {
+    /// Every result, in the order their series are written.
+    pub const ALL: [TokenRequestResult; 12] = [
+        Self::Success,
+        Self::RefreshTokenRejected,
+        Self::ClientSecretRejected,
+        Self::UnknownTenant,
+        Self::UnknownClient,
+        Self::MfaRequired,
+        Self::ConsentRequired,
+        Self::Rejected,
+        Self::HttpError,
+        Self::Timeout,
+        Self::Network,
+        Self::Decode,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::RefreshTokenRejected => "refresh_token_rejected",
+            Self::ClientSecretRejected => "client_secret_rejected",
+            Self::UnknownTenant => "unknown_tenant",
+            Self::UnknownClient => "unknown_client",
+            Self::MfaRequired => "mfa_required",
+            Self::ConsentRequired => "consent_required",
+            Self::Rejected => "rejected",
+            Self::HttpError => "http_error",
+            Self::Timeout => "timeout",
+            Self::Network => "network",
+            Self::Decode => "decode",
+        }
+    }
+}
 
 /// The successful answer of a token request. `expires_in` comes as a
 /// number or as a string, depending on the endpoint.
@@ -775,7 +813,7 @@ mod tests {
             Problem::Other,
         ] {
             assert!(
-                TOKEN_REQUEST_RESULTS.contains(&problem.kind()),
+                TokenRequestResult::ALL.contains(&problem.kind()),
                 "{problem:?}"
             );
         }
@@ -788,7 +826,7 @@ mod tests {
             EntraError::Network(String::new()),
             EntraError::Decode(String::new()),
         ] {
-            assert!(TOKEN_REQUEST_RESULTS.contains(&err.kind()), "{err:?}");
+            assert!(TokenRequestResult::ALL.contains(&err.kind()), "{err:?}");
         }
     }
 
@@ -824,7 +862,7 @@ mod tests {
             b"SECRET-garbage",
         ] {
             let err = parse_grant(body).expect_err("unusable");
-            assert_eq!(err.kind(), "decode", "{err}");
+            assert_eq!(err.kind().as_str(), "decode", "{err}");
             assert!(!err.to_string().contains("SECRET"), "{err}");
         }
     }
@@ -855,7 +893,7 @@ mod tests {
             async { Err(EntraError::Network("connection reset".to_owned())) }
         })
         .await;
-        assert_eq!(outcome.expect_err("failed").kind(), "network");
+        assert_eq!(outcome.expect_err("failed").kind().as_str(), "network");
         assert_eq!(tries, 3, "one try and TOKEN_RETRY.max_retries retries");
 
         let mut tries = 0;
@@ -864,7 +902,7 @@ mod tests {
             async { Err(EntraError::Decode("not JSON".to_owned())) }
         })
         .await;
-        assert_eq!(outcome.expect_err("failed").kind(), "decode");
+        assert_eq!(outcome.expect_err("failed").kind().as_str(), "decode");
         assert_eq!(tries, 1);
     }
 
@@ -883,7 +921,7 @@ mod tests {
             }
         })
         .await;
-        assert_eq!(outcome.expect_err("failed").kind(), "timeout");
+        assert_eq!(outcome.expect_err("failed").kind().as_str(), "timeout");
         assert_eq!(tries, 2, "the window ended the retries");
         assert!(
             start.elapsed() < TOKEN_RETRY_WINDOW * 2,

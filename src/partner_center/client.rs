@@ -20,8 +20,8 @@ use super::collection::{DecodeError, ItemDecoder, NextLink, Page, SkippedItem, d
 use super::throttle::TenantThrottle;
 use crate::auth::{AuthError, Authenticator};
 use crate::config::PartnerCenterConfig;
-use crate::retry::{RetryPolicy, Wait};
 use crate::secret::Secret;
+use crate::upstream::retry::{RetryPolicy, Wait};
 use crate::upstream::{BodyError, error_chain, read_body_capped};
 
 /// Longest upstream error description kept; the rest is cut.
@@ -39,7 +39,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const CLIENT_OWNED_MS_HEADERS: [&str; 2] = ["ms-requestid", "ms-correlationid"];
 
 /// Decodes a page on the blocking pool of the runtime the poll runs on
-/// (the poll thread's, see [`crate::poll_thread`]). A page may hold up to
+/// (the poll thread's, see [`crate::collect::poll_thread`]). A page may hold up to
 /// `max_body_size` (64 MiB by default) of JSON, which takes a core for
 /// seconds; decoded on the runtime itself, it would hold up everything
 /// else waiting on the same thread.
@@ -115,9 +115,8 @@ impl<T> Collection<T> {
 /// not: the poller counts the retries and slows down after throttling.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FetchTrace {
-    /// One entry per retry, naming what was retried (`throttled`,
-    /// `timeout`, `network`, `http`).
-    pub retries: Vec<&'static str>,
+    /// One entry per retry, naming what was retried.
+    pub retries: Vec<RetryReason>,
     /// Set when Partner Center answered 429 at least once: the longest
     /// `Retry-After` it gave, or zero when it gave none.
     pub throttled: Option<Duration>,
@@ -250,32 +249,97 @@ pub enum ClientError {
     Setup(String),
 }
 
+/// Why a fetch failed, in a word: the `reason` label of
+/// `partner_center_poll_errors_total`. Fixed, so the label set stays
+/// bounded and every series exists from the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    Auth,
+    Throttled,
+    Http,
+    Timeout,
+    Network,
+    Decode,
+    Paging,
+}
+
+impl FailureReason {
+    /// Every reason, in the order their series are written.
+    pub const ALL: [FailureReason; 7] = [
+        Self::Auth,
+        Self::Throttled,
+        Self::Http,
+        Self::Timeout,
+        Self::Network,
+        Self::Decode,
+        Self::Paging,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Throttled => "throttled",
+            Self::Http => "http",
+            Self::Timeout => "timeout",
+            Self::Network => "network",
+            Self::Decode => "decode",
+            Self::Paging => "paging",
+        }
+    }
+}
+
+/// Why a request was sent again: the `reason` label of
+/// `partner_center_request_retries_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryReason {
+    Throttled,
+    Timeout,
+    Network,
+    Http,
+}
+
+impl RetryReason {
+    /// Every reason, in the order their series are written.
+    pub const ALL: [RetryReason; 4] = [Self::Throttled, Self::Timeout, Self::Network, Self::Http];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::Timeout => "timeout",
+            Self::Network => "network",
+            Self::Http => "http",
+        }
+    }
+}
+
 impl ClientError {
     /// A bounded name for the failure, used as the `reason` metric label.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> FailureReason {
         match self {
-            Self::Auth(_) | Self::Unauthorized { .. } => "auth",
-            Self::Throttled { .. } => "throttled",
-            Self::Status { .. } => "http",
-            Self::Timeout(_) | Self::DeadlineReached => "timeout",
-            Self::Network(_) | Self::Setup(_) => "network",
-            Self::Decode { .. } | Self::BodyTooLarge { .. } | Self::NotJson { .. } => "decode",
-            Self::Paging(_) => "paging",
+            Self::Auth(_) | Self::Unauthorized { .. } => FailureReason::Auth,
+            Self::Throttled { .. } => FailureReason::Throttled,
+            Self::Status { .. } => FailureReason::Http,
+            Self::Timeout(_) | Self::DeadlineReached => FailureReason::Timeout,
+            Self::Network(_) | Self::Setup(_) => FailureReason::Network,
+            Self::Decode { .. } | Self::BodyTooLarge { .. } | Self::NotJson { .. } => {
+                FailureReason::Decode
+            }
+            Self::Paging(_) => FailureReason::Paging,
         }
     }
 
     /// What to call this failure in `partner_center_request_retries_total`
     /// when it is worth another try: timeouts, network errors, 408, 429,
     /// 500, 502, 503 and 504. Everything else would fail the same way again.
-    pub fn retry_reason(&self) -> Option<&'static str> {
+    pub fn retry_reason(&self) -> Option<RetryReason> {
         match self {
-            Self::Timeout(_) => Some("timeout"),
-            Self::Network(_) => Some("network"),
-            Self::Throttled { .. } => Some("throttled"),
+            Self::Timeout(_) => Some(RetryReason::Timeout),
+            Self::Network(_) => Some(RetryReason::Network),
+            Self::Throttled { .. } => Some(RetryReason::Throttled),
             Self::Status { status, .. }
                 if matches!(status.as_u16(), 408 | 500 | 502 | 503 | 504) =>
             {
-                Some("http")
+                Some(RetryReason::Http)
             }
             _ => None,
         }
@@ -455,7 +519,7 @@ impl Client {
         deadline: Instant,
         trace: &mut FetchTrace,
     ) -> Result<(Vec<u8>, Box<ResponseIds>), ClientError> {
-        use crate::retry::{GaveUp, RetryLoop, Retryable};
+        use crate::upstream::retry::{GaveUp, RetryLoop, Retryable};
 
         let outcome = RetryLoop::new(self.retry, deadline)
             .run(
@@ -492,7 +556,7 @@ impl Client {
                     };
                     tracing::warn!(
                         correlation_id = %request.correlation_id,
-                        reason = retrying.reason,
+                        reason = retrying.reason.as_str(),
                         error = %error,
                         retry = retrying.retry,
                         wait_seconds = retrying.wait.duration().as_secs_f64(),
@@ -812,7 +876,7 @@ mod tests {
             "http://127.0.0.1:8080/other?x=1"
         );
         let err = resolve("https://evil.example/v1/steal").expect_err("other origin");
-        assert_eq!(err.kind(), "paging");
+        assert_eq!(err.kind(), FailureReason::Paging);
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! Partner Center's rate limits belong to the partner tenant, not to one
 //! dataset, and every tool of the partner spends them. So a 429 on any
 //! source's request holds back every request to that tenant until its
-//! `Retry-After` has passed, and a run of polls that met throttling
-//! stretches every source's interval (see `crate::scheduler`), not only
-//! that of the source that happened to be refused.
+//! `Retry-After` has passed, and the throttled polls are counted per
+//! tenant: a source whose poll meets throttling polls less often the
+//! longer the run of throttled polls, of any source, has lasted (see
+//! `crate::collect::poller`). A poll that is not throttled ends the run:
+//! it shows the tenant's limit has room again.
 
 use std::sync::{Mutex, PoisonError};
 

@@ -98,7 +98,7 @@ pub fn decode_deployment_page(body: &[u8]) -> Result<Page<LicenseDeployment>, De
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Snapshot;
+    use crate::collect::snapshot::Snapshot;
     use chrono::TimeZone;
 
     const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/partner-licenses-deployment.json");

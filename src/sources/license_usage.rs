@@ -722,7 +722,7 @@ mod tests {
 #[cfg(test)]
 mod rendering {
     use super::*;
-    use crate::snapshot::Snapshot;
+    use crate::collect::snapshot::Snapshot;
     use chrono::TimeZone;
 
     fn usage(workload: &str, percent: f64) -> LicenseUsage {

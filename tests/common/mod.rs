@@ -19,7 +19,7 @@ use partner_center_exporter::app::{self, AppError};
 use partner_center_exporter::config::{
     AuthConfig, Config, PartnerCenterConfig, PollConfig, SourceConfig, SourcesConfig,
 };
-use partner_center_exporter::server::ServerSettings;
+use partner_center_exporter::http::server::ServerSettings;
 use reqwest::Url;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -106,9 +106,9 @@ pub fn test_server_settings() -> ServerSettings {
     ServerSettings {
         telemetry_path: "/metrics".to_owned(),
         shutdown_grace: Duration::from_secs(5),
-        header_read_timeout: partner_center_exporter::server::DEFAULT_HEADER_READ_TIMEOUT,
-        max_requests: partner_center_exporter::server::DEFAULT_MAX_REQUESTS,
-        write_stall_timeout: partner_center_exporter::server::DEFAULT_WRITE_STALL_TIMEOUT,
+        header_read_timeout: partner_center_exporter::http::server::DEFAULT_HEADER_READ_TIMEOUT,
+        max_requests: partner_center_exporter::http::server::DEFAULT_MAX_REQUESTS,
+        write_stall_timeout: partner_center_exporter::http::server::DEFAULT_WRITE_STALL_TIMEOUT,
         web: None,
     }
 }

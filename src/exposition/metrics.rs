@@ -6,8 +6,8 @@
 //! [`Registry`] (build info, retries, the poll intervals, the token
 //! metrics), rendered again after any of them changed, which [`Changes`]
 //! tells; the polls' health, one series per source, rendered once per
-//! poll outcome by [`render_poll_health`]; each source's families,
-//! rendered once per snapshot (`crate::snapshot`); and the process
+//! poll outcome (`crate::collect::health`); each source's families,
+//! rendered once per snapshot (`crate::collect::snapshot`); and the process
 //! metrics, read from `/proc` at most once a second.
 //!
 //! The `prometheus` crate keeps the registry's counters and gauges and
@@ -24,26 +24,9 @@ use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Reg
 
 use crate::build_info;
 use crate::exposition::{unix_seconds, write_header, write_sample};
-use crate::sources::SourceName;
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// The `reason` label values of `partner_center_poll_errors_total`. Fixed,
-/// so the label set stays bounded and every series exists from the start.
-pub const POLL_ERROR_REASONS: [&str; 7] = [
-    "auth",
-    "throttled",
-    "http",
-    "timeout",
-    "network",
-    "decode",
-    "paging",
-];
-
-/// The `reason` label values of `partner_center_request_retries_total`:
-/// what [`crate::partner_center::client::ClientError::retry_reason`] retries.
-pub const RETRY_REASONS: [&str; 4] = ["throttled", "timeout", "network", "http"];
 
 /// Counts changes to the metrics in the registry, so that its rendering
 /// is redone only after one. Whoever changes a metric marks it here; the
@@ -154,9 +137,6 @@ impl ExporterMetrics {
             .const_label("rustversion", build_info::RUST_VERSION),
         )?;
         build_info.set(1);
-        for reason in RETRY_REASONS {
-            request_retries.with_label_values(&[reason]);
-        }
         registry.register(Box::new(request_retries.clone()))?;
         registry.register(Box::new(poll_interval.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -176,8 +156,13 @@ impl ExporterMetrics {
         })
     }
 
-    /// Creates the App+User token metrics and adds them to this registry.
-    pub fn register_token_metrics(&self) -> Result<TokenMetrics, prometheus::Error> {
+    /// Creates the App+User token metrics and adds them to this registry,
+    /// with a series at 0 for each of `results`, the token requests' every
+    /// possible result (owned by the authenticator, which names them).
+    pub fn register_token_metrics(
+        &self,
+        results: &[&str],
+    ) -> Result<TokenMetrics, prometheus::Error> {
         let access_token_expiry_timestamp = Gauge::new(
             "partner_center_access_token_expiry_timestamp_seconds",
             "When the current Partner Center access token expires, in Unix seconds.",
@@ -197,7 +182,7 @@ impl ExporterMetrics {
             ),
             &["result"],
         )?;
-        for result in crate::auth::entra::TOKEN_REQUEST_RESULTS {
+        for result in results {
             token_requests.with_label_values(&[result]);
         }
         self.registry
@@ -217,8 +202,17 @@ impl ExporterMetrics {
         })
     }
 
+    /// Gives every retry reason its series at 0, so that the set is
+    /// complete from the first scrape; the client owns the reasons.
+    pub fn preset_retry_reasons(&self, reasons: &[&str]) {
+        for reason in reasons {
+            self.request_retries.with_label_values(&[reason]);
+        }
+        self.changes.mark();
+    }
+
     /// Counts requests that were sent again, one `reason` per retry.
-    pub fn count_retries(&self, reasons: &[&'static str]) {
+    pub fn count_retries(&self, reasons: &[&str]) {
         if reasons.is_empty() {
             return;
         }
@@ -229,10 +223,8 @@ impl ExporterMetrics {
     }
 
     /// Publishes the time from the start of `source`'s last poll to its next.
-    pub fn set_poll_interval(&self, source: SourceName, seconds: f64) {
-        self.poll_interval
-            .with_label_values(&[source.as_str()])
-            .set(seconds);
+    pub fn set_poll_interval(&self, source: &str, seconds: f64) {
+        self.poll_interval.with_label_values(&[source]).set(seconds);
         self.changes.mark();
     }
 
@@ -292,205 +284,9 @@ fn encode(registry: &Registry) -> Vec<u8> {
     out
 }
 
-/// What the outcome of one source's polls so far shows; replaced whole by
-/// each poll, so a scrape sees `up`, the last success and the counters of
-/// one and the same poll.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PollHealth {
-    /// Whether the last poll succeeded.
-    pub up: bool,
-    /// When the last successful poll finished.
-    pub last_success_at: Option<DateTime<Utc>>,
-    /// How long the last poll took, in seconds.
-    pub last_duration_seconds: f64,
-    /// Failed polls by reason, every reason of [`POLL_ERROR_REASONS`] first.
-    pub errors: Vec<(&'static str, u64)>,
-    /// Items left out as unusable, summed over all polls.
-    pub items_skipped: u64,
-}
-
-impl Default for PollHealth {
-    fn default() -> Self {
-        Self {
-            up: false,
-            last_success_at: None,
-            last_duration_seconds: 0.0,
-            errors: POLL_ERROR_REASONS
-                .iter()
-                .map(|reason| (*reason, 0))
-                .collect(),
-            items_skipped: 0,
-        }
-    }
-}
-
-impl PollHealth {
-    /// Counts a failed poll. A reason outside [`POLL_ERROR_REASONS`] gets
-    /// a series of its own rather than being lost.
-    pub fn count_error(&mut self, reason: &'static str) {
-        match self.errors.iter_mut().find(|(known, _)| *known == reason) {
-            Some((_, count)) => *count += 1,
-            None => self.errors.push((reason, 1)),
-        }
-    }
-}
-
-/// Renders the polls' health, one series per source (labelled `source`,
-/// the way node_exporter labels each collector's): `up`, the last success,
-/// the last duration and the poll counters. Each family's header is
-/// written once, followed by every source's samples.
-pub fn render_poll_health(sources: &[(SourceName, &PollHealth)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1024 + sources.len() * 1024);
-    type ValueOf = fn(&PollHealth) -> f64;
-    let gauges: [(&str, &str, ValueOf); 3] = [
-        (
-            "partner_center_up",
-            "Whether the last poll of the source succeeded (1) or failed (0).",
-            |health| if health.up { 1.0 } else { 0.0 },
-        ),
-        (
-            "partner_center_last_success_timestamp_seconds",
-            "When the last successful poll of the source finished, in Unix seconds.",
-            |health| health.last_success_at.map_or(0.0, unix_seconds),
-        ),
-        (
-            "partner_center_poll_duration_seconds",
-            "How long the last poll of the source took, in seconds.",
-            |health| health.last_duration_seconds,
-        ),
-    ];
-    for (name, help, value_of) in gauges {
-        write_header(&mut out, name, help, "gauge");
-        for (source, health) in sources {
-            write_sample(
-                &mut out,
-                name,
-                &[("source", source.as_str())],
-                value_of(health),
-            );
-        }
-    }
-    write_header(
-        &mut out,
-        "partner_center_poll_errors_total",
-        "Failed polls of the source, by reason.",
-        "counter",
-    );
-    for (source, health) in sources {
-        for (reason, count) in &health.errors {
-            write_sample(
-                &mut out,
-                "partner_center_poll_errors_total",
-                &[("source", source.as_str()), ("reason", reason)],
-                *count as f64,
-            );
-        }
-    }
-    write_header(
-        &mut out,
-        "partner_center_items_skipped_total",
-        "Items of the source's collection left out because a field was missing or unusable.",
-        "counter",
-    );
-    for (source, health) in sources {
-        write_sample(
-            &mut out,
-            "partner_center_items_skipped_total",
-            &[("source", source.as_str())],
-            health.items_skipped as f64,
-        );
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_unknown_poll_error_reason_gets_its_own_series() {
-        let mut health = PollHealth::default();
-        health.count_error("http");
-        health.count_error("http");
-        health.count_error("novel");
-        let text = String::from_utf8(render_poll_health(&[(SourceName::LicenseUsage, &health)]))
-            .expect("utf-8");
-        assert!(
-            text.contains(
-                "partner_center_poll_errors_total{source=\"license_usage\",reason=\"http\"} 2\n"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "partner_center_poll_errors_total{source=\"license_usage\",reason=\"novel\"} 1\n"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "partner_center_poll_errors_total{source=\"license_usage\",reason=\"auth\"} 0\n"
-            ),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn health_families_have_one_header_and_a_series_per_source() {
-        let mut failing = PollHealth::default();
-        failing.count_error("http");
-        let healthy = PollHealth {
-            up: true,
-            items_skipped: 3,
-            ..PollHealth::default()
-        };
-        let text = String::from_utf8(render_poll_health(&[
-            (SourceName::LicenseUsage, &failing),
-            (SourceName::LicenseDeployment, &healthy),
-        ]))
-        .expect("utf-8");
-        for family in [
-            "partner_center_up",
-            "partner_center_last_success_timestamp_seconds",
-            "partner_center_poll_duration_seconds",
-            "partner_center_poll_errors_total",
-            "partner_center_items_skipped_total",
-        ] {
-            let headers = text
-                .lines()
-                .filter(|line| {
-                    *line
-                        == format!(
-                            "# TYPE {family} {}",
-                            if family.ends_with("_total") {
-                                "counter"
-                            } else {
-                                "gauge"
-                            }
-                        )
-                })
-                .count();
-            assert_eq!(headers, 1, "{family} in\n{text}");
-        }
-        assert!(
-            text.contains("partner_center_up{source=\"license_usage\"} 0\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("partner_center_up{source=\"license_deployment\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("partner_center_items_skipped_total{source=\"license_deployment\"} 3\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "partner_center_poll_errors_total{source=\"license_deployment\",reason=\"http\"} 0\n"
-            ),
-            "{text}"
-        );
-    }
 
     #[test]
     fn changes_are_counted_by_whoever_makes_them() {
@@ -501,7 +297,9 @@ mod tests {
         metrics.count_retries(&["timeout"]);
         let after_retry = metrics.changes();
         assert!(after_retry > before);
-        let tokens = metrics.register_token_metrics().expect("token metrics");
+        let tokens = metrics
+            .register_token_metrics(&["success", "timeout"])
+            .expect("token metrics");
         let registered = metrics.changes();
         assert!(registered > after_retry, "new series are a change");
         tokens.count_token_request("success");
@@ -518,57 +316,16 @@ mod tests {
     }
 
     #[test]
-    fn exporter_metrics_exist_from_the_start() {
-        let metrics = ExporterMetrics::new().expect("metrics");
-        metrics.set_poll_interval(SourceName::LicenseUsage, 900.0);
-        let mut text = String::from_utf8(metrics.render()).expect("utf-8");
-        text.push_str(
-            std::str::from_utf8(&render_poll_health(&[(
-                SourceName::LicenseUsage,
-                &PollHealth::default(),
-            )]))
-            .expect("utf-8"),
-        );
-        for expected in [
-            "partner_center_up{source=\"license_usage\"} 0",
-            "partner_center_items_skipped_total{source=\"license_usage\"} 0",
-            "partner_center_poll_errors_total{source=\"license_usage\",reason=\"auth\"} 0",
-            "partner_center_poll_errors_total{source=\"license_usage\",reason=\"paging\"} 0",
-            "partner_center_poll_interval_seconds{source=\"license_usage\"} 900",
-            "partner_center_request_retries_total{reason=\"throttled\"} 0",
-            "partner_center_request_retries_total{reason=\"http\"} 0",
-            "# TYPE partner_center_poll_interval_seconds gauge",
-            "# TYPE partner_center_poll_errors_total counter",
-            "# TYPE partner_center_last_success_timestamp_seconds gauge",
-            "partner_center_last_success_timestamp_seconds{source=\"license_usage\"} 0",
-            "partner_center_poll_duration_seconds{source=\"license_usage\"} 0",
-        ] {
-            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
-        }
-        let build_info = text
-            .lines()
-            .find(|line| line.starts_with("partner_center_exporter_build_info{"))
-            .expect("build info");
-        assert!(
-            build_info.contains(&format!("version=\"{}\"", build_info::VERSION)),
-            "{build_info}"
-        );
-        assert!(build_info.contains("revision=\""), "{build_info}");
-        assert!(build_info.contains("rustversion=\""), "{build_info}");
-        assert!(build_info.ends_with("} 1"), "{build_info}");
-        #[cfg(target_os = "linux")]
-        assert!(text.contains("process_resident_memory_bytes"), "{text}");
-    }
-
-    #[test]
     fn the_registry_is_written_as_the_prometheus_crate_writes_it() {
         use prometheus::Encoder;
         let metrics = ExporterMetrics::new().expect("metrics");
-        let tokens = metrics.register_token_metrics().expect("token metrics");
+        let tokens = metrics
+            .register_token_metrics(&["success", "timeout"])
+            .expect("token metrics");
         tokens.count_token_request("success");
         tokens.set_access_token_expiry(chrono::Utc::now());
         metrics.count_retries(&["throttled", "http"]);
-        metrics.set_poll_interval(SourceName::LicenseDeployment, 1.5);
+        metrics.set_poll_interval("license_deployment", 1.5);
         let mut expected = Vec::new();
         prometheus::TextEncoder::new()
             .encode(&metrics.registry.gather(), &mut expected)

@@ -87,20 +87,20 @@ impl RetryPolicy {
 
 /// A failure worth another try, as the caller's classification says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retryable {
-    /// What to call the failure in logs and metrics, such as `timeout`.
-    pub reason: &'static str,
+pub struct Retryable<R> {
+    /// What to call the failure in logs and metrics, such as a timeout.
+    pub reason: R,
     /// The server's `Retry-After`, if it sent one.
     pub retry_after: Option<Duration>,
 }
 
 /// A retry about to be waited for, handed to the caller to log and count.
 #[derive(Debug)]
-pub struct Retrying<'a, E> {
+pub struct Retrying<'a, E, R> {
     /// 1 for the first retry.
     pub retry: u32,
     /// The [`Retryable::reason`] of the failure.
-    pub reason: &'static str,
+    pub reason: R,
     /// The wait before the retry is sent.
     pub wait: Wait,
     /// The failure that is retried.
@@ -139,11 +139,11 @@ impl RetryLoop {
     ///   (`None` for the first), so that it can reuse what may be reused.
     /// - `retryable` tells the failures worth another try from the others.
     /// - `on_retry` is called once per retry, before its wait.
-    pub async fn run<T, E, Fut>(
+    pub async fn run<T, E, R: Copy, Fut>(
         &self,
         attempt: impl FnMut(Option<&E>) -> Fut,
-        retryable: impl FnMut(&E) -> Option<Retryable>,
-        on_retry: impl FnMut(&Retrying<'_, E>),
+        retryable: impl FnMut(&E) -> Option<Retryable<R>>,
+        on_retry: impl FnMut(&Retrying<'_, E, R>),
     ) -> Result<T, GaveUp<E>>
     where
         Fut: Future<Output = Result<T, E>>,
@@ -154,11 +154,11 @@ impl RetryLoop {
     /// Like [`RetryLoop::run`], but the deadline bounds only the waits: a
     /// try under way at the deadline runs to its own timeout, and no retry
     /// follows it. For requests whose caller bounds them as a whole anyway.
-    pub async fn run_letting_tries_finish<T, E, Fut>(
+    pub async fn run_letting_tries_finish<T, E, R: Copy, Fut>(
         &self,
         attempt: impl FnMut(Option<&E>) -> Fut,
-        retryable: impl FnMut(&E) -> Option<Retryable>,
-        on_retry: impl FnMut(&Retrying<'_, E>),
+        retryable: impl FnMut(&E) -> Option<Retryable<R>>,
+        on_retry: impl FnMut(&Retrying<'_, E, R>),
     ) -> Result<T, E>
     where
         Fut: Future<Output = Result<T, E>>,
@@ -172,12 +172,12 @@ impl RetryLoop {
         }
     }
 
-    async fn drive<T, E, Fut>(
+    async fn drive<T, E, R: Copy, Fut>(
         &self,
         cut_tries_short: bool,
         mut attempt: impl FnMut(Option<&E>) -> Fut,
-        mut retryable: impl FnMut(&E) -> Option<Retryable>,
-        mut on_retry: impl FnMut(&Retrying<'_, E>),
+        mut retryable: impl FnMut(&E) -> Option<Retryable<R>>,
+        mut on_retry: impl FnMut(&Retrying<'_, E, R>),
     ) -> Result<T, GaveUp<E>>
     where
         Fut: Future<Output = Result<T, E>>,
@@ -304,7 +304,7 @@ mod tests {
     }
 
     /// Every failure but `"fatal"` is worth another try.
-    fn unless_fatal(error: &&'static str) -> Option<Retryable> {
+    fn unless_fatal(error: &&'static str) -> Option<Retryable<&'static str>> {
         (*error != "fatal").then_some(Retryable {
             reason: "network",
             retry_after: None,

@@ -10,7 +10,7 @@
 //!
 //! Adding a dataset: a module here implementing [`Source`], a variant of
 //! [`SourceName`], and its entry in [`SourceName::ALL`] and in the
-//! scheduler's table (`crate::scheduler`).
+//! scheduler's table (`crate::collect::scheduler`).
 
 use std::fmt;
 

@@ -10,6 +10,7 @@
 pub mod basic_auth;
 pub mod config;
 pub mod tls;
+mod tls_names;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -550,7 +550,7 @@ fn check_tls(
     }
     let cipher_suites = raw.cipher_suites.unwrap_or_default();
     for name in &cipher_suites {
-        super::tls::check_cipher_suite(name)
+        super::tls_names::check_cipher_suite(name)
             .map_err(|message| invalid("tls_server_config.cipher_suites", message))?;
     }
     if !cipher_suites.is_empty() && min_version == TlsVersion::Tls13 {
@@ -561,7 +561,7 @@ fn check_tls(
     }
     let curve_preferences = raw.curve_preferences.unwrap_or_default();
     for name in &curve_preferences {
-        super::tls::check_curve(name)
+        super::tls_names::check_curve(name)
             .map_err(|message| invalid("tls_server_config.curve_preferences", message))?;
     }
     Ok(TlsSettings {

@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::auth::Authenticator;
-use crate::partner_center::client::{Client, ClientError, Collection, FetchTrace};
-use crate::snapshot::Snapshot;
+use crate::collect::snapshot::Snapshot;
+use crate::collect::state::ExporterState;
+use crate::partner_center::client::{Client, ClientError, Collection, FailureReason, FetchTrace};
 use crate::sources::Source;
-use crate::state::ExporterState;
 
 /// At most this many skipped items (or out-of-range values) are logged one
 /// by one per poll; the rest are summed up, so a broken answer cannot flood
@@ -42,10 +42,10 @@ pub enum PollError {
 
 impl PollError {
     /// A bounded name for the failure, used as the `reason` metric label.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> FailureReason {
         match self {
             Self::Client(err) => err.kind(),
-            Self::Timeout(_) => "timeout",
+            Self::Timeout(_) => FailureReason::Timeout,
         }
     }
 }
@@ -190,7 +190,7 @@ impl<S: Source> Poller<S> {
                 tracing::warn!(
                     source = S::NAME.as_str(),
                     correlation_id = %correlation_id,
-                    reason = err.kind(),
+                    reason = err.kind().as_str(),
                     error = %err,
                     ms_request_id = ids.request_id.as_deref().unwrap_or(""),
                     ms_correlation_id = ids.correlation_id.as_deref().unwrap_or(""),

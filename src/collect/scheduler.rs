@@ -15,13 +15,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
+use crate::collect::poller::Poller;
+use crate::collect::state::ExporterState;
 use crate::config::Config;
 use crate::partner_center::client::Client;
-use crate::poller::Poller;
 use crate::sources::license_deployment::LicenseDeploymentSource;
 use crate::sources::license_usage::LicenseUsageSource;
 use crate::sources::{Source, SourceName};
-use crate::state::ExporterState;
 
 /// One source to poll, and how often.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

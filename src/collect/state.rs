@@ -20,9 +20,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
+use super::health::{PollHealth, render_poll_health};
+use crate::collect::snapshot::Snapshot;
+use crate::exposition::metrics::ExporterMetrics;
 use crate::exposition::{Exposition, Part, RenderedFamilies};
-use crate::metrics::{ExporterMetrics, PollHealth, render_poll_health};
-use crate::snapshot::Snapshot;
+use crate::partner_center::client::{FailureReason, RetryReason};
 use crate::sources::{Source, SourceName};
 
 /// How long a reading of the process metrics is served: they are read
@@ -161,6 +163,9 @@ impl ExporterState {
         max_staleness: Option<Duration>,
         sources: &[SourceName],
     ) -> Self {
+        // Every retry reason is shown from the first scrape on.
+        let reasons: Vec<&str> = RetryReason::ALL.iter().map(|r| r.as_str()).collect();
+        metrics.preset_retry_reasons(&reasons);
         Self {
             // Never matches a count, so the first scrape renders.
             own: ArcSwap::from_pointee(OwnRendering {
@@ -182,14 +187,15 @@ impl ExporterState {
     }
 
     /// Counts requests that were sent again, one `reason` per retry.
-    pub fn record_retries(&self, reasons: &[&'static str]) {
-        self.metrics.count_retries(reasons);
+    pub fn record_retries(&self, reasons: &[RetryReason]) {
+        let reasons: Vec<&str> = reasons.iter().map(|reason| reason.as_str()).collect();
+        self.metrics.count_retries(&reasons);
     }
 
     /// Publishes the time until `source`'s next poll starts.
     pub fn record_poll_interval(&self, source: SourceName, interval: Duration) {
         self.metrics
-            .set_poll_interval(source, interval.as_secs_f64());
+            .set_poll_interval(source.as_str(), interval.as_secs_f64());
     }
 
     /// Whether, at `now`, `source`'s last success is older than `poll.max_staleness`.
@@ -269,7 +275,7 @@ impl ExporterState {
     pub fn record_failure(
         &self,
         source: SourceName,
-        reason: &'static str,
+        reason: FailureReason,
         message: String,
         duration: Duration,
         finished_at: DateTime<Utc>,
@@ -445,7 +451,7 @@ mod tests {
 
         state.record_failure(
             SourceName::LicenseUsage,
-            "http",
+            FailureReason::Http,
             "HTTP 500".to_owned(),
             Duration::from_secs(1),
             Utc::now(),
@@ -500,7 +506,7 @@ mod tests {
         state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, two_hours_ago);
         state.record_failure(
             SourceName::LicenseUsage,
-            "http",
+            FailureReason::Http,
             "HTTP 500".to_owned(),
             Duration::ZERO,
             Utc::now(),
@@ -571,7 +577,9 @@ mod tests {
     #[test]
     fn counters_changed_between_polls_are_in_the_next_scrape() {
         let metrics = ExporterMetrics::new().expect("metrics");
-        let tokens = metrics.register_token_metrics().expect("token metrics");
+        let tokens = metrics
+            .register_token_metrics(&["success"])
+            .expect("token metrics");
         let state = ExporterState::new(metrics, None, USAGE);
         state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
         let token_requests = |text: &str| {
@@ -603,7 +611,7 @@ mod tests {
         );
         assert!(second.contains(&expected), "{second}");
 
-        state.record_retries(&["throttled", "throttled"]);
+        state.record_retries(&[RetryReason::Throttled, RetryReason::Throttled]);
         state.record_poll_interval(SourceName::LicenseUsage, Duration::from_secs(600));
         let third = body(&state);
         assert!(
@@ -620,14 +628,16 @@ mod tests {
     #[test]
     fn the_compressed_scrape_is_the_plain_one() {
         let metrics = ExporterMetrics::new().expect("metrics");
-        metrics.register_token_metrics().expect("token metrics");
+        metrics
+            .register_token_metrics(&["success"])
+            .expect("token metrics");
         let state = ExporterState::new(metrics, None, USAGE);
         let workloads: Vec<String> = (0..500).map(|i| format!("Workload {i}")).collect();
         let names: Vec<&str> = workloads.iter().map(String::as_str).collect();
         state.record_snapshot(snapshot_of(&names), 3, Duration::ZERO, Utc::now());
         state.record_failure(
             SourceName::LicenseUsage,
-            "http",
+            FailureReason::Http,
             "HTTP 500".to_owned(),
             Duration::ZERO,
             Utc::now(),
@@ -680,7 +690,7 @@ mod tests {
         );
         state.record_failure(
             SourceName::LicenseDeployment,
-            "http",
+            FailureReason::Http,
             "HTTP 500".to_owned(),
             Duration::ZERO,
             Utc::now(),
@@ -731,7 +741,7 @@ mod tests {
         );
         state.record_failure(
             SourceName::LicenseDeployment,
-            "auth",
+            FailureReason::Auth,
             "refused".to_owned(),
             Duration::ZERO,
             Utc::now(),
@@ -742,7 +752,7 @@ mod tests {
         for source in BOTH {
             failing.record_failure(
                 *source,
-                "http",
+                FailureReason::Http,
                 "HTTP 500".to_owned(),
                 Duration::ZERO,
                 Utc::now(),
@@ -782,5 +792,41 @@ mod tests {
                 .expect("enabled")
                 .withdrawn
         );
+    }
+
+    #[test]
+    fn exporter_metrics_exist_from_the_start() {
+        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, USAGE);
+        state.record_poll_interval(SourceName::LicenseUsage, Duration::from_secs(900));
+        let text = body(&state);
+        for expected in [
+            "partner_center_up{source=\"license_usage\"} 0",
+            "partner_center_items_skipped_total{source=\"license_usage\"} 0",
+            "partner_center_poll_errors_total{source=\"license_usage\",reason=\"auth\"} 0",
+            "partner_center_poll_errors_total{source=\"license_usage\",reason=\"paging\"} 0",
+            "partner_center_poll_interval_seconds{source=\"license_usage\"} 900",
+            "partner_center_request_retries_total{reason=\"throttled\"} 0",
+            "partner_center_request_retries_total{reason=\"http\"} 0",
+            "# TYPE partner_center_poll_interval_seconds gauge",
+            "# TYPE partner_center_poll_errors_total counter",
+            "# TYPE partner_center_last_success_timestamp_seconds gauge",
+            "partner_center_last_success_timestamp_seconds{source=\"license_usage\"} 0",
+            "partner_center_poll_duration_seconds{source=\"license_usage\"} 0",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        let build_info = text
+            .lines()
+            .find(|line| line.starts_with("partner_center_exporter_build_info{"))
+            .expect("build info");
+        assert!(
+            build_info.contains(&format!("version=\"{}\"", crate::build_info::VERSION)),
+            "{build_info}"
+        );
+        assert!(build_info.contains("revision=\""), "{build_info}");
+        assert!(build_info.contains("rustversion=\""), "{build_info}");
+        assert!(build_info.ends_with("} 1"), "{build_info}");
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_resident_memory_bytes"), "{text}");
     }
 }

@@ -1,0 +1,214 @@
+//! Each source's poll health, the way node_exporter reports each
+//! collector: whether its last poll worked, when it last did, how long it
+//! took, and what failed or was skipped; rendered once per poll outcome
+//! through the one formatter ([`crate::exposition`]).
+
+use chrono::{DateTime, Utc};
+
+use crate::exposition::{unix_seconds, write_header, write_sample};
+use crate::partner_center::client::FailureReason;
+use crate::sources::SourceName;
+
+/// What the outcome of one source's polls so far shows; replaced whole by
+/// each poll, so a scrape sees `up`, the last success and the counters of
+/// one and the same poll.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollHealth {
+    /// Whether the last poll succeeded.
+    pub up: bool,
+    /// When the last successful poll finished.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// How long the last poll took, in seconds.
+    pub last_duration_seconds: f64,
+    /// Failed polls by reason, every reason of [`FailureReason::ALL`] from
+    /// the start.
+    pub errors: Vec<(FailureReason, u64)>,
+    /// Items left out as unusable, summed over all polls.
+    pub items_skipped: u64,
+}
+
+impl Default for PollHealth {
+    fn default() -> Self {
+        Self {
+            up: false,
+            last_success_at: None,
+            last_duration_seconds: 0.0,
+            errors: FailureReason::ALL
+                .iter()
+                .map(|reason| (*reason, 0))
+                .collect(),
+            items_skipped: 0,
+        }
+    }
+}
+
+impl PollHealth {
+    /// Counts a failed poll. Every reason has its series from the start;
+    /// one added to [`FailureReason`] later still gets one here.
+    pub fn count_error(&mut self, reason: FailureReason) {
+        match self.errors.iter_mut().find(|(known, _)| *known == reason) {
+            Some((_, count)) => *count += 1,
+            None => self.errors.push((reason, 1)),
+        }
+    }
+}
+
+/// Renders the polls' health, one series per source (labelled `source`,
+/// the way node_exporter labels each collector's): `up`, the last success,
+/// the last duration and the poll counters. Each family's header is
+/// written once, followed by every source's samples.
+pub fn render_poll_health(sources: &[(SourceName, &PollHealth)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024 + sources.len() * 1024);
+    type ValueOf = fn(&PollHealth) -> f64;
+    let gauges: [(&str, &str, ValueOf); 3] = [
+        (
+            "partner_center_up",
+            "Whether the last poll of the source succeeded (1) or failed (0).",
+            |health| if health.up { 1.0 } else { 0.0 },
+        ),
+        (
+            "partner_center_last_success_timestamp_seconds",
+            "When the last successful poll of the source finished, in Unix seconds.",
+            |health| health.last_success_at.map_or(0.0, unix_seconds),
+        ),
+        (
+            "partner_center_poll_duration_seconds",
+            "How long the last poll of the source took, in seconds.",
+            |health| health.last_duration_seconds,
+        ),
+    ];
+    for (name, help, value_of) in gauges {
+        write_header(&mut out, name, help, "gauge");
+        for (source, health) in sources {
+            write_sample(
+                &mut out,
+                name,
+                &[("source", source.as_str())],
+                value_of(health),
+            );
+        }
+    }
+    write_header(
+        &mut out,
+        "partner_center_poll_errors_total",
+        "Failed polls of the source, by reason.",
+        "counter",
+    );
+    for (source, health) in sources {
+        for (reason, count) in &health.errors {
+            write_sample(
+                &mut out,
+                "partner_center_poll_errors_total",
+                &[("source", source.as_str()), ("reason", reason.as_str())],
+                *count as f64,
+            );
+        }
+    }
+    write_header(
+        &mut out,
+        "partner_center_items_skipped_total",
+        "Items of the source's collection left out because a field was missing or unusable.",
+        "counter",
+    );
+    for (source, health) in sources {
+        write_sample(
+            &mut out,
+            "partner_center_items_skipped_total",
+            &[("source", source.as_str())],
+            health.items_skipped as f64,
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_poll_error_reason_has_a_series_from_the_start() {
+        let mut health = PollHealth::default();
+        health.count_error(FailureReason::Http);
+        health.count_error(FailureReason::Http);
+        let text = String::from_utf8(render_poll_health(&[(SourceName::LicenseUsage, &health)]))
+            .expect("utf-8");
+        assert!(
+            text.contains(
+                "partner_center_poll_errors_total{source=\"license_usage\",reason=\"http\"} 2\n"
+            ),
+            "{text}"
+        );
+        for reason in FailureReason::ALL {
+            assert!(
+                text.contains(&format!(
+                    "partner_center_poll_errors_total{{source=\"license_usage\",reason=\"{}\"}} ",
+                    reason.as_str()
+                )),
+                "{reason:?} missing in {text}"
+            );
+        }
+        assert!(
+            text.contains(
+                "partner_center_poll_errors_total{source=\"license_usage\",reason=\"auth\"} 0\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn health_families_have_one_header_and_a_series_per_source() {
+        let mut failing = PollHealth::default();
+        failing.count_error(FailureReason::Http);
+        let healthy = PollHealth {
+            up: true,
+            items_skipped: 3,
+            ..PollHealth::default()
+        };
+        let text = String::from_utf8(render_poll_health(&[
+            (SourceName::LicenseUsage, &failing),
+            (SourceName::LicenseDeployment, &healthy),
+        ]))
+        .expect("utf-8");
+        for family in [
+            "partner_center_up",
+            "partner_center_last_success_timestamp_seconds",
+            "partner_center_poll_duration_seconds",
+            "partner_center_poll_errors_total",
+            "partner_center_items_skipped_total",
+        ] {
+            let headers = text
+                .lines()
+                .filter(|line| {
+                    *line
+                        == format!(
+                            "# TYPE {family} {}",
+                            if family.ends_with("_total") {
+                                "counter"
+                            } else {
+                                "gauge"
+                            }
+                        )
+                })
+                .count();
+            assert_eq!(headers, 1, "{family} in\n{text}");
+        }
+        assert!(
+            text.contains("partner_center_up{source=\"license_usage\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partner_center_up{source=\"license_deployment\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partner_center_items_skipped_total{source=\"license_deployment\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "partner_center_poll_errors_total{source=\"license_deployment\",reason=\"http\"} 0\n"
+            ),
+            "{text}"
+        );
+    }
+}
