@@ -207,7 +207,7 @@ mod properties {
     use proptest::sample::select;
 
     use super::*;
-    use crate::snapshot::Snapshot;
+    use crate::collect::snapshot::Snapshot;
 
     const FIELD_NAMES: [&str; 5] = [
         "serviceName",
