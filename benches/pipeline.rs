@@ -118,7 +118,7 @@ fn stages(c: &mut Criterion) {
     let mut group = c.benchmark_group("scrape");
     for (n, body) in &bodies {
         let metrics = ExporterMetrics::new().expect("metrics");
-        let state = ExporterState::new(metrics, Some(Duration::from_secs(3600)), &SourceName::ALL);
+        let state = ExporterState::new(metrics, Some(Duration::from_secs(3600)), SourceName::ALL);
         state.record_snapshot(
             Snapshot::<LicenseUsageSource>::from_vec(items_of(body)),
             0,

@@ -25,10 +25,11 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 #[command(
     name = "partner-center-exporter",
     version = crate::build_info::LONG_VERSION,
-    about = "Prometheus exporter for Microsoft Partner Center license usage",
-    long_about = "Polls the Partner Center license usage analytics \
-        (GET /v1/analytics/licenses/usage) on an interval and serves the \
-        prorated usage per workload, service and channel on the telemetry path.",
+    about = "Prometheus exporter for Microsoft Partner Center license data",
+    long_about = "Polls Partner Center's license datasets (the sources: license \
+        usage per workload, service and channel; license deployment per service \
+        and channel), each on its own interval, and serves them with each \
+        source's health on the telemetry path.",
     // `--help` is the Prometheus exporters' way; a `help` subcommand would be a second one.
     disable_help_subcommand = true
 )]

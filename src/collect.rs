@@ -1,8 +1,8 @@
 //! Collecting: polling every enabled source on its interval, on a thread
 //! of its own, and publishing what each poll produced.
 //!
-//! - [`scheduler`]: the table from source names to their pollers, run
-//!   side by side under the partner tenant's shared throttle.
+//! - [`scheduler`]: every enabled source's poller, run side by side under
+//!   the partner tenant's shared throttle.
 //! - [`poller`]: the loop that polls one source, logs what it skipped and
 //!   publishes each outcome.
 //! - [`poll_thread`]: the pollers' own thread and runtime, at a lower

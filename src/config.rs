@@ -5,6 +5,7 @@
 //! unusable files with a message that names the key, so `--config.check`
 //! and startup report the same thing.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use reqwest::header::HeaderValue;
 use serde::{Deserialize, Deserializer};
 
 use crate::secret::Secret;
+use crate::sources::SourceName;
 use crate::token_file::read_token_file_blocking;
 
 /// Where the exporter looks for its configuration when `--config.file` is not given.
@@ -408,26 +410,29 @@ pub struct PollConfig {
     pub max_staleness: Option<Duration>,
 }
 
-/// The `sources` section: one entry per dataset, each optional. An
-/// unknown name is refused, naming the known ones.
+/// The `sources` section: an entry per dataset, each optional; a source
+/// without one is enabled on `poll.interval`. An unknown name is refused,
+/// naming the known ones.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourcesConfig {
-    /// Partner-level license usage, `GET /v1/analytics/licenses/usage`.
-    #[serde(default)]
-    pub license_usage: SourceConfig,
-    /// Partner-level license deployment, `GET /v1/analytics/licenses/deployment`.
-    #[serde(default)]
-    pub license_deployment: SourceConfig,
-}
+#[serde(transparent)]
+pub struct SourcesConfig(BTreeMap<SourceName, SourceConfig>);
 
 impl SourcesConfig {
-    /// Every source's key and settings, in the order of the table of sources.
-    pub fn entries(&self) -> [(&'static str, &SourceConfig); 2] {
-        [
-            ("license_usage", &self.license_usage),
-            ("license_deployment", &self.license_deployment),
-        ]
+    /// The settings of `source`: its entry, or the defaults.
+    pub fn get(&self, source: SourceName) -> SourceConfig {
+        self.0.get(&source).cloned().unwrap_or_default()
+    }
+
+    /// The entry of `source`, made with the defaults if there is none.
+    pub fn entry(&mut self, source: SourceName) -> &mut SourceConfig {
+        self.0.entry(source).or_default()
+    }
+
+    /// Every source and its settings, in the order of the table of sources.
+    pub fn entries(&self) -> impl Iterator<Item = (SourceName, SourceConfig)> + '_ {
+        SourceName::ALL
+            .iter()
+            .map(|source| (*source, self.get(*source)))
     }
 }
 
@@ -701,19 +706,13 @@ impl Config {
         }
         for (name, source) in self.sources.entries() {
             if source.interval.is_some_and(|interval| interval.is_zero()) {
-                return Err(ConfigError::Invalid {
-                    path: path.to_owned(),
-                    key: source_interval_key(name),
-                    message: "must be longer than 0s".to_owned(),
-                });
+                return Err(invalid(
+                    name.interval_key(),
+                    "must be longer than 0s".to_owned(),
+                ));
             }
         }
-        if !self
-            .sources
-            .entries()
-            .iter()
-            .any(|(_, source)| source.enabled)
-        {
+        if !self.sources.entries().any(|(_, source)| source.enabled) {
             return Err(invalid(
                 "sources",
                 "every source is disabled; enable at least one".to_owned(),
@@ -722,7 +721,6 @@ impl Config {
         if let Some((name, longest)) = self
             .sources
             .entries()
-            .into_iter()
             .filter(|(_, source)| source.enabled && source.interval.is_some())
             .map(|(name, source)| (name, source.interval_or(&self.poll)))
             .max_by_key(|(_, interval)| *interval)
@@ -851,15 +849,6 @@ impl Config {
             }
         }
         warnings
-    }
-}
-
-/// The configuration key of a source's interval, for error messages.
-fn source_interval_key(name: &str) -> &'static str {
-    match name {
-        "license_usage" => "sources.license_usage.interval",
-        "license_deployment" => "sources.license_deployment.interval",
-        _ => "sources",
     }
 }
 

@@ -8,9 +8,9 @@
 //! retries, scheduling, de-duplication (newest `processedDateTime` wins),
 //! rendering and health are the framework's, the same for every source.
 //!
-//! Adding a dataset: a module here implementing [`Source`], a variant of
-//! [`SourceName`], and its entry in [`SourceName::ALL`] and in the
-//! scheduler's table (`crate::collect::scheduler`).
+//! Adding a dataset: a module here implementing [`Source`], and its line
+//! in the table of sources below (`source_table!`), which makes its
+//! [`SourceName`], its configuration key and its dispatch.
 
 use std::fmt;
 
@@ -22,43 +22,106 @@ use crate::partner_center::collection::SkipReason;
 pub mod license_deployment;
 pub mod license_usage;
 
-/// A source's name: its key under `sources:` in the configuration and the
-/// value of the `source` label on its health metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SourceName {
-    LicenseUsage,
-    LicenseDeployment,
+/// The table of sources: for each, its [`SourceName`] variant, its key
+/// under `sources:` (and `source` label value), and the type that
+/// implements it. It makes the name enum and the dispatch from a name to
+/// its type, so that adding a dataset is its module and one line here.
+macro_rules! source_table {
+    ($($variant:ident => $key:literal, $source:ty;)+) => {
+        /// A source's name: its key under `sources:` in the configuration and
+        /// the value of the `source` label on its health metrics.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum SourceName {
+            $($variant,)+
+        }
+
+        impl SourceName {
+            /// Every source, in the order they are listed, polled and rendered.
+            pub const ALL: &'static [SourceName] = &[$(Self::$variant,)+];
+
+            /// The name as configured and labelled.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $key,)+
+                }
+            }
+
+            /// The configuration key of the source's interval, for messages.
+            pub fn interval_key(self) -> &'static str {
+                match self {
+                    $(Self::$variant => concat!("sources.", $key, ".interval"),)+
+                }
+            }
+
+            /// Calls `visitor` with the type that implements the source.
+            pub fn visit<V: SourceVisitor>(self, visitor: V) -> V::Output {
+                match self {
+                    $(Self::$variant => visitor.visit::<$source>(),)+
+                }
+            }
+        }
+    };
+}
+
+source_table! {
+    LicenseUsage => "license_usage", license_usage::LicenseUsageSource;
+    LicenseDeployment => "license_deployment", license_deployment::LicenseDeploymentSource;
+}
+
+/// What is done with a source's type once its name is known: the
+/// scheduler builds its poller, the documentation lists its families.
+pub trait SourceVisitor {
+    type Output;
+    fn visit<S: Source>(self) -> Self::Output;
 }
 
 impl SourceName {
-    /// Every source, in the order they are listed, polled and rendered.
-    pub const ALL: [SourceName; 2] = [Self::LicenseUsage, Self::LicenseDeployment];
-
-    /// The name as configured and labelled.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::LicenseUsage => "license_usage",
-            Self::LicenseDeployment => "license_deployment",
-        }
+    /// The name that is written `name` under `sources:`, if any.
+    pub fn from_key(name: &str) -> Option<SourceName> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|source| source.as_str() == name)
     }
 
     /// The request path below the API root.
     pub fn path(self) -> &'static str {
-        match self {
-            Self::LicenseUsage => license_usage::LicenseUsageSource::PATH,
-            Self::LicenseDeployment => license_deployment::LicenseDeploymentSource::PATH,
+        struct Path;
+        impl SourceVisitor for Path {
+            type Output = &'static str;
+            fn visit<S: Source>(self) -> &'static str {
+                S::PATH
+            }
         }
+        self.visit(Path)
     }
 
     /// The metric families the source publishes, by name.
     pub fn family_names(self) -> Vec<&'static str> {
-        fn names<S: Source>() -> Vec<&'static str> {
-            S::FAMILIES.iter().map(|family| family.name).collect()
+        struct Names;
+        impl SourceVisitor for Names {
+            type Output = Vec<&'static str>;
+            fn visit<S: Source>(self) -> Vec<&'static str> {
+                S::FAMILIES.iter().map(|family| family.name).collect()
+            }
         }
-        match self {
-            Self::LicenseUsage => names::<license_usage::LicenseUsageSource>(),
-            Self::LicenseDeployment => names::<license_deployment::LicenseDeploymentSource>(),
-        }
+        self.visit(Names)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SourceName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        SourceName::from_key(&name).ok_or_else(|| {
+            let known: Vec<String> = SourceName::ALL
+                .iter()
+                .map(|source| format!("`{source}`"))
+                .collect();
+            serde::de::Error::custom(format!(
+                "unknown source `{name}`, expected one of {}",
+                known.join(", ")
+            ))
+        })
     }
 }
 
@@ -128,6 +191,22 @@ pub trait Source: Send + Sync + 'static {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn names_read_back_and_unknown_ones_are_refused_naming_the_known() {
+        for source in SourceName::ALL {
+            assert_eq!(SourceName::from_key(source.as_str()), Some(*source));
+            assert_eq!(
+                source.interval_key(),
+                format!("sources.{}.interval", source.as_str())
+            );
+        }
+        let err = serde_yaml_ng::from_str::<SourceName>("license_typo").expect_err("unknown");
+        let message = err.to_string();
+        for expected in ["license_typo", "`license_usage`", "`license_deployment`"] {
+            assert!(message.contains(expected), "{message}");
+        }
+    }
 
     #[test]
     fn names_and_families_are_unique_across_sources() {

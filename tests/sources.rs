@@ -33,6 +33,7 @@ use common::{
 };
 use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
 use partner_center_exporter::config::Config;
+use partner_center_exporter::sources::SourceName;
 
 const DEPLOYMENT_PATH: &str = "/v1/analytics/licenses/deployment";
 const DEPLOYMENT_FIXTURE: &str = include_str!(concat!(
@@ -62,8 +63,8 @@ const ONCE: Duration = Duration::from_secs(3600);
 /// A test configuration polling `base_url` with both sources enabled.
 fn both_sources(base_url: &str, interval: Duration) -> (Config, tempfile::TempDir) {
     let (mut config, dir) = test_config(base_url, interval);
-    config.sources.license_usage.enabled = true;
-    config.sources.license_deployment.enabled = true;
+    config.sources.entry(SourceName::LicenseUsage).enabled = true;
+    config.sources.entry(SourceName::LicenseDeployment).enabled = true;
     (config, dir)
 }
 
@@ -530,8 +531,8 @@ async fn check_only_one_source_polls(enabled: &str, disabled: &str) {
     )
     .await;
     let (mut config, dir) = test_config(&upstream.uri(), Duration::from_millis(100));
-    config.sources.license_usage.enabled = enabled == "license_usage";
-    config.sources.license_deployment.enabled = enabled == "license_deployment";
+    config.sources.entry(SourceName::LicenseUsage).enabled = enabled == "license_usage";
+    config.sources.entry(SourceName::LicenseDeployment).enabled = enabled == "license_deployment";
     let (enabled_path, disabled_path) = if enabled == "license_usage" {
         (USAGE_PATH, DEPLOYMENT_PATH)
     } else {

@@ -1,5 +1,4 @@
-//! Runs every enabled source's poller side by side on the poll thread:
-//! the table from source names to their pollers.
+//! Runs every enabled source's poller side by side on the poll thread.
 //!
 //! Each source polls on its own interval (the first poll at start), under
 //! `poll.timeout`, through one client, so that they share the partner
@@ -19,9 +18,7 @@ use crate::collect::poller::Poller;
 use crate::collect::state::ExporterState;
 use crate::config::Config;
 use crate::partner_center::client::Client;
-use crate::sources::license_deployment::LicenseDeploymentSource;
-use crate::sources::license_usage::LicenseUsageSource;
-use crate::sources::{Source, SourceName};
+use crate::sources::{Source, SourceName, SourceVisitor};
 
 /// One source to poll, and how often.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,18 +31,13 @@ impl Schedule {
     /// The enabled sources of `config`, in the order of the table of
     /// sources, each with its interval.
     pub fn from_config(config: &Config) -> Vec<Schedule> {
-        let sources = &config.sources;
-        SourceName::ALL
-            .into_iter()
-            .filter_map(|source| {
-                let settings = match source {
-                    SourceName::LicenseUsage => &sources.license_usage,
-                    SourceName::LicenseDeployment => &sources.license_deployment,
-                };
-                settings.enabled.then(|| Schedule {
-                    source,
-                    interval: settings.interval_or(&config.poll),
-                })
+        config
+            .sources
+            .entries()
+            .filter(|(_, settings)| settings.enabled)
+            .map(|(source, settings)| Schedule {
+                source,
+                interval: settings.interval_or(&config.poll),
             })
             .collect()
     }
@@ -66,26 +58,30 @@ type PollLoop = Pin<Box<dyn Future<Output = ()> + Send>>;
 impl Scheduler {
     /// The poll loop of one source.
     fn poll_loop(&self, schedule: Schedule, shutdown: CancellationToken) -> PollLoop {
-        fn of<S: Source>(
-            scheduler: &Scheduler,
+        /// Builds the poller of the source type it is handed.
+        struct Build<'a> {
+            scheduler: &'a Scheduler,
             interval: Duration,
             shutdown: CancellationToken,
-        ) -> PollLoop {
-            let poller = Poller::<S>::new(
-                scheduler.client.clone(),
-                scheduler.authenticator.clone(),
-                scheduler.state.clone(),
-                interval,
-                scheduler.timeout,
-            );
-            Box::pin(poller.run(shutdown))
         }
-        match schedule.source {
-            SourceName::LicenseUsage => of::<LicenseUsageSource>(self, schedule.interval, shutdown),
-            SourceName::LicenseDeployment => {
-                of::<LicenseDeploymentSource>(self, schedule.interval, shutdown)
+        impl SourceVisitor for Build<'_> {
+            type Output = PollLoop;
+            fn visit<S: Source>(self) -> PollLoop {
+                let poller = Poller::<S>::new(
+                    self.scheduler.client.clone(),
+                    self.scheduler.authenticator.clone(),
+                    self.scheduler.state.clone(),
+                    self.interval,
+                    self.scheduler.timeout,
+                );
+                Box::pin(poller.run(self.shutdown))
             }
         }
+        schedule.source.visit(Build {
+            scheduler: self,
+            interval: schedule.interval,
+            shutdown,
+        })
     }
 
     /// Polls every source of `schedules` until `shutdown` is cancelled. A

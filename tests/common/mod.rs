@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use partner_center_exporter::app::{self, AppError};
 use partner_center_exporter::config::{
-    AuthConfig, Config, PartnerCenterConfig, PollConfig, SourceConfig, SourcesConfig,
+    AuthConfig, Config, PartnerCenterConfig, PollConfig, SourcesConfig,
 };
 use partner_center_exporter::http::server::ServerSettings;
+use partner_center_exporter::sources::SourceName;
 use reqwest::Url;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -118,7 +119,7 @@ pub fn test_config(base_url: &str, interval: Duration) -> (Config, tempfile::Tem
     let dir = tempfile::tempdir().expect("temp dir");
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TEST_TOKEN}\n")).expect("write token");
-    let config = Config {
+    let mut config = Config {
         partner_center: PartnerCenterConfig {
             base_url: Url::parse(base_url).expect("base url"),
             request_timeout: Duration::from_secs(5),
@@ -138,15 +139,10 @@ pub fn test_config(base_url: &str, interval: Duration) -> (Config, tempfile::Tem
         },
         // The suites script the license usage endpoint, request by request;
         // the deployment source is turned on by the tests that are about it.
-        sources: SourcesConfig {
-            license_deployment: SourceConfig {
-                enabled: false,
-                interval: None,
-            },
-            ..SourcesConfig::default()
-        },
+        sources: SourcesConfig::default(),
         state_dir: None,
     };
+    config.sources.entry(SourceName::LicenseDeployment).enabled = false;
     (config, dir)
 }
 
