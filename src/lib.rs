@@ -33,7 +33,11 @@
 //! - [`web`]: `--web.config.file`, exporter-toolkit's web configuration:
 //!   TLS and client certificates (rustls), basic auth (bcrypt), response
 //!   headers and rate limit, re-read when the files change.
-//! - [`demo`]: a simulated Partner Center for `--demo`.
+//! - [`simulator`]: a simulated Partner Center and Entra ID on raw TCP
+//!   (datasets, token endpoint, scripted faults, outage, request record),
+//!   shared by the demo, the benchmarks and the tests.
+//! - [`demo`]: `--demo`: the simulator in its demo configuration and the
+//!   exporter configured for it.
 //! - [`app`]: wires the pieces together and runs them.
 //! - [`upstream`]: upstream answers read within a size limit, their text
 //!   made fit for one log line.
@@ -57,6 +61,7 @@ pub mod scheduler;
 pub mod secret;
 pub mod server;
 pub mod shutdown;
+pub mod simulator;
 pub mod snapshot;
 pub mod sources;
 pub mod state;
