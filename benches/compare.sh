@@ -184,6 +184,11 @@ auth:
 poll:
   interval: $interval
   timeout: 2m
+# The answers measured are license usage collections; the deployment
+# source (two series) would only add a request the fake does not serve.
+sources:
+  license_deployment:
+    enabled: false
 EOF
     exporter_port=$(free_port)
     GLIBC_TUNABLES="$EXPORTER_GLIBC_TUNABLES" "$exporter_bin" --config.file="$dir/config.yml" \
@@ -193,7 +198,7 @@ EOF
     # Through a file: grep -q leaving a pipe early would fail curl.
     exporter_up() {
         curl -sf -o "$work/up" "http://127.0.0.1:$exporter_port/metrics" &&
-            grep -q '^partner_center_up 1' "$work/up"
+            grep -q '^partner_center_up{source="license_usage"} 1' "$work/up"
     }
     wait_for exporter_up 120 || die "exporter ($name) never polled successfully: $(tail -n 5 "$dir/log")"
 }

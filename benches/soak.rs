@@ -1,4 +1,4 @@
-//! Soak run: the release exporter polls a faulty fake Partner Center every
+//! Soak run: the release exporter polls a faulty simulated Partner Center every
 //! second for N minutes while scrapers read `/metrics` without pause. It
 //! reports resident memory over time and every scrape that failed.
 //!
@@ -8,16 +8,12 @@
 //! Retry-After, silence, truncated and dripping bodies, an endless body,
 //! malformed JSON, HTML, a page of hostile items.
 
-#[path = "../tests/common/scripted_upstream.rs"]
-#[allow(dead_code)]
-mod scripted_upstream;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use scripted_upstream::{ScriptedUpstream, Step};
+use partner_center_exporter::simulator::{Simulator, Step};
 use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_partner-center-exporter");
@@ -96,7 +92,9 @@ fn fault_cycle() -> Vec<(&'static str, Step)> {
 async fn main() {
     let minutes = minutes_from_args();
     let cycle = fault_cycle();
-    let upstream = ScriptedUpstream::start(vec![], cycle[0].1.clone()).await;
+    let upstream = Simulator::scripted(vec![], cycle[0].1.clone())
+        .await
+        .expect("the simulated Partner Center starts");
 
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("token"), "soak-token\n").expect("token");
@@ -107,8 +105,8 @@ async fn main() {
     std::fs::write(
         dir.path().join("config.yml"),
         format!(
-            "partner_center:\n  base_url: {}\n  request_timeout: 2s\n  max_retries: 1\n  retry_backoff: 100ms\n  max_retry_after: 2s\n  max_body_size: 1MiB\nauth:\n  bearer_token_file: token\npoll:\n  interval: 1s\n  timeout: 5s\n",
-            upstream.base_url
+            "partner_center:\n  base_url: {}\n  request_timeout: 2s\n  max_retries: 1\n  retry_backoff: 100ms\n  max_retry_after: 2s\n  max_body_size: 1MiB\nauth:\n  bearer_token_file: token\npoll:\n  interval: 1s\n  timeout: 5s\nsources:\n  license_deployment:\n    enabled: false\n",
+            upstream.base_url()
         ),
     )
     .expect("config");
@@ -140,7 +138,7 @@ async fn main() {
             Ok(response) => response.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
-        if up.contains("partner_center_up 1") {
+        if up.contains("partner_center_up{source=\"license_usage\"} 1") {
             break;
         }
         assert!(Instant::now() < ready, "the exporter never came up");

@@ -28,7 +28,11 @@
 //!   bodies read within a limit, log-safe text, the retry loop.
 //! - [`config`]: the YAML configuration file, its defaults and validation.
 //! - [`cli`]: command-line flags, following the Prometheus exporters' conventions.
-//! - [`demo`]: a simulated Partner Center for `--demo`.
+//! - [`simulator`]: a simulated Partner Center and Entra ID on raw TCP
+//!   (datasets, token endpoint, scripted faults, outage, request record),
+//!   shared by the demo, the benchmarks and the tests.
+//! - [`demo`]: `--demo`: the simulator in its demo configuration and the
+//!   exporter configured for it.
 //! - [`app`]: wires the pieces together and runs them.
 //! - [`telemetry`], [`shutdown`], [`secret`], [`token_file`],
 //!   [`build_info`]: logging set-up; SIGTERM and SIGINT as one cancellation
@@ -49,6 +53,7 @@ pub mod http;
 pub mod partner_center;
 pub mod secret;
 pub mod shutdown;
+pub mod simulator;
 pub mod sources;
 pub mod telemetry;
 pub mod token_file;

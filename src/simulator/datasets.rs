@@ -1,0 +1,375 @@
+//! The simulated Partner Center's datasets: what each collection path
+//! serves when no script says otherwise.
+//!
+//! A [`Dataset`] is one of: a body generated per request from the wall
+//! clock (the demo's moving values), a fixed body (a documented example,
+//! or N generated items built once, as the benchmarks serve), or items
+//! served in pages chained by `links.next`. The demo's table,
+//! [`DEMO_DATASETS`], has one entry per source; adding a source is adding
+//! its entry there (a test checks that every source has one).
+
+use std::f64::consts::TAU;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::http::{Answer, Request};
+use crate::sources::Source;
+use crate::sources::license_deployment::LicenseDeploymentSource;
+use crate::sources::license_usage::LicenseUsageSource;
+
+/// A collection generated from the wall-clock time of the request.
+pub type Generate = fn(SystemTime) -> serde_json::Value;
+
+/// What one collection path serves.
+#[derive(Clone)]
+pub struct Dataset(Kind);
+
+#[derive(Clone)]
+enum Kind {
+    Fixed(Bytes),
+    Moving(Generate),
+    Paged {
+        items: Arc<[serde_json::Value]>,
+        page_size: usize,
+    },
+}
+
+/// The header that carries a page's position, as Partner Center's
+/// continuation token does.
+pub const CONTINUATION_HEADER: &str = "MS-ContinuationToken";
+
+impl Dataset {
+    /// Always these bytes, as `application/json`; cheap to serve however
+    /// large, since they are built once.
+    pub fn fixed(body: impl Into<Bytes>) -> Self {
+        Self(Kind::Fixed(body.into()))
+    }
+
+    /// A body built for each request by `generate`.
+    pub fn moving(generate: Generate) -> Self {
+        Self(Kind::Moving(generate))
+    }
+
+    /// `items` in pages of `page_size` (at least 1): each page but the
+    /// last has a `links.next` to the same path with a
+    /// [`CONTINUATION_HEADER`] naming the next page, as Partner Center
+    /// pages its collections. A request with an unknown token gets a 400.
+    pub fn paged(items: Vec<serde_json::Value>, page_size: usize) -> Self {
+        Self(Kind::Paged {
+            items: items.into(),
+            page_size: page_size.max(1),
+        })
+    }
+
+    /// The answer to `request`; `origin` (`http://127.0.0.1:port`) is
+    /// where `links.next` points.
+    pub(crate) fn answer(&self, request: &Request, origin: &str, wall_now: SystemTime) -> Answer {
+        match &self.0 {
+            Kind::Fixed(body) => Answer::json(200, body.clone()),
+            Kind::Moving(generate) => Answer::json(200, generate(wall_now).to_string()),
+            Kind::Paged { items, page_size } => {
+                let page = match request.header(CONTINUATION_HEADER) {
+                    None => Some(0),
+                    Some(token) => token
+                        .strip_prefix("page-")
+                        .and_then(|page| page.parse::<usize>().ok())
+                        .filter(|page| page * page_size < items.len()),
+                };
+                let Some(page) = page else {
+                    return Answer::json(
+                        400,
+                        r#"{"code":400,"description":"Invalid continuation token","source":"simulator"}"#,
+                    );
+                };
+                let start = page * page_size;
+                let end = (start + page_size).min(items.len());
+                let mut body = serde_json::json!({
+                    "totalCount": end - start,
+                    "items": &items[start..end],
+                    "attributes": { "objectType": "Collection" }
+                });
+                if end < items.len() {
+                    body["links"] = serde_json::json!({
+                        "next": {
+                            "uri": format!("{origin}{}?seekOperation=Next", request.path()),
+                            "method": "GET",
+                            "headers": [
+                                { "key": CONTINUATION_HEADER, "value": format!("page-{}", page + 1) }
+                            ]
+                        }
+                    });
+                }
+                Answer::json(200, body.to_string())
+            }
+        }
+    }
+}
+
+/// The demo's datasets: every source's path (below the API root) and the
+/// moving collection served there.
+pub const DEMO_DATASETS: [(&str, Generate); 2] = [
+    (LicenseUsageSource::PATH, usage_body),
+    (LicenseDeploymentSource::PATH, deployment_body),
+];
+
+/// [`DEMO_DATASETS`] as datasets.
+pub fn demo() -> impl Iterator<Item = (&'static str, Dataset)> {
+    DEMO_DATASETS
+        .into_iter()
+        .map(|(path, generate)| (path, Dataset::moving(generate)))
+}
+
+/// The (workload, service, channel) sets of Microsoft's documented license
+/// usage example response.
+pub const DOCUMENTED_USAGE_SERIES: [(&str, &str, &str); 5] = [
+    ("Microsoft Dynamics CRM", "crm", "reseller"),
+    ("SharePoint", "crm", "reseller"),
+    ("Exchange", "o365", "reseller"),
+    ("SharePoint", "o365", "reseller"),
+    ("Skype For Business", "o365", "reseller"),
+];
+
+/// The (service, channel, licences sold) of Microsoft's documented license
+/// deployment example.
+pub const DOCUMENTED_DEPLOYMENT_SERIES: [(&str, &str, u32); 2] =
+    [("crm", "reseller", 343), ("o365", "reseller", 4464)];
+
+/// One full swing of a simulated series.
+const WAVE_PERIOD_SECONDS: f64 = 600.0;
+
+/// The license usage collection served at `now`: the documented example's
+/// five series, each on its own slow wave, processed at today's midnight UTC.
+pub fn usage_body(now: SystemTime) -> serde_json::Value {
+    let seconds = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let midnight =
+        chrono::DateTime::from_timestamp((seconds as i64).div_euclid(86_400) * 86_400, 0)
+            .unwrap_or_default()
+            .format("%Y-%m-%dT%H:%M:%S+00:00")
+            .to_string();
+    let items: Vec<serde_json::Value> = DOCUMENTED_USAGE_SERIES
+        .iter()
+        .map(|(workload, service, channel)| {
+            serde_json::json!({
+                "proratedLicensesUsagePercent": simulated_percent(workload, service, channel, seconds),
+                "workloadName": workload,
+                "processedDateTime": midnight,
+                "serviceName": service,
+                "channel": channel,
+                "attributes": { "objectType": "PartnerLicensesUsageInsights" }
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "totalCount": items.len(),
+        "items": items,
+        "attributes": { "objectType": "Collection" }
+    })
+}
+
+/// The license deployment collection served at `now`: the documented
+/// example's two series, the deployment share on a slow wave and the
+/// licences sold growing by a few a day.
+pub fn deployment_body(now: SystemTime) -> serde_json::Value {
+    let seconds = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let processed =
+        chrono::DateTime::from_timestamp((seconds as i64).div_euclid(86_400) * 86_400, 0)
+            .unwrap_or_default()
+            // The documented example's form: fractional seconds and an offset.
+            .format("%Y-%m-%dT%H:%M:%S%.3f+00:00")
+            .to_string();
+    let items: Vec<serde_json::Value> = DOCUMENTED_DEPLOYMENT_SERIES
+        .iter()
+        .map(|(service, channel, sold)| {
+            let growth = (seconds / WAVE_PERIOD_SECONDS).rem_euclid(50.0).floor();
+            serde_json::json!({
+                "proratedDeploymentPercent": simulated_percent("deployment", service, channel, seconds),
+                "licensesSold": f64::from(*sold) + growth,
+                "processedDateTime": processed,
+                "serviceName": service,
+                "channel": channel,
+                "attributes": { "objectType": "PartnerLicensesDeploymentInsights" }
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "totalCount": items.len(),
+        "items": items,
+        "attributes": { "objectType": "Collection" }
+    })
+}
+
+/// A value between 5 and 95 that follows a slow wave whose phase and
+/// centre are fixed per series, so every series moves differently but the
+/// same series always gives the same value at the same time.
+pub fn simulated_percent(workload: &str, service: &str, channel: &str, unix_seconds: f64) -> f64 {
+    let seed = fnv1a([workload, service, channel]);
+    let phase = (seed % 1000) as f64 / 1000.0 * TAU;
+    let centre = 35.0 + ((seed >> 16) % 30) as f64;
+    let value = centre + 30.0 * (TAU * unix_seconds / WAVE_PERIOD_SECONDS + phase).sin();
+    (value.clamp(5.0, 95.0) * 100.0).round() / 100.0
+}
+
+/// FNV-1a over the parts, each ended by a zero byte so that ("ab", "c")
+/// and ("a", "bc") differ.
+fn fnv1a(parts: [&str; 3]) -> u64 {
+    crate::secret::fnv1a(
+        parts
+            .iter()
+            .flat_map(|part| part.bytes().chain(std::iter::once(0))),
+    )
+}
+
+/// Which series the items of a generated collection belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variety {
+    /// Every item its own series.
+    Distinct,
+    /// The items cycle over the documented example's five series, so a
+    /// large answer still makes a five-series snapshot.
+    Cycling,
+}
+
+/// A license usage collection of `items` items in the documented
+/// example's shape, as text in Partner Center's layout; build it once and
+/// serve it with [`Dataset::fixed`].
+pub fn generated_usage(items: usize, variety: Variety) -> Vec<u8> {
+    use std::fmt::Write;
+    const SERVICES: [&str; 4] = ["o365", "crm", "azure", "intune"];
+    const CHANNELS: [&str; 2] = ["reseller", "direct"];
+    let mut out = String::with_capacity(items * 240 + 128);
+    let _ = write!(out, "{{\"totalCount\": {items}, \"items\": [");
+    let mut distinct_name = String::new();
+    for index in 0..items {
+        if index > 0 {
+            out.push_str(", ");
+        }
+        let (workload, service, channel) = match variety {
+            Variety::Distinct => {
+                distinct_name.clear();
+                let _ = write!(distinct_name, "Workload {index:06}");
+                (
+                    distinct_name.as_str(),
+                    SERVICES[index % SERVICES.len()],
+                    CHANNELS[index % CHANNELS.len()],
+                )
+            }
+            Variety::Cycling => DOCUMENTED_USAGE_SERIES[index % DOCUMENTED_USAGE_SERIES.len()],
+        };
+        // Spread the values so the renderer formats real numbers, not only 0.
+        let percent = (index % 10_000) as f64 / 100.0;
+        let day = 1 + index % 28;
+        let _ = write!(
+            out,
+            r#"{{"proratedLicensesUsagePercent": {percent}, "workloadName": "{workload}", "processedDateTime": "2024-05-{day:02}T00:00:00+00:00", "serviceName": "{service}", "channel": "{channel}", "attributes": {{"objectType": "PartnerLicensesUsageInsights"}}}}"#
+        );
+    }
+    out.push_str("], \"attributes\": {\"objectType\": \"Collection\"}}");
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::SourceName;
+    use crate::sources::license_usage::decode_usage_page;
+    use std::time::Duration;
+
+    #[test]
+    fn every_source_has_a_demo_dataset() {
+        for source in SourceName::ALL {
+            assert!(
+                DEMO_DATASETS.iter().any(|(path, _)| *path == source.path()),
+                "{source} has no entry in DEMO_DATASETS"
+            );
+        }
+        assert_eq!(DEMO_DATASETS.len(), SourceName::ALL.len());
+    }
+
+    #[test]
+    fn simulated_answer_decodes_to_the_documented_label_sets() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_123);
+        let body = usage_body(now).to_string();
+        let page = decode_usage_page(body.as_bytes()).expect("decodes");
+        assert!(page.skipped.is_empty());
+        let labels: Vec<(&str, &str, &str)> = page
+            .items
+            .iter()
+            .map(|i| (i.workload.as_str(), i.service.as_str(), i.channel.as_str()))
+            .collect();
+        assert_eq!(labels, DOCUMENTED_USAGE_SERIES.to_vec());
+        for item in &page.items {
+            assert!((0.0..=100.0).contains(&item.prorated_percent), "{item:?}");
+            assert_eq!(
+                item.processed_at.timestamp(),
+                1_700_000_123 / 86_400 * 86_400
+            );
+        }
+    }
+
+    #[test]
+    fn simulated_deployment_decodes_to_the_documented_series() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_123);
+        let body = deployment_body(now).to_string();
+        let page = crate::partner_center::collection::decode_page(
+            body.as_bytes(),
+            LicenseDeploymentSource::decode_item,
+        )
+        .expect("decodes");
+        assert!(page.skipped.is_empty());
+        let series: Vec<(&str, &str)> = page
+            .items
+            .iter()
+            .map(|i| (i.service.as_str(), i.channel.as_str()))
+            .collect();
+        assert_eq!(series, [("crm", "reseller"), ("o365", "reseller")]);
+        for (item, (_, _, sold)) in page.items.iter().zip(DOCUMENTED_DEPLOYMENT_SERIES) {
+            assert!((5.0..=95.0).contains(&item.prorated_percent), "{item:?}");
+            assert!(item.licenses_sold >= f64::from(sold), "{item:?}");
+        }
+    }
+
+    #[test]
+    fn values_are_deterministic_and_move_over_time() {
+        let at = |seconds| simulated_percent("Exchange", "o365", "reseller", seconds);
+        assert_eq!(at(1000.0), at(1000.0));
+        assert_ne!(
+            at(1000.0),
+            at(1150.0),
+            "a value must change within a few polls"
+        );
+        assert_ne!(
+            simulated_percent("Exchange", "o365", "reseller", 1000.0),
+            simulated_percent("SharePoint", "o365", "reseller", 1000.0),
+            "series differ"
+        );
+        for step in 0..200 {
+            let value = at(f64::from(step) * 7.0);
+            assert!((5.0..=95.0).contains(&value), "{value}");
+        }
+    }
+
+    #[test]
+    fn generated_collections_decode_with_the_asked_variety() {
+        let distinct = generated_usage(12, Variety::Distinct);
+        let page = decode_usage_page(&distinct).expect("decodes");
+        assert_eq!(page.items.len(), 12);
+        assert!(page.skipped.is_empty());
+        assert_eq!(page.items[11].workload, "Workload 000011");
+        assert_eq!(page.items[11].prorated_percent, 0.11);
+        let cycling = decode_usage_page(&generated_usage(12, Variety::Cycling)).expect("decodes");
+        let workloads: std::collections::BTreeSet<_> =
+            cycling.items.iter().map(|i| i.workload.as_str()).collect();
+        assert_eq!(workloads.len(), 4, "five series over four workload names");
+        assert_eq!(cycling.items[5].workload, DOCUMENTED_USAGE_SERIES[0].0);
+        let empty = decode_usage_page(&generated_usage(0, Variety::Distinct)).expect("decodes");
+        assert!(empty.items.is_empty());
+    }
+}
