@@ -8,7 +8,7 @@
 //! Retry-After, silence, truncated and dripping bodies, an endless body,
 //! malformed JSON, HTML, a page of hostile items.
 
-#[path = "../tests/common/scripted_upstream.rs"]
+#[path = "../tests/it/common/scripted_upstream.rs"]
 #[allow(dead_code)]
 mod scripted_upstream;
 

@@ -2,7 +2,7 @@
 //! headers sent, paging, failures, snapshot replacement, readiness,
 //! the HTTP endpoints and graceful shutdown.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::Read;

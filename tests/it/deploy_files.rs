@@ -5,7 +5,7 @@
 //! paths agree with the exporter's defaults and are really served; and the
 //! files agree with one another (mounts, names, the systemd credentials).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

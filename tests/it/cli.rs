@@ -3,7 +3,7 @@
 //! `/metrics`, several listen addresses, shutdown on SIGTERM and SIGINT, and
 //! a configuration file run against a fake Partner Center on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

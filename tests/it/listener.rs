@@ -4,7 +4,7 @@
 //! methods that change nothing, and the raised open file limit. In each
 //! case a normal scrape must still succeed.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 //! kept out of every output; `state_dir` unset or unusable; secrets from the
 //! environment.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;

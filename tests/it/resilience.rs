@@ -3,7 +3,7 @@
 //! hostile answers. In every case the exporter keeps serving a valid
 //! `/metrics` with the last good values and says what went wrong.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -198,7 +198,11 @@ async fn retries_stop_before_the_poll_deadline() {
 
 #[tokio::test]
 async fn throttling_waits_for_retry_after_then_succeeds_and_stretches_the_interval() {
-    let logs = CapturedLogs::global();
+    let Some(logs) = CapturedLogs::in_own_process(
+        "resilience::throttling_waits_for_retry_after_then_succeeds_and_stretches_the_interval",
+    ) else {
+        return;
+    };
     let upstream = ScriptedUpstream::start(
         vec![Step::response(
             429,
@@ -575,7 +579,11 @@ async fn unusable_items_are_skipped_and_the_rest_is_served() {
 /// once per series, not once per poll.
 #[tokio::test]
 async fn odd_values_and_labels_are_served_as_received_and_logged_once() {
-    let logs = CapturedLogs::global();
+    let Some(logs) = CapturedLogs::in_own_process(
+        "resilience::odd_values_and_labels_are_served_as_received_and_logged_once",
+    ) else {
+        return;
+    };
     let odd_labels = "Sky\"pe \\ für\nBusiness ☁";
     let body = collection(
         vec![

@@ -14,7 +14,7 @@
 //! Without `prometheus` or `prometheus-alertmanager` on the PATH the test is
 //! skipped with a warning on a developer machine, and fails when `CI` is set.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -212,7 +212,7 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
 
     drop(stack);
     eprintln!(
-        "tests/ecosystem.rs took {:.1} s",
+        "tests/it/ecosystem.rs took {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }
@@ -261,7 +261,7 @@ impl Tools {
         eprintln!(
             "\n\
              ==================================================================\n\
-             WARNING: SKIPPING tests/ecosystem.rs: {missing} not found on the PATH.\n\
+             WARNING: SKIPPING tests/it/ecosystem.rs: {missing} not found on the PATH.\n\
              The deploy kit is NOT tested against Prometheus and Alertmanager.\n\
              ==================================================================\n"
         );
