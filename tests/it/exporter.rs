@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::time::Duration;
 
-use common::{FIXTURE, RunningExporter, TEST_TOKEN, WAIT, collection, item, test_config, wait_for};
+use common::{
+    FIXTURE, RunningExporter, Scrape, TEST_TOKEN, WAIT, collection, item, test_config, wait_for,
+};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 

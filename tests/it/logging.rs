@@ -6,7 +6,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{CapturedLogs, RunningExporter, TEST_TOKEN, collection, item};
+use common::{CapturedLogs, RunningExporter, Scrape, TEST_TOKEN, collection, item};
 use wiremock::ResponseTemplate;
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::scripted_upstream::{ScriptedUpstream, Step};
 use common::{
-    CapturedLogs, Exposition, FIXTURE, RunningExporter, TEST_TOKEN, USAGE_PATH, WAIT, collection,
-    item,
+    CapturedLogs, Exposition, FIXTURE, RunningExporter, Scrape, TEST_TOKEN, USAGE_PATH, WAIT,
+    collection, item,
 };
 use partner_center_exporter::config::Config;
 
