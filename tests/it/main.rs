@@ -1,12 +1,13 @@
 //! The integration tests, one test binary: a module per area, and `common`,
-//! the harness they share (the exporter in-process and as the built binary,
-//! scraping, fake upstreams, a throwaway PKI, promtool).
+//! what they share (the harness that starts the exporter in-process or as
+//! the built binary and scrapes it, fake upstreams, a throwaway PKI,
+//! promtool).
 //!
 //! Every test of every area runs in this one process, so none may change
-//! process-wide state that another could see: no environment variables set
-//! here (the binary's environment is set per child process), and tests that
-//! read the exporter's logs run in a process of their own
-//! (`common::logs::CapturedLogs::isolated`). One area at a time:
+//! process-wide state that another could see: no environment variable of
+//! this process is set (a child process gets its own through `Command`),
+//! and a test that reads the exporter's logs runs in a process of its own
+//! (`CapturedLogs::in_own_process`). One area at a time:
 //! `cargo test --test it exporter::`.
 
 mod common;
