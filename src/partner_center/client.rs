@@ -371,7 +371,7 @@ impl Client {
             .connect_timeout(connect_timeout)
             .timeout(config.request_timeout)
             // reqwest drops Authorization when a redirect leaves the host
-            // (or port); tests/resilience.rs checks that it does.
+            // (or port); tests/it/resilience.rs checks that it does.
             .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
             // Certificates are always verified (reqwest's default); there is
             // deliberately no setting to turn that off.

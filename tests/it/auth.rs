@@ -10,20 +10,18 @@
 //! kept out of every output; `state_dir` unset or unusable; secrets from the
 //! environment.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::exporter::LISTEN;
 use common::{
-    Exposition, FIXTURE, RunningExporter, USAGE_PATH, WAIT, get, promtool_check_metrics, wait_for,
+    ExporterProcess, Exposition, FIXTURE, RunningExporter, Scrape, USAGE_PATH, WAIT, get, wait_for,
 };
 use partner_center_exporter::auth::Authenticator;
 use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
@@ -32,9 +30,6 @@ use partner_center_exporter::exposition::metrics::ExporterMetrics;
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-const BIN: &str = env!("CARGO_BIN_EXE_partner-center-exporter");
-const LISTEN: &str = "--web.listen-address=127.0.0.1:0";
 
 const TENANT: &str = "contoso.onmicrosoft.com";
 /// Lower case, as the configuration normalises it.
@@ -422,225 +417,23 @@ fn unix_now() -> f64 {
 // The binary
 // ---------------------------------------------------------------------------
 
-const PROXY_VARIABLES: [&str; 6] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-
-/// The exporter binary running, its standard output and error collected in
-/// the background. Killed and reaped when dropped.
-struct Process {
-    child: Child,
-    stdout: Arc<Mutex<Vec<u8>>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
+/// Starts the binary with `--config.file=config`, `args` and `env` (on top
+/// of the harness's environment, without proxies or secrets).
+fn start(config: &Path, args: &[&str], env: &[(&str, &str)]) -> ExporterProcess {
+    let mut command = ExporterProcess::command(&[&format!("--config.file={}", config.display())]);
+    command.args(args).envs(env.iter().copied());
+    ExporterProcess::spawn_command(command)
 }
 
-fn collect(mut reader: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buffer = [0_u8; 8192];
-        loop {
-            match reader.read(&mut buffer) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => into.lock().expect("lock").extend_from_slice(&buffer[..n]),
-            }
-        }
-    })
-}
-
-impl Process {
-    /// Starts the binary with `--config.file=config` and `args`, with no
-    /// proxy and no secret from this process' environment, plus `env`.
-    fn start(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(BIN);
-        command
-            .arg(format!("--config.file={}", config.display()))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for name in PROXY_VARIABLES {
-            command.env_remove(name);
-        }
-        command
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .env_remove(CLIENT_SECRET_ENV)
-            .env_remove(REFRESH_TOKEN_ENV);
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("start the exporter binary");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            collect(child.stdout.take().expect("stdout"), stdout.clone()),
-            collect(child.stderr.take().expect("stderr"), stderr.clone()),
-        ];
-        Self {
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.lock().expect("lock")).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().expect("lock")).into_owned()
-    }
-
-    /// The complete lines of standard error so far.
-    fn log_lines(&self) -> Vec<String> {
-        let text = self.stderr();
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        complete.lines().map(str::to_owned).collect()
-    }
-
-    /// Waits for a complete stderr line satisfying `wanted` and returns it.
-    async fn wait_for_log(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PROCESS_LIMIT;
-        loop {
-            if let Some(line) = self.log_lines().into_iter().find(|line| wanted(line)) {
-                return line;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.join_readers();
-                if let Some(line) = self.log_lines().into_iter().find(|line| wanted(line)) {
-                    return line;
-                }
-                panic!(
-                    "the exporter exited ({status}) without logging {what}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {what} within {PROCESS_LIMIT:?}; stderr:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Waits until `count` complete stderr lines satisfy `wanted`.
-    async fn wait_for_log_count(
-        &mut self,
-        what: &str,
-        count: usize,
-        wanted: impl Fn(&str) -> bool,
-    ) {
-        let deadline = Instant::now() + PROCESS_LIMIT;
-        while self.log_lines().iter().filter(|line| wanted(line)).count() < count {
-            assert!(
-                Instant::now() < deadline,
-                "fewer than {count} log lines with {what} within {PROCESS_LIMIT:?}; stderr:\n{}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// The address of the `message=listening` line.
-    async fn address(&mut self) -> SocketAddr {
-        let line = self
-            .wait_for_log("message=listening", |line| {
-                line.contains("message=listening ")
-            })
-            .await;
-        line.split_whitespace()
-            .find_map(|field| field.strip_prefix("address="))
-            .and_then(|address| address.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line}"))
-    }
-
-    /// Waits for the process to exit by itself.
-    async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.join_readers();
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                self.join_readers();
-                panic!(
-                    "the exporter did not exit within {limit:?}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILL, as a crash or the OOM killer would, and reaps the process.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-        self.join_readers();
-    }
-
-    /// SIGTERM, as an init system would, and waits for the clean exit.
-    async fn terminate(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed: {status}");
-        let status = self.wait_exit(PROCESS_LIMIT).await;
-        assert!(status.success(), "{status}; stderr:\n{}", self.stderr());
-    }
-
-    fn join_readers(&mut self) {
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// Scrapes the binary's `/metrics` (checked by promtool) until `condition`
-/// holds.
-async fn scrape_until(
-    address: SocketAddr,
-    what: &str,
-    condition: impl Fn(&Exposition) -> bool,
-) -> Exposition {
-    let deadline = Instant::now() + PROCESS_LIMIT;
-    loop {
-        let body = get(&format!("http://{address}/metrics"))
-            .await
-            .text()
-            .await
-            .expect("metrics body");
-        promtool_check_metrics(&body);
-        let metrics = Exposition::parse(&body);
-        if condition(&metrics) {
-            return metrics;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not seen within {PROCESS_LIMIT:?}; last scrape:\n{body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// SIGTERM, as an init system would, and the clean exit.
+async fn terminate(exporter: &mut ExporterProcess) {
+    exporter.terminate();
+    let status = exporter.wait_exit(PROCESS_LIMIT).await;
+    assert!(
+        status.success(),
+        "{status}; stderr:\n{}",
+        exporter.log_text()
+    );
 }
 
 fn token_results(metrics: &Exposition, result: &str) -> f64 {
@@ -962,10 +755,10 @@ async fn a_kill_at_any_moment_leaves_a_complete_state_file_that_the_next_start_u
         // A client secret of its own marks each run's token requests.
         let client_secret = format!("client-secret-run-{run}");
         site.write("client-secret", &client_secret);
-        let mut exporter = Process::start(&config, &[LISTEN], &[]);
+        let mut exporter = start(&config, &[LISTEN], &[]);
         let lifetime = Duration::from_millis(100 + (run * 137) % 300);
         tokio::time::sleep(lifetime).await;
-        exporter.kill();
+        exporter.kill().await;
 
         let stored = site.stored_refresh_token();
         match &stored {
@@ -979,7 +772,7 @@ async fn a_kill_at_any_moment_leaves_a_complete_state_file_that_the_next_start_u
             None => assert!(
                 stored_before.is_none(),
                 "run {run}: the state file vanished; stderr:\n{}",
-                exporter.stderr()
+                exporter.log_text()
             ),
         }
         let forms = token_forms(&entra).await;
@@ -1175,10 +968,12 @@ async fn refusal_is_explained(refusal: Refusal) {
     let upstream = partner_center(|_| true).await;
     let site = Site::new(CLIENT_SECRET, Some("rt-configured"));
     let config = site.write_config(&Yaml::new(&entra, &upstream));
-    let mut exporter = Process::start(&config, &[LISTEN], &[]);
-    let address = exporter.address().await;
+    let mut exporter = start(&config, &[LISTEN], &[]);
+    exporter.listening().await;
     let line = exporter
-        .wait_for_log("poll failed", |line| line.contains("poll failed"))
+        .wait_for_line("poll failed", PROCESS_LIMIT, |line| {
+            line.contains("poll failed")
+        })
         .await;
     assert!(line.contains("level=warn"), "{line}");
     assert!(line.contains("reason=auth"), "{line}");
@@ -1193,13 +988,15 @@ async fn refusal_is_explained(refusal: Refusal) {
         line.contains(&format!("trace ID {trace_id}")),
         "the trace ID for Microsoft support:\n{line}"
     );
-    let metrics = scrape_until(address, "the failed poll", |metrics| {
-        metrics.value(
-            POLL_ERRORS,
-            &[("source", "license_usage"), ("reason", "auth")],
-        ) == Some(1.0)
-    })
-    .await;
+    // Waits for the failed poll.
+    let metrics = exporter
+        .scrape_until(PROCESS_LIMIT, |metrics| {
+            metrics.value(
+                POLL_ERRORS,
+                &[("source", "license_usage"), ("reason", "auth")],
+            ) == Some(1.0)
+        })
+        .await;
     assert_eq!(
         token_results(&metrics, refusal.result),
         1.0,
@@ -1215,7 +1012,7 @@ async fn refusal_is_explained(refusal: Refusal) {
         usage_requests(&upstream).await.is_empty(),
         "no token, no request to Partner Center"
     );
-    exporter.terminate().await;
+    terminate(&mut exporter).await;
 }
 
 #[tokio::test]
@@ -1528,13 +1325,15 @@ async fn secrets_never_appear_in_logs_pages_or_metrics() {
     let mut yaml = Yaml::new(&entra, &upstream);
     yaml.interval = "300ms";
     let config = site.write_config(&yaml);
-    let mut exporter = Process::start(&config, &[LISTEN, "--log.level=debug"], &[]);
-    let address = exporter.address().await;
+    let mut exporter = start(&config, &[LISTEN, "--log.level=debug"], &[]);
+    let address = exporter.listening().await;
     exporter
-        .wait_for_log("a successful poll", |line| line.contains("poll succeeded"))
+        .wait_for_line("a successful poll", PROCESS_LIMIT, |line| {
+            line.contains("poll succeeded")
+        })
         .await;
     let failure = exporter
-        .wait_for_log("the refused token request", |line| {
+        .wait_for_line("the refused token request", PROCESS_LIMIT, |line| {
             line.contains("poll failed") && line.contains("invalid_grant")
         })
         .await;
@@ -1552,9 +1351,9 @@ async fn secrets_never_appear_in_logs_pages_or_metrics() {
             .expect("body");
         pages.push((page, body));
     }
-    exporter.terminate().await;
+    terminate(&mut exporter).await;
 
-    let log = exporter.stderr();
+    let log = exporter.log_text();
     assert!(
         log.contains("Partner Center refused the access token; renewing it"),
         "the scenario includes a 401:\n{log}"
@@ -1593,9 +1392,9 @@ async fn secrets_never_appear_in_logs_pages_or_metrics() {
 
 /// Runs `--config.check` and returns its exit status and output.
 async fn config_check(config: &Path, env: &[(&str, &str)]) -> (ExitStatus, String) {
-    let mut check = Process::start(config, &["--config.check"], env);
+    let mut check = start(config, &["--config.check"], env);
     let status = check.wait_exit(PROCESS_LIMIT).await;
-    (status, format!("{}{}", check.stdout(), check.stderr()))
+    (status, format!("{}\n{}", check.stdout(), check.log_text()))
 }
 
 #[tokio::test]
@@ -1656,29 +1455,27 @@ async fn rotation_without_storage(
     yaml.interval = "100ms";
     yaml.state_dir = yaml_state_dir;
     let config = site.write_config(&yaml);
-    let mut exporter = Process::start(&config, &[LISTEN], &[]);
-    let address = exporter.address().await;
+    let mut exporter = start(&config, &[LISTEN], &[]);
+    exporter.listening().await;
 
-    let metrics = scrape_until(
-        address,
-        "three rotations, each a persist failure",
-        |metrics| {
+    // Waits for three rotations, each a persist failure.
+    let metrics = exporter
+        .scrape_until(PROCESS_LIMIT, |metrics| {
             let rotations = metrics
                 .value(TOKEN_REQUESTS, &[("result", "success")])
                 .unwrap_or(0.0);
             rotations >= 3.0
                 && metrics.value(PERSIST_FAILURES, &[]) == Some(rotations)
                 && metrics.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0)
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(metrics.value(ROTATED, &[]), Some(0.0), "nothing was stored");
     exporter
-        .wait_for_log_count("a warning per rotation", 3, |line| {
+        .wait_for_line_count("a warning per rotation", 3, PROCESS_LIMIT, |line| {
             line.contains("level=warn") && line.contains(warning)
         })
         .await;
-    exporter.terminate().await;
+    terminate(&mut exporter).await;
 
     // Each token request redeemed the token rotated by the one before:
     // the chain lives on in memory.
@@ -1724,20 +1521,22 @@ async fn an_unwritable_state_dir_is_named_in_a_startup_warning() {
     let mut yaml = Yaml::new(&entra, &upstream);
     yaml.state_dir = Some("occupied/state");
     let config = site.write_config(&yaml);
-    let mut exporter = Process::start(&config, &[LISTEN], &[]);
+    let mut exporter = start(&config, &[LISTEN], &[]);
     let line = exporter
-        .wait_for_log("the state_dir warning", |line| {
+        .wait_for_line("the state_dir warning", PROCESS_LIMIT, |line| {
             line.contains("state_dir is not usable")
         })
         .await;
     assert!(line.contains("level=warn"), "{line}");
     assert!(line.contains("occupied"), "the path is named: {line}");
-    let address = exporter.address().await;
-    scrape_until(address, "a successful poll", |metrics| {
-        metrics.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0)
-    })
-    .await;
-    exporter.terminate().await;
+    exporter.listening().await;
+    // Waits for a successful poll.
+    exporter
+        .scrape_until(PROCESS_LIMIT, |metrics| {
+            metrics.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0)
+        })
+        .await;
+    terminate(&mut exporter).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -1753,9 +1552,9 @@ async fn without_any_refresh_token_the_exporter_exits_78_and_says_to_log_in() {
     let mut yaml = Yaml::new(&entra, &upstream);
     yaml.refresh_token_file = false;
     let config = site.write_config(&yaml);
-    let mut exporter = Process::start(&config, &[LISTEN], &[]);
+    let mut exporter = start(&config, &[LISTEN], &[]);
     let status = exporter.wait_exit(PROCESS_LIMIT).await;
-    let log = exporter.stderr();
+    let log = exporter.log_text();
     assert_eq!(status.code(), Some(i32::from(EXIT_CONFIG_ERROR)), "{log}");
     let line = log
         .lines()
@@ -1793,14 +1592,16 @@ async fn secrets_from_the_environment_replace_the_files() {
     ];
 
     for run in 0..2 {
-        let mut exporter = Process::start(&config, &[LISTEN], &env);
-        let address = exporter.address().await;
-        scrape_until(address, "a successful poll", |metrics| {
-            metrics.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0)
-        })
-        .await;
-        exporter.terminate().await;
-        let log = exporter.stderr();
+        let mut exporter = start(&config, &[LISTEN], &env);
+        exporter.listening().await;
+        // Waits for a successful poll.
+        exporter
+            .scrape_until(PROCESS_LIMIT, |metrics| {
+                metrics.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0)
+            })
+            .await;
+        terminate(&mut exporter).await;
+        let log = exporter.log_text();
         assert!(
             !log.contains(ENV_SECRET) && !log.contains(ENV_REFRESH),
             "{log}"

@@ -3,16 +3,16 @@
 //! hostile answers. In every case the exporter keeps serving a valid
 //! `/metrics` with the last good values and says what went wrong.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::scripted_upstream::{ScriptedUpstream, Step};
 use common::{
-    CapturedLogs, Exposition, FIXTURE, RunningExporter, TEST_TOKEN, USAGE_PATH, WAIT, collection,
-    item,
+    CapturedLogs, Exposition, FIXTURE, RunningExporter, Scrape, TEST_TOKEN, USAGE_PATH, WAIT,
+    collection, item,
 };
 use partner_center_exporter::config::Config;
+use partner_center_exporter::simulator::{Simulator, Step};
 
 /// The documented example as a 200 answer.
 fn fixture() -> Step {
@@ -21,8 +21,8 @@ fn fixture() -> Step {
 
 /// A configuration for `upstream` that retries `max_retries` times with
 /// short waits, polling once an hour unless a test says otherwise.
-fn retrying_config(upstream: &ScriptedUpstream, max_retries: u32) -> (Config, tempfile::TempDir) {
-    let (mut config, dir) = common::test_config(&upstream.base_url, Duration::from_secs(3600));
+fn retrying_config(upstream: &Simulator, max_retries: u32) -> (Config, tempfile::TempDir) {
+    let (mut config, dir) = common::test_config(upstream.base_url(), Duration::from_secs(3600));
     config.partner_center.max_retries = max_retries;
     config.partner_center.retry_backoff = Duration::from_millis(20);
     config.partner_center.request_timeout = Duration::from_millis(500);
@@ -67,7 +67,7 @@ fn exchange_at(percent: f64) -> String {
 
 #[tokio::test]
 async fn transient_failures_are_retried_and_request_ids_follow_the_idempotency_rule() {
-    let upstream = ScriptedUpstream::start(
+    let upstream = Simulator::scripted(
         vec![
             Step::Hang,
             Step::json(
@@ -79,7 +79,8 @@ async fn transient_failures_are_retried_and_request_ids_follow_the_idempotency_r
         ],
         fixture(),
     )
-    .await;
+    .await
+    .expect("the simulated Partner Center starts");
     let (config, dir) = retrying_config(&upstream, 4);
     let exporter = RunningExporter::start_with(config, dir).await;
     let metrics = exporter.until_up().await;
@@ -143,7 +144,9 @@ async fn answers_that_would_fail_again_are_not_retried() {
         (409, "http"),
         (501, "http"),
     ] {
-        let upstream = ScriptedUpstream::start(vec![], Step::json(status, "{}")).await;
+        let upstream = Simulator::scripted(vec![], Step::json(status, "{}"))
+            .await
+            .expect("the simulated Partner Center starts");
         let (config, dir) = retrying_config(&upstream, 3);
         let exporter = RunningExporter::start_with(config, dir).await;
         let metrics = exporter.until_poll_errors(reason, 1.0).await;
@@ -162,7 +165,9 @@ async fn answers_that_would_fail_again_are_not_retried() {
 
 #[tokio::test]
 async fn retries_stop_after_max_retries() {
-    let upstream = ScriptedUpstream::start(vec![], Step::json(502, "{}")).await;
+    let upstream = Simulator::scripted(vec![], Step::json(502, "{}"))
+        .await
+        .expect("the simulated Partner Center starts");
     let (config, dir) = retrying_config(&upstream, 2);
     let exporter = RunningExporter::start_with(config, dir).await;
     let metrics = exporter.until_poll_errors("http", 1.0).await;
@@ -173,7 +178,9 @@ async fn retries_stop_after_max_retries() {
 
 #[tokio::test]
 async fn retries_stop_before_the_poll_deadline() {
-    let upstream = ScriptedUpstream::start(vec![], Step::json(503, "{}")).await;
+    let upstream = Simulator::scripted(vec![], Step::json(503, "{}"))
+        .await
+        .expect("the simulated Partner Center starts");
     let (mut config, dir) = retrying_config(&upstream, 1000);
     config.partner_center.retry_backoff = Duration::from_millis(100);
     config.poll.timeout = Duration::from_secs(2);
@@ -198,8 +205,12 @@ async fn retries_stop_before_the_poll_deadline() {
 
 #[tokio::test]
 async fn throttling_waits_for_retry_after_then_succeeds_and_stretches_the_interval() {
-    let logs = CapturedLogs::global();
-    let upstream = ScriptedUpstream::start(
+    let Some(logs) = CapturedLogs::in_own_process(
+        "resilience::throttling_waits_for_retry_after_then_succeeds_and_stretches_the_interval",
+    ) else {
+        return;
+    };
+    let upstream = Simulator::scripted(
         vec![Step::response(
             429,
             &[("Retry-After", "1"), ("Content-Type", "application/json")],
@@ -207,7 +218,8 @@ async fn throttling_waits_for_retry_after_then_succeeds_and_stretches_the_interv
         )],
         fixture(),
     )
-    .await;
+    .await
+    .expect("the simulated Partner Center starts");
     let (mut config, dir) = retrying_config(&upstream, 3);
     config.poll.interval = Duration::from_secs(60);
     let exporter = RunningExporter::start_with(config, dir).await;
@@ -251,11 +263,12 @@ async fn throttling_waits_for_retry_after_then_succeeds_and_stretches_the_interv
 async fn a_retry_after_beyond_the_cap_is_shortened_and_dates_are_understood() {
     let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc2822();
     for retry_after in ["3600", in_an_hour.as_str()] {
-        let upstream = ScriptedUpstream::start(
+        let upstream = Simulator::scripted(
             vec![Step::response(429, &[("Retry-After", retry_after)], b"")],
             fixture(),
         )
-        .await;
+        .await
+        .expect("the simulated Partner Center starts");
         let (mut config, dir) = retrying_config(&upstream, 3);
         config.partner_center.max_retry_after = Duration::from_millis(300);
         let exporter = RunningExporter::start_with(config, dir).await;
@@ -271,8 +284,9 @@ async fn a_retry_after_beyond_the_cap_is_shortened_and_dates_are_understood() {
 
 #[tokio::test]
 async fn persistent_throttling_fails_polls_as_throttled_and_backs_off_further() {
-    let upstream =
-        ScriptedUpstream::start(vec![], Step::response(429, &[("Retry-After", "0")], b"{}")).await;
+    let upstream = Simulator::scripted(vec![], Step::response(429, &[("Retry-After", "0")], b"{}"))
+        .await
+        .expect("the simulated Partner Center starts");
     let (mut config, dir) = retrying_config(&upstream, 1);
     config.poll.interval = Duration::from_millis(200);
     let exporter = RunningExporter::start_with(config, dir).await;
@@ -319,20 +333,23 @@ async fn persistent_throttling_fails_polls_as_throttled_and_backs_off_further() 
 
 #[tokio::test]
 async fn redirects_never_carry_the_token_to_another_host_and_are_bounded() {
-    let elsewhere = ScriptedUpstream::start(vec![], fixture()).await;
+    let elsewhere = Simulator::scripted(vec![], fixture())
+        .await
+        .expect("the simulated Partner Center starts");
     let port = elsewhere
-        .base_url
+        .base_url()
         .rsplit(':')
         .next()
         .expect("port")
         .to_owned();
     // `localhost` is another host name than 127.0.0.1, on another port.
     let target = format!("http://localhost:{port}{USAGE_PATH}");
-    let upstream = ScriptedUpstream::start(
+    let upstream = Simulator::scripted(
         vec![],
         Step::response(307, &[("Location", target.as_str())], b""),
     )
-    .await;
+    .await
+    .expect("the simulated Partner Center starts");
     let (config, dir) = retrying_config(&upstream, 0);
     let exporter = RunningExporter::start_with(config, dir).await;
     exporter.until_up().await;
@@ -349,8 +366,10 @@ async fn redirects_never_carry_the_token_to_another_host_and_are_bounded() {
     );
 
     // A redirect loop ends after a few hops as a failed poll.
-    let looping = ScriptedUpstream::start(vec![], Step::Close).await;
-    let self_target = format!("{}{USAGE_PATH}", looping.base_url);
+    let looping = Simulator::scripted(vec![], Step::Close)
+        .await
+        .expect("the simulated Partner Center starts");
+    let self_target = format!("{}{USAGE_PATH}", looping.base_url());
     looping.replace(
         vec![],
         Step::response(302, &[("Location", self_target.as_str())], b""),
@@ -367,7 +386,9 @@ async fn redirects_never_carry_the_token_to_another_host_and_are_bounded() {
 
 #[tokio::test]
 async fn series_are_withdrawn_after_max_staleness_and_return_with_the_next_success() {
-    let upstream = ScriptedUpstream::start(vec![fixture()], Step::json(500, "{}")).await;
+    let upstream = Simulator::scripted(vec![fixture()], Step::json(500, "{}"))
+        .await
+        .expect("the simulated Partner Center starts");
     let (mut config, dir) = retrying_config(&upstream, 0);
     config.poll.interval = Duration::from_millis(200);
     // Long enough that a slow machine still sees the failure before the
@@ -493,8 +514,9 @@ async fn broken_answers_fail_the_poll_and_keep_the_last_values() {
         ("connection closed", Step::Close, "network"),
     ];
     for (case, step, reason) in cases {
-        let upstream =
-            ScriptedUpstream::start(vec![Step::json(200, &exchange_at(7.0))], step).await;
+        let upstream = Simulator::scripted(vec![Step::json(200, &exchange_at(7.0))], step)
+            .await
+            .expect("the simulated Partner Center starts");
         let (mut config, dir) = retrying_config(&upstream, 0);
         config.poll.interval = Duration::from_millis(100);
         config.partner_center.max_body_size = 1024 * 1024;
@@ -548,7 +570,9 @@ async fn unusable_items_are_skipped_and_the_rest_is_served() {
         format!(r#"{{"workloadName": {deep}, "serviceName": "o365", "channel": "reseller", "proratedLicensesUsagePercent": 1, "processedDateTime": "2024-05-01"}}"#),
     ]);
     let body = format!("{{\"items\": [{}, {}]}}", good, bad_items.join(", "));
-    let upstream = ScriptedUpstream::start(vec![], Step::json(200, &body)).await;
+    let upstream = Simulator::scripted(vec![], Step::json(200, &body))
+        .await
+        .expect("the simulated Partner Center starts");
     let (config, dir) = retrying_config(&upstream, 0);
     let exporter = RunningExporter::start_with(config, dir).await;
     let metrics = exporter.until_up().await;
@@ -575,7 +599,11 @@ async fn unusable_items_are_skipped_and_the_rest_is_served() {
 /// once per series, not once per poll.
 #[tokio::test]
 async fn odd_values_and_labels_are_served_as_received_and_logged_once() {
-    let logs = CapturedLogs::global();
+    let Some(logs) = CapturedLogs::in_own_process(
+        "resilience::odd_values_and_labels_are_served_as_received_and_logged_once",
+    ) else {
+        return;
+    };
     let odd_labels = "Sky\"pe \\ für\nBusiness ☁";
     let body = collection(
         vec![
@@ -598,11 +626,16 @@ async fn odd_values_and_labels_are_served_as_received_and_logged_once() {
         None,
     )
     .to_string();
-    let upstream = ScriptedUpstream::start(vec![], Step::json(200, &body)).await;
+    let upstream = Simulator::scripted(vec![], Step::json(200, &body))
+        .await
+        .expect("the simulated Partner Center starts");
     let (mut config, dir) = retrying_config(&upstream, 0);
     config.poll.interval = Duration::from_millis(100);
     let exporter = RunningExporter::start_with(config, dir).await;
-    upstream.wait_for_requests(4, WAIT).await;
+    upstream
+        .wait_for_requests(4, WAIT)
+        .await
+        .expect("the requests arrive");
     let metrics = exporter.until_up().await;
     assert_eq!(exchange_percent(&metrics), Some(-5.0));
     assert_eq!(
@@ -651,7 +684,9 @@ async fn a_million_items_are_decoded_and_an_oversized_body_is_refused() {
     let body = format!("{{\"items\":[{}]}}", items.join(","));
     drop(items);
     let size = body.len() as u64;
-    let upstream = ScriptedUpstream::start(vec![], Step::json(200, &body)).await;
+    let upstream = Simulator::scripted(vec![], Step::json(200, &body))
+        .await
+        .expect("the simulated Partner Center starts");
     let (mut config, dir) = retrying_config(&upstream, 0);
     config.partner_center.request_timeout = Duration::from_secs(60);
     config.poll.timeout = Duration::from_secs(120);
@@ -756,11 +791,12 @@ async fn scrapes_are_answered_while_a_poll_is_still_arriving() {
     // One byte every 200 ms: this answer takes over a minute to arrive,
     // far longer than the test; the exporter is stopped before it ends.
     let dripping = Step::drip(&next, Duration::from_millis(200));
-    let upstream = ScriptedUpstream::start(
+    let upstream = Simulator::scripted(
         vec![Step::json(200, &exchange_at(7.0)), dripping],
         fixture(),
     )
-    .await;
+    .await
+    .expect("the simulated Partner Center starts");
     let (mut config, dir) = retrying_config(&upstream, 0);
     config.poll.interval = Duration::from_millis(300);
     config.poll.timeout = Duration::from_secs(600);
@@ -770,7 +806,10 @@ async fn scrapes_are_answered_while_a_poll_is_still_arriving() {
     assert_eq!(exchange_percent(&first), Some(7.0));
 
     // The second poll has sent its request and is reading the drip.
-    upstream.wait_for_requests(2, WAIT).await;
+    upstream
+        .wait_for_requests(2, WAIT)
+        .await
+        .expect("the requests arrive");
     for _ in 0..5 {
         let metrics = Exposition::parse(&exporter.scrape().await);
         assert_eq!(exchange_percent(&metrics), Some(7.0), "{}", metrics.text);

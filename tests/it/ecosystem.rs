@@ -14,7 +14,7 @@
 //! Without `prometheus` or `prometheus-alertmanager` on the PATH the test is
 //! skipped with a warning on a developer machine, and fails when `CI` is set.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
 
-use common::find_tool;
-use common::processes::{Exporter, START_LIMIT, Server, free_port};
+use common::exporter::LISTEN;
+use common::processes::{START_LIMIT, Server, free_port};
+use common::{ExporterProcess, Scrape, find_tool};
 use partner_center_exporter::demo::DEMO_SERIES;
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
@@ -81,7 +82,7 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
         )
         .await;
     assert_eq!(up["job"], JOB, "{up}");
-    assert_eq!(up["instance"], s.exporter.address.to_string(), "{up}");
+    assert_eq!(up["instance"], s.exporter.address().to_string(), "{up}");
     s.series_have_the_exporters_labels().await;
 
     // Range functions need a few samples.
@@ -118,7 +119,7 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
     assert_eq!(firing["labels"]["job"], JOB, "{firing}");
     assert_eq!(
         firing["labels"]["instance"],
-        s.exporter.address.to_string(),
+        s.exporter.address().to_string(),
         "{firing}"
     );
     let description = firing["annotations"]["description"]
@@ -206,13 +207,13 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
         .await;
     assert_eq!(
         down["labels"]["instance"],
-        s.exporter.address.to_string(),
+        s.exporter.address().to_string(),
         "{down}"
     );
 
     drop(stack);
     eprintln!(
-        "tests/ecosystem.rs took {:.1} s",
+        "tests/it/ecosystem.rs took {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }
@@ -261,7 +262,7 @@ impl Tools {
         eprintln!(
             "\n\
              ==================================================================\n\
-             WARNING: SKIPPING tests/ecosystem.rs: {missing} not found on the PATH.\n\
+             WARNING: SKIPPING tests/it/ecosystem.rs: {missing} not found on the PATH.\n\
              The deploy kit is NOT tested against Prometheus and Alertmanager.\n\
              ==================================================================\n"
         );
@@ -272,7 +273,7 @@ impl Tools {
 /// Everything the test runs. Fields drop in order: the processes stop
 /// before their directory is removed.
 struct Stack {
-    exporter: Exporter,
+    exporter: ExporterProcess,
     prometheus: Server,
     alertmanager: Server,
     webhook: wiremock::MockServer,
@@ -295,7 +296,7 @@ impl Stack {
             .mount(&webhook)
             .await;
 
-        let exporter = Exporter::start(&["--demo"]).await;
+        let exporter = ExporterProcess::start(&["--demo", LISTEN]).await;
 
         let alertmanager_address = format!("127.0.0.1:{}", free_port());
         let alertmanager_config = dir.path().join("alertmanager.yml");
@@ -326,7 +327,7 @@ impl Stack {
         let prometheus_config = dir.path().join("prometheus.yml");
         std::fs::write(
             &prometheus_config,
-            prometheus_config_for_test(exporter.address, &alertmanager_address, &rules),
+            prometheus_config_for_test(exporter.address(), &alertmanager_address, &rules),
         )
         .expect("write prometheus.yml");
         let mut prometheus = Server::start(
@@ -517,7 +518,7 @@ impl Stack {
                     "{series}"
                 );
                 assert_eq!(labels["job"], JOB);
-                assert_eq!(labels["instance"], self.exporter.address.to_string());
+                assert_eq!(labels["instance"], self.exporter.address().to_string());
                 seen.insert((
                     labels["workload"].as_str().unwrap_or_default().to_owned(),
                     labels["service"].as_str().unwrap_or_default().to_owned(),

@@ -2,13 +2,15 @@
 //! headers sent, paging, failures, snapshot replacement, readiness,
 //! the HTTP endpoints and graceful shutdown.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::time::Duration;
 
-use common::{FIXTURE, RunningExporter, TEST_TOKEN, WAIT, collection, item, test_config, wait_for};
+use common::{
+    FIXTURE, RunningExporter, Scrape, TEST_TOKEN, WAIT, collection, item, test_config, wait_for,
+};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -422,9 +424,11 @@ async fn a_slow_upstream_times_out() {
 
 #[tokio::test]
 async fn a_vanished_series_disappears() {
-    use common::scripted_upstream::{ScriptedUpstream, Step};
-    let upstream = ScriptedUpstream::start(vec![], Step::json(200, FIXTURE)).await;
-    let exporter = RunningExporter::start(&upstream.base_url, FAST).await;
+    use partner_center_exporter::simulator::{Simulator, Step};
+    let upstream = Simulator::scripted(vec![], Step::json(200, FIXTURE))
+        .await
+        .expect("the simulated Partner Center starts");
+    let exporter = RunningExporter::start(upstream.base_url(), FAST).await;
     exporter
         .scrape_until(WAIT, |m| m.family(PERCENT).len() == 5)
         .await;

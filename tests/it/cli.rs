@@ -3,20 +3,17 @@
 //! `/metrics`, several listen addresses, shutdown on SIGTERM and SIGINT, and
 //! a configuration file run against a fake Partner Center on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Output;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{ChildGuard, Exposition, describe, promtool_check_metrics, text};
+use common::{ExporterProcess, Exposition, Scrape, describe, promtool_check_metrics, text};
 use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
 
-const BIN: &str = env!("CARGO_BIN_EXE_partner-center-exporter");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 const PERCENT: &str = "partner_center_license_usage_prorated_percent";
@@ -36,8 +33,6 @@ const DOCUMENTED_SERIES: [(&str, &str, &str); 5] = [
 const EXIT_LIMIT: Duration = Duration::from_secs(20);
 /// Longest wait for a log line of a starting exporter.
 const LOG_LIMIT: Duration = Duration::from_secs(20);
-/// Longest wait for the demo's first successful poll to show on `/metrics`.
-const SCRAPE_LIMIT: Duration = Duration::from_secs(20);
 /// Longest wait for a demo poll to notice the start or end of a simulated
 /// outage: a poll interval (15 s), the retries of a failing poll (about
 /// 3.5 s), and room for a loaded machine.
@@ -53,190 +48,11 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
 /// Runs the binary with `args` in `dir` (if given) and waits, within
 /// [`EXIT_LIMIT`], for it to exit by itself.
 fn run_in(dir: Option<&Path>, args: &[&str]) -> Output {
-    common::processes::run_to_exit(dir, args, EXIT_LIMIT)
+    ExporterProcess::run_to_exit(dir, args, EXIT_LIMIT)
 }
 
 fn run(args: &[&str]) -> Output {
     run_in(None, args)
-}
-
-/// A long-running exporter process whose standard error is read line by
-/// line in a background thread.
-struct Exporter {
-    child: ChildGuard,
-    lines: Receiver<String>,
-    /// Every stderr line received so far, for assertions and failure messages.
-    log: Vec<String>,
-    /// Set once the process closed its standard error.
-    stderr_closed: bool,
-}
-
-impl Exporter {
-    fn start(args: &[&str]) -> Self {
-        Self::start_with_env(args, &[])
-    }
-
-    fn start_with_env(args: &[&str], env: &[(&str, &Path)]) -> Self {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = ChildGuard(command.spawn().expect("start the exporter binary"));
-        let stderr = child.0.stderr.take().expect("stderr");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            log: Vec::new(),
-            stderr_closed: false,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    fn log_text(&self) -> String {
-        self.log.join("\n")
-    }
-
-    /// Waits until `deadline` for the next stderr line, keeps it in `log`
-    /// and returns it; `what` names what is awaited in a failure.
-    fn next_line(&mut self, deadline: Instant, what: &str) -> String {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match self.lines.recv_timeout(left) {
-            Ok(line) => {
-                self.log.push(line.clone());
-                line
-            }
-            Err(RecvTimeoutError::Timeout) => panic!(
-                "no log line with {what} in time; stderr so far:\n{}",
-                self.log_text()
-            ),
-            Err(RecvTimeoutError::Disconnected) => {
-                self.stderr_closed = true;
-                panic!(
-                    "the exporter closed stderr (exit status {:?}) before logging {what}; stderr:\n{}",
-                    self.child.0.try_wait(),
-                    self.log_text()
-                )
-            }
-        }
-    }
-
-    /// Waits up to `limit` for a stderr line satisfying `wanted` (looking at
-    /// lines already received first) and returns it.
-    fn wait_for_line(
-        &mut self,
-        what: &str,
-        limit: Duration,
-        wanted: impl Fn(&str) -> bool,
-    ) -> String {
-        if let Some(line) = self.log.iter().find(|line| wanted(line)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + limit;
-        loop {
-            let line = self.next_line(deadline, what);
-            if wanted(&line) {
-                return line;
-            }
-        }
-    }
-
-    /// Waits for `count` logfmt `message=listening address=HOST:PORT` lines
-    /// and returns their addresses.
-    fn listening_addresses(&mut self, count: usize) -> Vec<SocketAddr> {
-        let deadline = Instant::now() + LOG_LIMIT;
-        loop {
-            let addresses: Vec<SocketAddr> = self
-                .log
-                .iter()
-                .filter_map(|line| logfmt_listening_address(line))
-                .collect();
-            if addresses.len() >= count {
-                assert_eq!(addresses.len(), count, "{}", self.log_text());
-                return addresses;
-            }
-            self.next_line(deadline, "message=listening address=...");
-        }
-    }
-
-    /// Sends SIGTERM the way an init system would.
-    fn terminate(&self) {
-        self.signal("-TERM");
-    }
-
-    /// Sends a signal with kill(1), e.g. `-INT`.
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed: {status:?}");
-    }
-
-    /// Waits up to `limit` for the process to exit and then reads the rest of
-    /// its standard error.
-    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let Some(status) = self.child.wait_bounded(limit) else {
-            self.drain(Duration::from_millis(200));
-            panic!(
-                "the exporter did not exit within {limit:?}; stderr:\n{}",
-                self.log_text()
-            );
-        };
-        self.drain(Duration::from_secs(5));
-        assert!(
-            self.stderr_closed,
-            "stderr still open after exit:\n{}",
-            self.log_text()
-        );
-        status
-    }
-
-    /// Moves every line the reader has (until EOF or `limit`) into `log`.
-    fn drain(&mut self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.stderr_closed {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.log.push(line),
-                Err(RecvTimeoutError::Disconnected) => self.stderr_closed = true,
-                Err(RecvTimeoutError::Timeout) => return,
-            }
-        }
-    }
-}
-
-/// The address of a logfmt `message=listening address=HOST:PORT` line.
-fn logfmt_listening_address(line: &str) -> Option<SocketAddr> {
-    let mut fields = line.split_whitespace();
-    fields.find(|field| *field == "message=listening")?;
-    let address = fields.next()?.strip_prefix("address=")?;
-    Some(address.parse().expect("listening address is host:port"))
-}
-
-/// A reqwest client that never goes through a proxy: tests talk to 127.0.0.1 only.
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("HTTP client")
 }
 
 async fn get(client: &reqwest::Client, address: SocketAddr, path: &str) -> reqwest::Response {
@@ -245,55 +61,6 @@ async fn get(client: &reqwest::Client, address: SocketAddr, path: &str) -> reqwe
         .send()
         .await
         .unwrap_or_else(|err| panic!("GET {path} on {address}: {err}"))
-}
-
-/// Scrapes `/metrics` until `partner_center_up` is 1, within [`SCRAPE_LIMIT`].
-async fn scrape_until_up(client: &reqwest::Client, address: SocketAddr) -> String {
-    let deadline = Instant::now() + SCRAPE_LIMIT;
-    loop {
-        let response = get(client, address, "/metrics").await;
-        assert_eq!(response.status(), 200);
-        assert_eq!(
-            response.headers()["content-type"],
-            "text/plain; version=0.0.4; charset=utf-8"
-        );
-        let body = response.text().await.expect("metrics body");
-        if Exposition::parse(&body).value("partner_center_up", &[("source", "license_usage")])
-            == Some(1.0)
-        {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "partner_center_up never became 1 within {SCRAPE_LIMIT:?}; last scrape:\n{body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Scrapes `/metrics` until `condition` holds, within `limit`.
-async fn scrape_until(
-    client: &reqwest::Client,
-    address: SocketAddr,
-    limit: Duration,
-    what: &str,
-    condition: impl Fn(&Exposition) -> bool,
-) -> Exposition {
-    let deadline = Instant::now() + limit;
-    loop {
-        let response = get(client, address, "/metrics").await;
-        assert_eq!(response.status(), 200);
-        let metrics = Exposition::parse(&response.text().await.expect("metrics body"));
-        if condition(&metrics) {
-            return metrics;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no scrape showed {what} within {limit:?}; last scrape:\n{}",
-            metrics.text
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn unix_now() -> u64 {
@@ -763,14 +530,14 @@ fn a_listen_address_in_use_exits_1() {
 #[tokio::test]
 async fn demo_serves_the_documented_series_and_endpoints() {
     let midnight_before = midnight_utc(unix_now());
-    let mut exporter = Exporter::start(&["--demo", "--web.listen-address=127.0.0.1:0"]);
-    let addresses = exporter.listening_addresses(1);
+    let mut exporter = ExporterProcess::spawn(&["--demo", "--web.listen-address=127.0.0.1:0"]);
+    let addresses = exporter.listening_addresses(1).await;
     let address = addresses[0];
     assert!(address.ip().is_loopback(), "{address}");
     assert_ne!(address.port(), 0, "the real port is logged");
 
-    let client = http_client();
-    let body = scrape_until_up(&client, address).await;
+    let client = exporter.client();
+    let body = exporter.until_up().await.text;
     let midnight_after = midnight_utc(unix_now());
     promtool_check_metrics(&body);
     let metrics = Exposition::parse(&body);
@@ -870,10 +637,10 @@ async fn demo_serves_the_documented_series_and_endpoints() {
     );
 
     // A user sees no error or warning in a healthy demo.
-    exporter.drain(Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
         !exporter
-            .log
+            .log_lines()
             .iter()
             .any(|line| line.contains("level=error") || line.contains("level=warn")),
         "{}",
@@ -883,13 +650,13 @@ async fn demo_serves_the_documented_series_and_endpoints() {
 
 #[tokio::test]
 async fn demo_serves_metrics_on_a_custom_telemetry_path() {
-    let mut exporter = Exporter::start(&[
+    let mut exporter = ExporterProcess::spawn(&[
         "--demo",
         "--web.listen-address=127.0.0.1:0",
         "--web.telemetry-path=/custom/metrics",
     ]);
-    let address = exporter.listening_addresses(1)[0];
-    let client = http_client();
+    let address = exporter.listening_addresses(1).await[0];
+    let client = exporter.client();
     let custom = get(&client, address, "/custom/metrics").await;
     assert_eq!(custom.status(), 200);
     let body = custom.text().await.expect("body");
@@ -908,14 +675,13 @@ async fn sigterm_stops_the_demo_cleanly() {
     // The demo keeps its access token in a temporary directory; point
     // TMPDIR at one of ours to see that it is cleaned up.
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut exporter = Exporter::start_with_env(
-        &["--demo", "--web.listen-address=127.0.0.1:0"],
-        &[("TMPDIR", tmp.path())],
-    );
-    let address = exporter.listening_addresses(1)[0];
-    // Keep a client with an idle keep-alive connection open, as Prometheus does.
-    let client = http_client();
-    scrape_until_up(&client, address).await;
+    let mut command = ExporterProcess::command(&["--demo", "--web.listen-address=127.0.0.1:0"]);
+    command.env("TMPDIR", tmp.path());
+    let mut exporter = ExporterProcess::spawn_command(command);
+    exporter.listening_addresses(1).await;
+    // The harness's one client keeps its idle keep-alive connection open
+    // from here on, as Prometheus does.
+    exporter.until_up().await;
     let leftovers = |dir: &Path| -> Vec<String> {
         std::fs::read_dir(dir)
             .expect("read TMPDIR")
@@ -935,7 +701,7 @@ async fn sigterm_stops_the_demo_cleanly() {
     );
 
     exporter.terminate();
-    let status = exporter.wait_exit(SHUTDOWN_LIMIT);
+    let status = exporter.wait_exit(SHUTDOWN_LIMIT).await;
     assert_eq!(
         status.code(),
         Some(0),
@@ -945,20 +711,23 @@ async fn sigterm_stops_the_demo_cleanly() {
     let log = exporter.log_text();
     assert!(
         exporter
-            .log
+            .log_lines()
             .iter()
             .any(|line| line.contains("shutting down") && line.contains("signal=SIGTERM")),
         "the signal is logged:\n{log}"
     );
     assert!(
         exporter
-            .log
+            .log_lines()
             .iter()
             .any(|line| line.contains("message=stopped")),
         "the stop is logged:\n{log}"
     );
     assert!(
-        !exporter.log.iter().any(|line| line.contains("level=error")),
+        !exporter
+            .log_lines()
+            .iter()
+            .any(|line| line.contains("level=error")),
         "{log}"
     );
     assert_eq!(
@@ -970,15 +739,15 @@ async fn sigterm_stops_the_demo_cleanly() {
 
 #[tokio::test]
 async fn sigint_stops_the_demo_too() {
-    let mut exporter = Exporter::start(&["--demo", "--web.listen-address=127.0.0.1:0"]);
-    let address = exporter.listening_addresses(1)[0];
-    scrape_until_up(&http_client(), address).await;
+    let mut exporter = ExporterProcess::spawn(&["--demo", "--web.listen-address=127.0.0.1:0"]);
+    exporter.listening_addresses(1).await;
+    exporter.until_up().await;
     exporter.signal("-INT");
-    let status = exporter.wait_exit(SHUTDOWN_LIMIT);
+    let status = exporter.wait_exit(SHUTDOWN_LIMIT).await;
     assert_eq!(status.code(), Some(0), "{}", exporter.log_text());
     assert!(
         exporter
-            .log
+            .log_lines()
             .iter()
             .any(|line| line.contains("shutting down") && line.contains("signal=SIGINT")),
         "{}",
@@ -988,26 +757,24 @@ async fn sigint_stops_the_demo_too() {
 
 #[tokio::test]
 async fn sigusr1_starts_and_ends_a_simulated_outage_in_the_demo() {
-    let mut exporter = Exporter::start(&["--demo", "--web.listen-address=127.0.0.1:0"]);
-    let address = exporter.listening_addresses(1)[0];
-    let client = http_client();
-    scrape_until_up(&client, address).await;
+    let mut exporter = ExporterProcess::spawn(&["--demo", "--web.listen-address=127.0.0.1:0"]);
+    exporter.listening_addresses(1).await;
+    exporter.until_up().await;
 
     exporter.signal("-USR1");
-    let started = exporter.wait_for_line("the outage start", LOG_LIMIT, |line| {
-        line.contains("outage started")
-    });
+    let started = exporter
+        .wait_for_line("the outage start", LOG_LIMIT, |line| {
+            line.contains("outage started")
+        })
+        .await;
     assert!(started.contains("level=info"), "{started}");
     // The next poll, at most a poll interval away, meets 503s, retries them
     // and fails; the last good values stay served.
-    let during = scrape_until(
-        &client,
-        address,
-        OUTAGE_LIMIT,
-        "partner_center_up{source=\"license_usage\"} 0",
-        |m| m.value("partner_center_up", &[("source", "license_usage")]) == Some(0.0),
-    )
-    .await;
+    let during = exporter
+        .scrape_until(OUTAGE_LIMIT, |m| {
+            m.value("partner_center_up", &[("source", "license_usage")]) == Some(0.0)
+        })
+        .await;
     assert!(
         during
             .value(
@@ -1031,53 +798,53 @@ async fn sigusr1_starts_and_ends_a_simulated_outage_in_the_demo() {
     assert_eq!(during.family(PERCENT).len(), 5, "{}", during.text);
 
     exporter.signal("-USR1");
-    let ended = exporter.wait_for_line("the outage end", LOG_LIMIT, |line| {
-        line.contains("outage ended")
-    });
+    let ended = exporter
+        .wait_for_line("the outage end", LOG_LIMIT, |line| {
+            line.contains("outage ended")
+        })
+        .await;
     assert!(ended.contains("level=info"), "{ended}");
-    scrape_until(
-        &client,
-        address,
-        OUTAGE_LIMIT,
-        "partner_center_up{source=\"license_usage\"} 1",
-        |m| m.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0),
-    )
-    .await;
-    assert!(
-        matches!(exporter.child.0.try_wait(), Ok(None)),
-        "SIGUSR1 does not stop the demo"
-    );
+    exporter
+        .scrape_until(OUTAGE_LIMIT, |m| {
+            m.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0)
+        })
+        .await;
+    assert!(exporter.is_running(), "SIGUSR1 does not stop the demo");
 }
 
 #[tokio::test]
 async fn json_logs_are_json_objects() {
-    let mut exporter = Exporter::start(&[
+    let mut exporter = ExporterProcess::spawn(&[
         "--demo",
         "--web.listen-address=127.0.0.1:0",
         "--log.format=json",
     ]);
-    let listening = exporter.wait_for_line("a JSON listening line", LOG_LIMIT, |line| {
-        serde_json::from_str::<serde_json::Value>(line)
-            .is_ok_and(|value| value["message"] == "listening")
-    });
+    let listening = exporter
+        .wait_for_line("a JSON listening line", LOG_LIMIT, |line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .is_ok_and(|value| value["message"] == "listening")
+        })
+        .await;
     let listening: serde_json::Value = serde_json::from_str(&listening).expect("JSON");
     let address: SocketAddr = listening["address"]
         .as_str()
         .unwrap_or_else(|| panic!("address field: {listening}"))
         .parse()
         .expect("host:port");
-    exporter.wait_for_line("a JSON poll succeeded line", LOG_LIMIT, |line| {
-        serde_json::from_str::<serde_json::Value>(line)
-            .is_ok_and(|value| value["message"] == "poll succeeded")
-    });
-    let client = http_client();
+    exporter
+        .wait_for_line("a JSON poll succeeded line", LOG_LIMIT, |line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .is_ok_and(|value| value["message"] == "poll succeeded")
+        })
+        .await;
+    let client = exporter.client();
     assert_eq!(get(&client, address, "/healthz").await.status(), 200);
 
     exporter.terminate();
-    let status = exporter.wait_exit(SHUTDOWN_LIMIT);
+    let status = exporter.wait_exit(SHUTDOWN_LIMIT).await;
     assert_eq!(status.code(), Some(0), "{}", exporter.log_text());
-    assert!(exporter.log.len() >= 4, "{}", exporter.log_text());
-    for line in &exporter.log {
+    assert!(exporter.log_lines().len() >= 4, "{}", exporter.log_text());
+    for line in &exporter.log_lines() {
         let value: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
         let object = value
@@ -1123,14 +890,14 @@ fn json_format_applies_to_configuration_errors() {
 
 #[tokio::test]
 async fn every_listen_address_serves() {
-    let mut exporter = Exporter::start(&[
+    let mut exporter = ExporterProcess::spawn(&[
         "--demo",
         "--web.listen-address=127.0.0.1:0",
         "--web.listen-address=127.0.0.1:0",
     ]);
-    let addresses = exporter.listening_addresses(2);
+    let addresses = exporter.listening_addresses(2).await;
     assert_ne!(addresses[0], addresses[1], "two distinct listeners");
-    let client = http_client();
+    let client = exporter.client();
     for address in addresses {
         assert!(address.ip().is_loopback(), "{address}");
         let response = get(&client, address, "/healthz").await;
@@ -1161,15 +928,18 @@ async fn a_configured_exporter_polls_the_configured_partner_center() {
          auth:\n  bearer_token_file: token\npoll:\n  interval: 2s\n",
         upstream.uri()
     ));
-    let mut exporter = Exporter::start(&[&dir.config_flag(), "--web.listen-address=127.0.0.1:0"]);
-    let address = exporter.listening_addresses(1)[0];
-    let warning = exporter.wait_for_line("the short-interval warning", LOG_LIMIT, |line| {
-        line.contains("level=warn")
-    });
+    let mut exporter =
+        ExporterProcess::spawn(&[&dir.config_flag(), "--web.listen-address=127.0.0.1:0"]);
+    let address = exporter.listening_addresses(1).await[0];
+    let warning = exporter
+        .wait_for_line("the short-interval warning", LOG_LIMIT, |line| {
+            line.contains("level=warn")
+        })
+        .await;
     assert!(warning.contains("poll.interval"), "{warning}");
 
-    let client = http_client();
-    let body = scrape_until_up(&client, address).await;
+    let client = exporter.client();
+    let body = exporter.until_up().await.text;
     promtool_check_metrics(&body);
     let metrics = Exposition::parse(&body);
     assert_eq!(metrics.family(PERCENT).len(), 5, "{body}");

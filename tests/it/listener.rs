@@ -4,14 +4,18 @@
 //! methods that change nothing, and the raised open file limit. In each
 //! case a normal scrape must still succeed.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{RunningExporter, USAGE_PATH, WAIT, collection, item, test_config, wait_for};
+use common::exporter::{BIN, LISTEN};
+use common::{
+    ExporterProcess, RunningExporter, Scrape, USAGE_PATH, WAIT, collection, item, test_config,
+    wait_for,
+};
 use partner_center_exporter::http::server::ServerSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -557,10 +561,8 @@ fn open_file_limits(pid: u32) -> (String, String) {
     (soft, hard)
 }
 
-#[test]
-fn the_binary_raises_its_open_file_limit_to_the_hard_limit() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
+#[tokio::test]
+async fn the_binary_raises_its_open_file_limit_to_the_hard_limit() {
     const LOW: u32 = 256;
     let (_, hard) = open_file_limits(std::process::id());
     assert!(
@@ -569,45 +571,29 @@ fn the_binary_raises_its_open_file_limit_to_the_hard_limit() {
     );
     // The shell lowers the soft limit, as systemd's 1024 would, and then
     // becomes the exporter.
-    let mut child = common::ChildGuard(
-        Command::new("sh")
-            .args([
-                "-c",
-                &format!("ulimit -S -n {LOW} && exec \"$0\" \"$@\""),
-                env!("CARGO_BIN_EXE_partner-center-exporter"),
-                "--demo",
-                "--web.listen-address=127.0.0.1:0",
-                "--log.level=debug",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the exporter"),
-    );
-    let stderr = child.0.stderr.take().expect("stderr");
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + SLOW_WAIT;
-    let mut log = Vec::new();
-    while !log
+    let mut command = std::process::Command::new("sh");
+    command.args([
+        "-c",
+        &format!("ulimit -S -n {LOW} && exec \"$0\" \"$@\""),
+        BIN,
+        "--demo",
+        LISTEN,
+        "--log.level=debug",
+    ]);
+    let exporter = ExporterProcess::spawn_command(command);
+    exporter
+        .wait_for_line("message=listening", SLOW_WAIT, |line| {
+            line.contains("message=listening")
+        })
+        .await;
+    // The log up to the listening line.
+    let mut log = exporter.log_lines();
+    let listening = log
         .iter()
-        .any(|line: &String| line.contains("message=listening"))
-    {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match received.recv_timeout(left) {
-            Ok(line) => log.push(line),
-            Err(_) => panic!("the exporter did not start:\n{}", log.join("\n")),
-        }
-    }
-    let (soft, hard) = open_file_limits(child.0.id());
+        .position(|line| line.contains("message=listening"))
+        .expect("the listening line");
+    log.truncate(listening + 1);
+    let (soft, hard) = open_file_limits(exporter.pid());
     assert_eq!(soft, hard, "soft limit raised to the hard limit");
     assert!(
         log.iter()

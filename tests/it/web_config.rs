@@ -3,17 +3,18 @@
 //! certificate policy and version limit, basic auth, response headers, the
 //! `/healthz` exemption, HTTP/2, and certificate rotation while serving.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::processes::{Exporter, START_LIMIT, Server, free_port, run_to_exit};
+use common::exporter::LISTEN;
+use common::processes::{START_LIMIT, Server, free_port};
 use common::web::{
     ALLOWED_CLIENT, FIXTURES, Offer, TestPki, client_config, der, https_client, load_web,
     start_exporter_with_web, tls_exchange,
 };
-use common::{CapturedLogs, WAIT, describe, find_tool, text, wait_for};
+use common::{CapturedLogs, ExporterProcess, Scrape, WAIT, describe, find_tool, text, wait_for};
 use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
 use partner_center_exporter::http::web::{ReloadOutcome, WebOptions, WebSecurity};
 use rustls::ProtocolVersion;
@@ -476,7 +477,11 @@ async fn a_client_that_never_handshakes_is_dropped() {
 
 #[tokio::test]
 async fn a_rotated_certificate_is_served_and_a_broken_file_keeps_the_last_good_one() {
-    let logs = CapturedLogs::global();
+    let Some(logs) = CapturedLogs::in_own_process(
+        "web_config::a_rotated_certificate_is_served_and_a_broken_file_keeps_the_last_good_one",
+    ) else {
+        return;
+    };
     let pki = TestPki::new();
     let path =
         pki.web_config("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n");
@@ -596,7 +601,8 @@ fn config_check_checks_the_web_configuration_too() {
     let config = exporter_config(&pki);
     let good = pki.web_config_from_fixture("good/mtls.yml");
     let web_flag = format!("--web.config.file={}", good.display());
-    let output = run_to_exit(None, &[&config, "--config.check", &web_flag], EXIT_LIMIT);
+    let output =
+        ExporterProcess::run_to_exit(None, &[&config, "--config.check", &web_flag], EXIT_LIMIT);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let stdout = text(&output.stdout);
     assert!(
@@ -608,7 +614,8 @@ fn config_check_checks_the_web_configuration_too() {
 
     let bad = pki.web_config_from_fixture("bad/tls10.yml");
     let web_flag = format!("--web.config.file={}", bad.display());
-    let output = run_to_exit(None, &[&config, "--config.check", &web_flag], EXIT_LIMIT);
+    let output =
+        ExporterProcess::run_to_exit(None, &[&config, "--config.check", &web_flag], EXIT_LIMIT);
     assert_eq!(
         output.status.code(),
         Some(i32::from(EXIT_CONFIG_ERROR)),
@@ -629,7 +636,7 @@ fn starting_with_a_bad_web_configuration_exits_78() {
     let pki = TestPki::new();
     let bad = pki.web_config_from_fixture("bad/password-in-clear.yml");
     let web_flag = format!("--web.config.file={}", bad.display());
-    let output = run_to_exit(None, &["--demo", &web_flag], EXIT_LIMIT);
+    let output = ExporterProcess::run_to_exit(None, &["--demo", &web_flag], EXIT_LIMIT);
     assert_eq!(
         output.status.code(),
         Some(i32::from(EXIT_CONFIG_ERROR)),
@@ -644,7 +651,8 @@ fn starting_with_a_bad_web_configuration_exits_78() {
 
 #[test]
 fn the_healthz_exemption_needs_a_web_configuration() {
-    let output = run_to_exit(None, &["--demo", "--web.healthz-without-auth"], EXIT_LIMIT);
+    let output =
+        ExporterProcess::run_to_exit(None, &["--demo", "--web.healthz-without-auth"], EXIT_LIMIT);
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     assert!(
         text(&output.stderr).contains("--web.config.file"),
@@ -711,10 +719,13 @@ async fn prometheus_scrapes_over_tls_with_basic_auth_and_a_client_certificate() 
          basic_auth_users:\n  prometheus: \"@bcrypt:scrape-password@\"\n",
         MTLS.replace("POLICY", "RequireAndVerifyClientCert")
     ));
-    let exporter =
-        Exporter::start(&["--demo", &format!("--web.config.file={}", web.display())]).await;
+    let web_flag = format!("--web.config.file={}", web.display());
+    let exporter = ExporterProcess::start(&["--demo", &web_flag, LISTEN]).await;
 
-    pki.write("prometheus.yml", &prometheus_config(&pki, exporter.address));
+    pki.write(
+        "prometheus.yml",
+        &prometheus_config(&pki, exporter.address()),
+    );
     let mut prometheus = Server::start(
         "Prometheus",
         &prometheus_bin,
@@ -807,7 +818,7 @@ async fn prometheus_scrapes_over_tls_with_basic_auth_and_a_client_certificate() 
         }
         .await;
         if let Some(series) = result {
-            assert_eq!(series["metric"]["instance"], exporter.address.to_string());
+            assert_eq!(series["metric"]["instance"], exporter.address().to_string());
             break;
         }
         assert!(

@@ -5,13 +5,13 @@
 //! paths agree with the exporter's defaults and are really served; and the
 //! files agree with one another (mounts, names, the systemd credentials).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{FIXTURE, RunningExporter, get, test_config, test_server_settings, wait_for};
+use common::{FIXTURE, RunningExporter, Scrape, get, test_config, test_server_settings, wait_for};
 use partner_center_exporter::cli::{Cli, Command, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR};
 use partner_center_exporter::config::{Config, REFRESH_TOKEN_ENV};
 use partner_center_exporter::http::server::ServerSettings;

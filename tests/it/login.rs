@@ -7,15 +7,13 @@
 //! so a loaded machine cannot make them fail.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 
-use common::{ChildGuard, describe, read_all, text};
+use common::{ExporterProcess, describe, text};
 use partner_center_exporter::auth::login::{
     self, LoginError, LoginOutcome, LoginPacing, LoginTarget,
 };
@@ -26,8 +24,6 @@ use partner_center_exporter::secret::Secret;
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-const BIN: &str = env!("CARGO_BIN_EXE_partner-center-exporter");
 
 const TENANT: &str = "contoso.onmicrosoft.com";
 const CLIENT_ID: &str = "3f2c5e2a-0000-4000-8000-000000000001";
@@ -709,47 +705,9 @@ fn a_refresh_token_from_the_environment_is_the_seed() {
 // The binary
 // ---------------------------------------------------------------------------
 
-/// The binary, deaf to the machine's proxy settings: the fake Entra ID is on 127.0.0.1.
-fn command(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
-        command
-            .env_remove(name)
-            .env_remove(name.to_ascii_lowercase());
-    }
-    command
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env_remove("PARTNER_CENTER_CLIENT_SECRET")
-        .env_remove(REFRESH_TOKEN_ENV);
-    command
-}
-
 /// Runs the binary to its exit, within [`EXIT_LIMIT`].
 fn run(args: &[&str]) -> Output {
-    let mut child = ChildGuard(command(args).spawn().expect("start the binary"));
-    let stdout = read_all(child.0.stdout.take().expect("stdout"));
-    let stderr = read_all(child.0.stderr.take().expect("stderr"));
-    let status = child.wait_bounded(EXIT_LIMIT);
-    if status.is_none() {
-        let _ = child.0.kill();
-    }
-    let output = Output {
-        status: status.unwrap_or_else(|| child.0.wait().expect("reap")),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    };
-    assert!(
-        status.is_some(),
-        "{args:?} did not exit within {EXIT_LIMIT:?}: {}",
-        describe(&output)
-    );
-    output
+    ExporterProcess::run_to_exit(None, args, EXIT_LIMIT)
 }
 
 #[tokio::test]
@@ -919,45 +877,17 @@ async fn sigint_interrupts_a_waiting_login() {
     mount_token_answers(&entra, vec![(pending(), u64::MAX)]).await;
     let setup = Setup::new(&entra.uri(), false);
 
-    let flag = setup.config_flag();
+    let mut login = ExporterProcess::spawn(&["login", &setup.config_flag()]);
+    // Wait for the instructions, then interrupt the wait for the sign-in.
+    let first = login
+        .wait_for_stdout_line("the instructions", EXIT_LIMIT, |_| true)
+        .await;
+    assert!(first.contains(USER_CODE), "{first}");
+    login.signal("-INT");
+    let status = login.wait_exit(EXIT_LIMIT).await;
+    let (stdout, stderr) = (login.stdout(), login.log_text());
     let state_file = setup.state_file();
-    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        let mut child = ChildGuard(command(&["login", &flag]).spawn().expect("start"));
-        let stderr = read_all(child.0.stderr.take().expect("stderr"));
-        let stdout = child.0.stdout.take().expect("stdout");
-        let (sender, lines) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line.clone()).is_err() {
-                    break;
-                }
-            }
-        });
-        // Wait for the instructions, then interrupt the wait for the sign-in.
-        let first = lines
-            .recv_timeout(EXIT_LIMIT)
-            .unwrap_or_else(|err| panic!("no instructions on stdout: {err}"));
-        assert!(first.contains(USER_CODE), "{first}");
-        let status = Command::new("kill")
-            .args(["-INT", &child.0.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -INT failed: {status:?}");
-        let status = child.wait_bounded(EXIT_LIMIT);
-        if status.is_none() {
-            let _ = child.0.kill();
-        }
-        let mut stdout_lines = vec![first];
-        let _ = reader.join();
-        stdout_lines.extend(lines.try_iter());
-        let stderr = String::from_utf8(stderr.join().expect("stderr reader")).expect("UTF-8");
-        (status, stdout_lines.join("\n"), stderr)
-    })
-    .await
-    .expect("runner");
 
-    let status = status.unwrap_or_else(|| panic!("no exit after SIGINT; stderr:\n{stderr}"));
     assert_eq!(
         status.code(),
         Some(i32::from(EXIT_INTERRUPTED)),

@@ -4,7 +4,7 @@
 //! and the landing page per source, and the `sources` section of the
 //! configuration as the binary reads it.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -28,8 +28,8 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use common::{
-    Exposition, FIXTURE as USAGE_FIXTURE, RunningExporter, USAGE_PATH, WAIT, describe, get,
-    promtool_check_metrics, test_config, text, wait_for,
+    ExporterProcess, Exposition, FIXTURE as USAGE_FIXTURE, RunningExporter, Scrape, USAGE_PATH,
+    WAIT, describe, get, promtool_check_metrics, test_config, text, wait_for,
 };
 use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
 use partner_center_exporter::config::Config;
@@ -833,7 +833,7 @@ impl ConfigFile {
 
 /// Runs the binary to its exit.
 fn run(args: &[&str]) -> Output {
-    common::processes::run_to_exit(None, args, Duration::from_secs(20))
+    ExporterProcess::run_to_exit(None, args, Duration::from_secs(20))
 }
 
 /// Checks that `yaml` is refused by `--config.check` and at start with

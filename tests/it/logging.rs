@@ -2,16 +2,20 @@
 //! request identifiers and the reason, skipped items are named, and the
 //! access token appears nowhere.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{CapturedLogs, RunningExporter, TEST_TOKEN, collection, item};
+use common::{CapturedLogs, RunningExporter, Scrape, TEST_TOKEN, collection, item};
 use wiremock::ResponseTemplate;
 
 #[tokio::test]
 async fn failures_and_skipped_items_are_logged_without_the_token() {
-    let captured = CapturedLogs::global();
+    let Some(captured) = CapturedLogs::in_own_process(
+        "logging::failures_and_skipped_items_are_logged_without_the_token",
+    ) else {
+        return;
+    };
 
     let mut unusable = item("Broken", "o365", "reseller", 0.0, "2024-05-01T00:00:00Z");
     unusable["proratedLicensesUsagePercent"] = serde_json::json!(null);
