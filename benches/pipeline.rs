@@ -17,13 +17,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use partner_center_exporter::collect::snapshot::{Snapshot, fold_items, render};
-use partner_center_exporter::collect::state::ExporterState;
-use partner_center_exporter::exposition::metrics::ExporterMetrics;
-use partner_center_exporter::sources::SourceName;
-use partner_center_exporter::sources::license_usage::{
-    LicenseUsage, LicenseUsageSource, decode_usage_page,
-};
+use partner_center_exporter::ExporterMetrics;
+use partner_center_exporter::ExporterState;
+use partner_center_exporter::SourceName;
+use partner_center_exporter::license_usage::{LicenseUsage, LicenseUsageSource, decode_usage_page};
+use partner_center_exporter::{Snapshot, fold_items, render};
 
 const SIZES: [usize; 3] = [5, 10_000, 100_000];
 

@@ -15,7 +15,7 @@ pub mod refresh_token_store;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use crate::token_file::{TokenFileError, read_token_file_blocking};
+pub use crate::token_file::TokenFileError;
 
 use crate::config::{AuthMethod, Config};
 use crate::exposition::metrics::ExporterMetrics;

@@ -272,11 +272,11 @@ mod tests {
 
     use crate::auth::Authenticator;
     use crate::auth::entra::{EntraClient, EntraError, Problem};
-    use crate::auth::read_token_file_blocking;
     use crate::auth::refresh_token_store::RefreshTokenStore;
     use crate::config::{AuthMethod, RefreshTokenSettings};
     use crate::exposition::metrics::ExporterMetrics;
     use crate::partner_center::client::Client;
+    use crate::token_file::read_token_file_blocking;
 
     /// A started demo whose server stops when the test ends.
     struct Running {

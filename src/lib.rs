@@ -41,20 +41,53 @@
 
 #![forbid(unsafe_code)]
 
-pub mod app;
-pub mod auth;
+mod app;
+mod auth;
+mod cli;
+mod collect;
+mod config;
+mod exposition;
+mod http;
+mod partner_center;
+mod secret;
+mod sources;
+mod token_file;
+mod upstream;
+
+// Small modules the binary calls as they are.
 pub mod build_info;
-pub mod cli;
-pub mod collect;
-pub mod config;
 pub mod demo;
-pub mod exposition;
-pub mod http;
-pub mod partner_center;
-pub mod secret;
 pub mod shutdown;
-pub mod simulator;
-pub mod sources;
 pub mod telemetry;
-pub mod token_file;
-pub mod upstream;
+// The simulated Partner Center: an API of its own, for the demo, the
+// benchmarks and the tests.
+pub mod simulator;
+
+// What the binary runs: the command line, the configuration, the wiring,
+// the `login` command.
+pub use app::{AppError, bind_all, run};
+pub use auth::login;
+pub use cli::{Cli, Command, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
+pub use collect::scheduler::Schedule;
+pub use config::{
+    AuthConfig, CLIENT_SECRET_ENV, Config, PartnerCenterConfig, PollConfig, REFRESH_TOKEN_ENV,
+    SecretEnvironment, SourceConfig, SourcesConfig,
+};
+pub use http::server::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_REQUESTS, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_WRITE_STALL_TIMEOUT, ServerSettings,
+};
+pub use http::web::{ReloadOutcome, WebOptions, WebSecurity};
+
+// Credentials and their storage, for the tests of authentication.
+pub use auth::Authenticator;
+pub use auth::refresh_token_store::{RefreshTokenStore, STATE_FILE_NAME};
+pub use secret::Secret;
+
+// The pipeline of a poll, for the benchmarks, the fuzz target and the
+// property tests: each source's decoding, the snapshot and the state a
+// scrape reads.
+pub use collect::snapshot::{Snapshot, fold_items, render};
+pub use collect::state::ExporterState;
+pub use exposition::metrics::ExporterMetrics;
+pub use sources::{SourceName, license_deployment, license_usage};

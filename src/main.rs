@@ -7,16 +7,16 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
-use partner_center_exporter::auth::login::{self, LoginPacing, LoginTarget};
-use partner_center_exporter::cli::{Cli, Command, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
-use partner_center_exporter::collect::scheduler::Schedule;
-use partner_center_exporter::config::Config;
-use partner_center_exporter::http::server::{
+use partner_center_exporter::Config;
+use partner_center_exporter::Schedule;
+use partner_center_exporter::login::{self, LoginPacing, LoginTarget};
+use partner_center_exporter::{AppError, bind_all, build_info, demo, shutdown, telemetry};
+use partner_center_exporter::{Cli, Command, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
+use partner_center_exporter::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_STALL_TIMEOUT,
     ServerSettings,
 };
-use partner_center_exporter::http::web::{WebOptions, WebSecurity};
-use partner_center_exporter::{app, build_info, demo, shutdown, telemetry};
+use partner_center_exporter::{WebOptions, WebSecurity};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
@@ -207,11 +207,7 @@ fn run_login(cli: &Cli) -> ExitCode {
     }
 }
 
-async fn run(
-    cli: Cli,
-    config: Option<Config>,
-    web: Option<WebSecurity>,
-) -> Result<(), app::AppError> {
+async fn run(cli: Cli, config: Option<Config>, web: Option<WebSecurity>) -> Result<(), AppError> {
     tracing::info!(
         version = build_info::VERSION,
         revision = build_info::REVISION,
@@ -219,7 +215,7 @@ async fn run(
         "starting partner-center-exporter"
     );
     let shutdown = CancellationToken::new();
-    let on_signal = shutdown::cancel_on_signal(shutdown.clone()).map_err(app::AppError::Signals)?;
+    let on_signal = shutdown::cancel_on_signal(shutdown.clone()).map_err(AppError::Signals)?;
     tokio::spawn(on_signal);
 
     // The demo's simulation must outlive the exporter, so it is held here.
@@ -233,13 +229,13 @@ async fn run(
         None => {
             let demo = demo::start(shutdown.clone())
                 .await
-                .map_err(app::AppError::Demo)?;
+                .map_err(AppError::Demo)?;
             // Before the server starts, so that a SIGUSR1 sent as soon as
             // the exporter answers finds its handler in place.
             #[cfg(unix)]
             tokio::spawn(
                 demo::toggle_outage_on_sigusr1(demo.outage.clone(), shutdown.clone())
-                    .map_err(app::AppError::Demo)?,
+                    .map_err(AppError::Demo)?,
             );
             tracing::info!(
                 url = %demo.config.partner_center.base_url,
@@ -249,7 +245,7 @@ async fn run(
             (demo.config.clone(), Some(demo))
         }
     };
-    let listeners = app::bind_all(&cli.listen_addresses).await?;
+    let listeners = bind_all(&cli.listen_addresses).await?;
     let settings = ServerSettings {
         telemetry_path: cli.telemetry_path,
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
@@ -258,5 +254,5 @@ async fn run(
         write_stall_timeout: DEFAULT_WRITE_STALL_TIMEOUT,
         web: web.map(std::sync::Arc::new),
     };
-    app::run(config, listeners, settings, shutdown).await
+    partner_center_exporter::run(config, listeners, settings, shutdown).await
 }

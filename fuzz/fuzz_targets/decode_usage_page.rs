@@ -14,12 +14,12 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use partner_center_exporter::exposition::metrics::ExporterMetrics;
-use partner_center_exporter::collect::snapshot::Snapshot;
-use partner_center_exporter::sources::license_deployment::{
+use partner_center_exporter::ExporterMetrics;
+use partner_center_exporter::Snapshot;
+use partner_center_exporter::license_deployment::{
     LicenseDeploymentSource, decode_deployment_page,
 };
-use partner_center_exporter::sources::license_usage::{LicenseUsageSource, decode_usage_page};
+use partner_center_exporter::license_usage::{LicenseUsageSource, decode_usage_page};
 
 /// The exporter's own metrics, made once: making them per input would
 /// register a new process collector every time.

@@ -80,11 +80,6 @@ impl ActiveWebConfig {
         self.tls.as_ref()
     }
 
-    /// Whether HTTP/2 is offered over TLS.
-    pub fn http2(&self) -> bool {
-        self.http2
-    }
-
     /// Adds the configured response headers.
     pub fn add_headers(&self, headers: &mut HeaderMap) {
         for (name, value) in &self.headers {

@@ -46,6 +46,7 @@ impl Wait {
 
 impl RetryPolicy {
     /// No retries at all.
+    #[cfg(test)]
     pub const NONE: Self = Self {
         max_retries: 0,
         initial_backoff: Duration::ZERO,

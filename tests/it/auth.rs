@@ -23,10 +23,10 @@ use common::exporter::LISTEN;
 use common::{
     ExporterProcess, Exposition, FIXTURE, RunningExporter, Scrape, USAGE_PATH, WAIT, get, wait_for,
 };
-use partner_center_exporter::auth::Authenticator;
-use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
-use partner_center_exporter::config::{CLIENT_SECRET_ENV, Config, REFRESH_TOKEN_ENV};
-use partner_center_exporter::exposition::metrics::ExporterMetrics;
+use partner_center_exporter::Authenticator;
+use partner_center_exporter::EXIT_CONFIG_ERROR;
+use partner_center_exporter::ExporterMetrics;
+use partner_center_exporter::{CLIENT_SECRET_ENV, Config, REFRESH_TOKEN_ENV};
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

@@ -12,7 +12,7 @@ use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{ExporterProcess, Exposition, Scrape, describe, promtool_check_metrics, text};
-use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
+use partner_center_exporter::EXIT_CONFIG_ERROR;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -8,11 +8,11 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-use partner_center_exporter::collect::snapshot::Snapshot;
-use partner_center_exporter::collect::state::ExporterState;
-use partner_center_exporter::exposition::metrics::ExporterMetrics;
-use partner_center_exporter::sources::SourceName;
-use partner_center_exporter::sources::license_usage::{
+use partner_center_exporter::ExporterMetrics;
+use partner_center_exporter::ExporterState;
+use partner_center_exporter::Snapshot;
+use partner_center_exporter::SourceName;
+use partner_center_exporter::license_usage::{
     LicenseUsage, LicenseUsageSource, UsagePage, decode_usage_page,
 };
 use proptest::collection::vec;

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{FIXTURE, RunningExporter, Scrape, get, test_config, test_server_settings, wait_for};
-use partner_center_exporter::cli::{Cli, Command, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR};
-use partner_center_exporter::config::{Config, REFRESH_TOKEN_ENV};
-use partner_center_exporter::http::server::ServerSettings;
+use partner_center_exporter::ServerSettings;
+use partner_center_exporter::{Cli, Command, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR};
+use partner_center_exporter::{Config, REFRESH_TOKEN_ENV};
 use serde_yaml_ng::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -683,7 +683,7 @@ async fn graceful_shutdown_finishes_and_closes_the_listener() {
 async fn a_custom_telemetry_path_replaces_metrics() {
     let upstream = upstream_serving(collection(vec![], None)).await;
     let (config, dir) = test_config(&upstream.uri(), ONCE);
-    let settings = partner_center_exporter::http::server::ServerSettings {
+    let settings = partner_center_exporter::ServerSettings {
         telemetry_path: "/custom/metrics".to_owned(),
         ..common::test_server_settings()
     };
@@ -706,7 +706,7 @@ async fn a_custom_telemetry_path_replaces_metrics() {
 async fn silent_and_idle_connections_are_closed() {
     let upstream = upstream_serving(collection(vec![], None)).await;
     let (config, dir) = test_config(&upstream.uri(), ONCE);
-    let settings = partner_center_exporter::http::server::ServerSettings {
+    let settings = partner_center_exporter::ServerSettings {
         header_read_timeout: Duration::from_millis(300),
         ..common::test_server_settings()
     };

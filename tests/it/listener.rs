@@ -16,7 +16,7 @@ use common::{
     ExporterProcess, RunningExporter, Scrape, USAGE_PATH, WAIT, collection, item, test_config,
     wait_for,
 };
-use partner_center_exporter::http::server::ServerSettings;
+use partner_center_exporter::ServerSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wiremock::matchers::{method, path};

@@ -14,13 +14,11 @@ use std::time::{Duration, Instant};
 use crate::common;
 
 use common::{ExporterProcess, describe, text};
-use partner_center_exporter::auth::login::{
-    self, LoginError, LoginOutcome, LoginPacing, LoginTarget,
-};
-use partner_center_exporter::auth::refresh_token_store::{RefreshTokenStore, STATE_FILE_NAME};
-use partner_center_exporter::cli::{EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
-use partner_center_exporter::config::{Config, REFRESH_TOKEN_ENV, SecretEnvironment};
-use partner_center_exporter::secret::Secret;
+use partner_center_exporter::Secret;
+use partner_center_exporter::login::{self, LoginError, LoginOutcome, LoginPacing, LoginTarget};
+use partner_center_exporter::{Config, REFRESH_TOKEN_ENV, SecretEnvironment};
+use partner_center_exporter::{EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
+use partner_center_exporter::{RefreshTokenStore, STATE_FILE_NAME};
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};

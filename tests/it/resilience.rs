@@ -11,7 +11,7 @@ use common::{
     CapturedLogs, Exposition, FIXTURE, RunningExporter, Scrape, TEST_TOKEN, USAGE_PATH, WAIT,
     collection, item,
 };
-use partner_center_exporter::config::Config;
+use partner_center_exporter::Config;
 use partner_center_exporter::simulator::{Simulator, Step};
 
 /// The documented example as a 200 answer.

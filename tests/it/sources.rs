@@ -31,9 +31,9 @@ use common::{
     ExporterProcess, Exposition, FIXTURE as USAGE_FIXTURE, RunningExporter, Scrape, USAGE_PATH,
     WAIT, describe, get, promtool_check_metrics, test_config, text, wait_for,
 };
-use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
-use partner_center_exporter::config::Config;
-use partner_center_exporter::sources::SourceName;
+use partner_center_exporter::Config;
+use partner_center_exporter::EXIT_CONFIG_ERROR;
+use partner_center_exporter::SourceName;
 
 const DEPLOYMENT_PATH: &str = "/v1/analytics/licenses/deployment";
 const DEPLOYMENT_FIXTURE: &str = include_str!(concat!(

@@ -15,8 +15,8 @@ use common::web::{
     start_exporter_with_web, tls_exchange,
 };
 use common::{CapturedLogs, ExporterProcess, Scrape, WAIT, describe, find_tool, text, wait_for};
-use partner_center_exporter::cli::EXIT_CONFIG_ERROR;
-use partner_center_exporter::http::web::{ReloadOutcome, WebOptions, WebSecurity};
+use partner_center_exporter::EXIT_CONFIG_ERROR;
+use partner_center_exporter::{ReloadOutcome, WebOptions, WebSecurity};
 use rustls::ProtocolVersion;
 
 /// The `# expect:` lines of a fixture.
@@ -430,7 +430,7 @@ async fn a_client_that_never_handshakes_is_dropped() {
     let pki = TestPki::new();
     let path = pki.web_config_from_fixture("good/tls.yml");
     let (config, dir) = common::test_config("http://127.0.0.1:9", Duration::from_secs(3600));
-    let settings = partner_center_exporter::http::server::ServerSettings {
+    let settings = partner_center_exporter::ServerSettings {
         header_read_timeout: Duration::from_millis(300),
         web: Some(std::sync::Arc::new(load_web(&path, false))),
         ..common::test_server_settings()

@@ -42,17 +42,6 @@ pub enum WebConfigError {
     },
 }
 
-impl WebConfigError {
-    /// A bounded label for the kind of failure.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Read { .. } | Self::ReadReferenced { .. } => "read",
-            Self::Schema { .. } => "schema",
-            Self::Invalid { .. } => "invalid",
-        }
-    }
-}
-
 /// The file as written. Field names and meanings are exporter-toolkit's
 /// (`docs/web-configuration.md`).
 #[derive(Debug, Default, Deserialize)]

@@ -10,9 +10,9 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use partner_center_exporter::app::{self, AppError};
-use partner_center_exporter::config::{CLIENT_SECRET_ENV, Config, REFRESH_TOKEN_ENV};
-use partner_center_exporter::http::server::ServerSettings;
+use partner_center_exporter::AppError;
+use partner_center_exporter::ServerSettings;
+use partner_center_exporter::{CLIENT_SECRET_ENV, Config, REFRESH_TOKEN_ENV};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -206,7 +206,12 @@ impl RunningExporter {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(app::run(config, vec![listener], settings, shutdown.clone()));
+        let handle = tokio::spawn(partner_center_exporter::run(
+            config,
+            vec![listener],
+            settings,
+            shutdown.clone(),
+        ));
         Self {
             address,
             token_file,

@@ -19,11 +19,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
-use partner_center_exporter::config::{
-    AuthConfig, Config, PartnerCenterConfig, PollConfig, SourcesConfig,
-};
-use partner_center_exporter::http::server::ServerSettings;
-use partner_center_exporter::sources::SourceName;
+use partner_center_exporter::ServerSettings;
+use partner_center_exporter::SourceName;
+use partner_center_exporter::{AuthConfig, Config, PartnerCenterConfig, PollConfig, SourcesConfig};
 use reqwest::Url;
 
 pub use exporter::{ExporterProcess, RunningExporter, Scrape};
@@ -45,9 +43,9 @@ pub fn test_server_settings() -> ServerSettings {
     ServerSettings {
         telemetry_path: "/metrics".to_owned(),
         shutdown_grace: Duration::from_secs(5),
-        header_read_timeout: partner_center_exporter::http::server::DEFAULT_HEADER_READ_TIMEOUT,
-        max_requests: partner_center_exporter::http::server::DEFAULT_MAX_REQUESTS,
-        write_stall_timeout: partner_center_exporter::http::server::DEFAULT_WRITE_STALL_TIMEOUT,
+        header_read_timeout: partner_center_exporter::DEFAULT_HEADER_READ_TIMEOUT,
+        max_requests: partner_center_exporter::DEFAULT_MAX_REQUESTS,
+        write_stall_timeout: partner_center_exporter::DEFAULT_WRITE_STALL_TIMEOUT,
         web: None,
     }
 }

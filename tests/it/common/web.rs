@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use partner_center_exporter::http::web::{WebOptions, WebSecurity};
+use partner_center_exporter::{WebOptions, WebSecurity};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -245,7 +245,7 @@ pub async fn start_exporter_with_web(web: WebSecurity) -> (RunningExporter, wire
         .mount(&upstream)
         .await;
     let (config, dir) = test_config(&upstream.uri(), Duration::from_secs(3600));
-    let settings = partner_center_exporter::http::server::ServerSettings {
+    let settings = partner_center_exporter::ServerSettings {
         web: Some(Arc::new(web)),
         ..test_server_settings()
     };
