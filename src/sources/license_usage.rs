@@ -788,5 +788,23 @@ partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",se
             ]
         );
         assert_eq!(text.matches("# TYPE ").count(), 2);
+        // The whole text of the source's families, exactly.
+        assert_eq!(
+            text,
+            "# HELP partner_center_license_usage_prorated_percent Prorated license usage per workload, service and channel: proratedLicensesUsagePercent exactly as Partner Center reports it.\n\
+             # TYPE partner_center_license_usage_prorated_percent gauge\n\
+             partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"o365\",workload=\"Exchange\"} 0\n\
+             partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"crm\",workload=\"Microsoft Dynamics CRM\"} 0\n\
+             partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"crm\",workload=\"SharePoint\"} 0\n\
+             partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"o365\",workload=\"SharePoint\"} 0\n\
+             partner_center_license_usage_prorated_percent{channel=\"reseller\",service=\"o365\",workload=\"Skype For Business\"} 0\n\
+             # HELP partner_center_license_usage_processed_timestamp_seconds When Partner Center processed the usage figure (processedDateTime), in Unix seconds.\n\
+             # TYPE partner_center_license_usage_processed_timestamp_seconds gauge\n\
+             partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",service=\"o365\",workload=\"Exchange\"} 1489017600\n\
+             partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",service=\"crm\",workload=\"Microsoft Dynamics CRM\"} 1489104000\n\
+             partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",service=\"crm\",workload=\"SharePoint\"} 1489104000\n\
+             partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",service=\"o365\",workload=\"SharePoint\"} 1489017600\n\
+             partner_center_license_usage_processed_timestamp_seconds{channel=\"reseller\",service=\"o365\",workload=\"Skype For Business\"} 1489017600\n"
+        );
     }
 }
