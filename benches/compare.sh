@@ -365,7 +365,7 @@ while [ "$seen" -le "$BIG_POLLS" ]; do
     sleep 0.05
 done
 big_poll_duration=$(curl -sf "http://127.0.0.1:$exporter_port/metrics" |
-    awk '$1 == "partner_center_poll_duration_seconds" { printf "%.0f", $2 * 1000 }')
+    awk '$1 == "partner_center_poll_duration_seconds{source=\"license_usage\"}" { printf "%.0f", $2 * 1000 }')
 big_hwm_polls=$(kib "$exporter_pid" VmHWM)
 stop "$exporter_pid"
 mapfile -t gaps < <(stats_list gap_ms distinct)
