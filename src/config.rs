@@ -97,6 +97,15 @@ pub struct PartnerCenterConfig {
     /// Longest `Retry-After` obeyed; a longer one is taken as this long.
     #[serde(default = "default_max_retry_after", with = "humantime_duration")]
     pub max_retry_after: Duration,
+    /// This partner tenant's request budget, every source together:
+    /// requests are spaced so that no minute holds more. The tenant's
+    /// limits are shared with every other tool of the partner; 0 turns the
+    /// budget off.
+    #[serde(default = "default_max_requests_per_minute")]
+    pub max_requests_per_minute: u32,
+    /// Most requests to Partner Center in flight at once, every source together.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: u32,
 }
 
 /// The `auth` section as written. Exactly one method must be set; which
@@ -482,6 +491,8 @@ impl Default for PartnerCenterConfig {
             max_retries: default_max_retries(),
             retry_backoff: default_retry_backoff(),
             max_retry_after: default_max_retry_after(),
+            max_requests_per_minute: default_max_requests_per_minute(),
+            max_concurrent_requests: default_max_concurrent_requests(),
         }
     }
 }
@@ -540,6 +551,14 @@ fn default_retry_backoff() -> Duration {
 /// Partner Center's throttling answers ask for about a minute.
 fn default_max_retry_after() -> Duration {
     Duration::from_secs(2 * 60)
+}
+
+fn default_max_requests_per_minute() -> u32 {
+    300
+}
+
+fn default_max_concurrent_requests() -> u32 {
+    4
 }
 
 fn default_poll_interval() -> Duration {
@@ -675,6 +694,12 @@ impl Config {
             return Err(invalid(
                 "partner_center.request_timeout",
                 "must be longer than 0s".to_owned(),
+            ));
+        }
+        if self.partner_center.max_concurrent_requests == 0 {
+            return Err(invalid(
+                "partner_center.max_concurrent_requests",
+                "must be at least 1".to_owned(),
             ));
         }
         if self.partner_center.max_pages == 0 {

@@ -387,7 +387,10 @@ impl Client {
         Ok(Self {
             http,
             base_url,
-            throttle: Arc::default(),
+            throttle: Arc::new(TenantThrottle::new(
+                config.max_requests_per_minute,
+                usize::try_from(config.max_concurrent_requests).unwrap_or(usize::MAX),
+            )),
             application_name: header(&config.application_name)?,
             locale: header(&config.locale)?,
             max_pages: config.max_pages,
@@ -620,8 +623,10 @@ impl Client {
         request_id: Uuid,
         token: &Secret,
     ) -> Result<(Vec<u8>, Box<ResponseIds>), Failed> {
-        // Every request waits out a hold another source's 429 put on the tenant.
-        self.throttle.wait().await;
+        // Every request waits for its turn under the tenant's budget and
+        // out any hold another source's 429 put on the tenant; its place
+        // among those in flight is kept until the answer has been read.
+        let _admission = self.throttle.admit().await;
         let mut builder = self
             .http
             .get(request.url.clone())

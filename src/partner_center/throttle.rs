@@ -8,15 +8,43 @@
 //! longer the run of throttled polls, of any source, has lasted (see
 //! `crate::collect::poller`). A poll that is not throttled ends the run:
 //! it shows the tenant's limit has room again.
+//!
+//! Before any 429, the tenant's request budget keeps the exporter within
+//! what the operator allows it (`partner_center.max_requests_per_minute`
+//! and `max_concurrent_requests`, all sources together): requests are
+//! spaced evenly, one every minute ÷ the budget, so no minute holds more
+//! than the budget and a long run of requests goes at the budget, and at
+//! most so many are in flight at once.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// When requests may be sent again, and how throttled the recent polls were.
-#[derive(Debug, Default)]
+/// When requests may be sent again, how throttled the recent polls were,
+/// and the request budget.
+#[derive(Debug)]
 pub struct TenantThrottle {
     state: Mutex<ThrottleState>,
+    /// The time between two requests' starts; `None` without a budget.
+    spacing: Option<Duration>,
+    /// Requests in flight, at most `max_concurrent_requests`.
+    in_flight: Arc<Semaphore>,
+}
+
+impl Default for TenantThrottle {
+    /// No budget: requests go as soon as no 429 holds them back.
+    fn default() -> Self {
+        Self::new(0, Semaphore::MAX_PERMITS)
+    }
+}
+
+/// A request's admission under the budget: its place among those in
+/// flight, given back when it is dropped.
+#[derive(Debug)]
+pub struct Admission {
+    _in_flight: Option<OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, Default)]
@@ -25,9 +53,44 @@ struct ThrottleState {
     not_before: Option<Instant>,
     /// Polls in a row, of any source, that met throttling.
     throttled_polls: u32,
+    /// The start the budget gives the next request.
+    next_slot: Option<Instant>,
 }
 
 impl TenantThrottle {
+    /// A throttle with a budget of `per_minute` requests a minute (0: no
+    /// budget) and `concurrent` in flight at once (at least one).
+    pub fn new(per_minute: u32, concurrent: usize) -> Self {
+        let spacing = (per_minute > 0).then(|| Duration::from_secs(60) / per_minute);
+        Self {
+            state: Mutex::new(ThrottleState::default()),
+            spacing,
+            in_flight: Arc::new(Semaphore::new(concurrent.clamp(1, Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// Waits until a request may be sent: a place among those in flight,
+    /// then its slot under the budget, then the end of any hold a 429 put
+    /// on the tenant. Hold the admission until the answer has been read.
+    pub async fn admit(&self) -> Admission {
+        // The semaphore is never closed, so this only fails if it were.
+        let in_flight = self.in_flight.clone().acquire_owned().await.ok();
+        if let Some(spacing) = self.spacing {
+            let slot = {
+                let mut state = self.state();
+                let now = Instant::now();
+                let slot = state.next_slot.map_or(now, |next| next.max(now));
+                state.next_slot = Some(slot + spacing);
+                slot
+            };
+            tokio::time::sleep_until(slot).await;
+        }
+        self.wait().await;
+        Admission {
+            _in_flight: in_flight,
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
         // The state is two plain values, valid whatever a panicking holder did.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -85,6 +148,62 @@ mod tests {
         throttle.wait().await;
         assert!(start.elapsed() >= Duration::from_millis(300));
         assert_eq!(throttle.not_before(), None, "a hold ends");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_spaces_requests_evenly_and_never_exceeds_a_minute() {
+        let throttle = Arc::new(TenantThrottle::new(60, 100));
+        let start = Instant::now();
+        let mut admitted = Vec::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..150 {
+            let throttle = throttle.clone();
+            tasks.spawn(async move {
+                let _admission = throttle.admit().await;
+                Instant::now()
+            });
+        }
+        while let Some(at) = tasks.join_next().await {
+            admitted.push(at.expect("admitted"));
+        }
+        admitted.sort();
+        // One a second: 60 in the first minute, and in every minute after.
+        for (index, at) in admitted.iter().enumerate() {
+            assert_eq!(at.duration_since(start), Duration::from_secs(index as u64));
+        }
+        for window in admitted.windows(61) {
+            assert!(window[60].duration_since(window[0]) >= Duration::from_secs(60));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_most_the_concurrent_requests_are_in_flight() {
+        let throttle = Arc::new(TenantThrottle::new(0, 2));
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (throttle, in_flight, most) = (throttle.clone(), in_flight.clone(), most.clone());
+            tasks.spawn(async move {
+                let _admission = throttle.admit().await;
+                let now = in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_hold_comes_on_top_of_the_budget() {
+        let throttle = TenantThrottle::new(60, 4);
+        let start = Instant::now();
+        drop(throttle.admit().await);
+        throttle.hold_until(start + Duration::from_secs(5));
+        drop(throttle.admit().await);
+        assert_eq!(Instant::now(), start + Duration::from_secs(5));
     }
 
     #[test]

@@ -617,8 +617,18 @@ async fn demo_serves_the_documented_series_and_endpoints() {
 
     let healthz = get(&client, address, "/healthz").await;
     assert_eq!(healthz.status(), 200);
+    // Ready once every source has finished its first poll; the budget
+    // spaces the two sources' first requests.
+    common::wait_for(Duration::from_secs(10), "/readyz to answer 200", || async {
+        get(&client, address, "/readyz").await.status() == 200
+    })
+    .await;
     let readyz = get(&client, address, "/readyz").await;
-    assert_eq!(readyz.status(), 200, "ready after the first good poll");
+    let body = readyz.text().await.expect("readiness");
+    assert!(
+        body.starts_with("ready\nlicense_usage: up, 5 series\n"),
+        "{body}"
+    );
     let unknown = get(&client, address, "/no-such-page").await;
     assert_eq!(unknown.status(), 404);
     let post = client
@@ -955,7 +965,12 @@ async fn a_configured_exporter_polls_the_configured_partner_center() {
         Some(1_489_017_600.0),
         "2017-03-09T00:00:00+00:00 from the documented example:\n{body}"
     );
-    assert_eq!(get(&client, address, "/readyz").await.status(), 200);
+    // Ready once every source has finished its first poll; the budget
+    // spaces the two sources' first requests.
+    common::wait_for(Duration::from_secs(10), "/readyz to answer 200", || async {
+        get(&client, address, "/readyz").await.status() == 200
+    })
+    .await;
 
     let requests = upstream.received_requests().await.expect("recorded");
     let request = requests.first().expect("at least one poll");

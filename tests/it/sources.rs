@@ -957,3 +957,59 @@ fn config_check_lists_each_enabled_source_with_its_interval() {
         describe(&output)
     );
 }
+
+/// The tenant's request budget, every source together: with 120 requests
+/// a minute, one every 500 ms, two sources polling every 20 ms send no two
+/// requests closer than that, and both get their turns.
+#[tokio::test]
+async fn the_request_budget_spaces_every_sources_requests_and_is_used() {
+    let upstream = partner_center_exporter::simulator::Simulator::builder()
+        .dataset(
+            USAGE_PATH,
+            partner_center_exporter::simulator::Dataset::fixed(USAGE_FIXTURE),
+        )
+        .dataset(
+            DEPLOYMENT_PATH,
+            partner_center_exporter::simulator::Dataset::fixed(DEPLOYMENT_FIXTURE),
+        )
+        .start()
+        .await
+        .expect("the simulated Partner Center starts");
+    let (mut config, dir) = both_sources(upstream.base_url(), Duration::from_millis(20));
+    config.partner_center.max_requests_per_minute = 120;
+    let exporter = RunningExporter::start_with(config, dir).await;
+    let started = Instant::now();
+    upstream
+        .wait_for_requests(7, WAIT)
+        .await
+        .expect("the requests arrive");
+    let elapsed = started.elapsed();
+    exporter.stop().await.expect("clean stop");
+    let mut arrivals: Vec<Instant> = upstream
+        .received()
+        .iter()
+        .filter(|request| request.path() == USAGE_PATH || request.path() == DEPLOYMENT_PATH)
+        .map(|request| request.at)
+        .collect();
+    arrivals.sort();
+    for pair in arrivals.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        // The budget spaces the requests' starts by 500 ms; their arrival
+        // may lag the start by a little, never lead it.
+        assert!(
+            gap >= Duration::from_millis(450),
+            "two requests {gap:?} apart under a budget of one per 500 ms"
+        );
+    }
+    assert!(
+        upstream.request_count(USAGE_PATH) >= 2 && upstream.request_count(DEPLOYMENT_PATH) >= 2,
+        "both sources share the budget: {:?}",
+        upstream.log().counts()
+    );
+    // Without the budget, polls every 20 ms would have sent these seven
+    // within a fraction of a second; with it they take six spacings.
+    assert!(
+        elapsed >= Duration::from_millis(2900),
+        "seven requests in {elapsed:?} under a budget of one per 500 ms"
+    );
+}

@@ -62,6 +62,9 @@ pub fn test_config(base_url: &str, interval: Duration) -> (Config, tempfile::Tem
             // Suites that test retrying turn it on; elsewhere one request
             // per page keeps the scripted answers in step.
             max_retries: 0,
+            // The suites poll every few milliseconds; the budget has tests
+            // of its own.
+            max_requests_per_minute: 0,
             ..PartnerCenterConfig::default()
         },
         auth: AuthConfig {
