@@ -25,6 +25,9 @@ pub struct PollHealth {
     pub errors: Vec<(FailureReason, u64)>,
     /// Items left out as unusable, summed over all polls.
     pub items_skipped: u64,
+    /// The oldest and newest `processedDateTime` of the last successful
+    /// poll's series; `None` before one, or when it had no series.
+    pub processed: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl Default for PollHealth {
@@ -38,6 +41,7 @@ impl Default for PollHealth {
                 .map(|reason| (*reason, 0))
                 .collect(),
             items_skipped: 0,
+            processed: None,
         }
     }
 }
@@ -104,6 +108,37 @@ pub fn render_poll_health(sources: &[(SourceName, &PollHealth)]) -> Vec<u8> {
             );
         }
     }
+    type Processed = fn(&(DateTime<Utc>, DateTime<Utc>)) -> DateTime<Utc>;
+    let processed: [(&str, &str, Processed); 2] = [
+        (
+            "partner_center_data_oldest_timestamp_seconds",
+            "The oldest processedDateTime among the source's series in its last successful poll, in Unix seconds.",
+            |(oldest, _)| *oldest,
+        ),
+        (
+            "partner_center_data_newest_timestamp_seconds",
+            "The newest processedDateTime among the source's series in its last successful poll, in Unix seconds.",
+            |(_, newest)| *newest,
+        ),
+    ];
+    for (name, help, value_of) in processed {
+        let held: Vec<_> = sources
+            .iter()
+            .filter_map(|(source, health)| health.processed.as_ref().map(|range| (source, range)))
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        write_header(&mut out, name, help, "gauge");
+        for (source, range) in held {
+            write_sample(
+                &mut out,
+                name,
+                &[("source", source.as_str())],
+                unix_seconds(value_of(range)),
+            );
+        }
+    }
     write_header(
         &mut out,
         "partner_center_items_skipped_total",
@@ -124,6 +159,51 @@ pub fn render_poll_health(sources: &[(SourceName, &PollHealth)]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_age_of_the_data_is_shown_per_source_once_it_has_series() {
+        let day = |d: u32| {
+            chrono::TimeZone::with_ymd_and_hms(&Utc, 2024, 5, d, 0, 0, 0)
+                .single()
+                .expect("date")
+        };
+        let with_data = PollHealth {
+            processed: Some((day(1), day(3))),
+            ..PollHealth::default()
+        };
+        let without = PollHealth::default();
+        let text = String::from_utf8(render_poll_health(&[
+            (SourceName::LicenseUsage, &with_data),
+            (SourceName::LicenseDeployment, &without),
+        ]))
+        .expect("utf-8");
+        assert!(
+            text.contains(&format!(
+                "partner_center_data_oldest_timestamp_seconds{{source=\"license_usage\"}} {}\n",
+                day(1).timestamp()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "partner_center_data_newest_timestamp_seconds{{source=\"license_usage\"}} {}\n",
+                day(3).timestamp()
+            )),
+            "{text}"
+        );
+        assert!(
+            !text.contains(
+                "partner_center_data_oldest_timestamp_seconds{source=\"license_deployment\"}"
+            ),
+            "no series, no age: {text}"
+        );
+        let none = String::from_utf8(render_poll_health(&[(SourceName::LicenseUsage, &without)]))
+            .expect("utf-8");
+        assert!(
+            !none.contains("partner_center_data_"),
+            "no header without samples: {none}"
+        );
+    }
 
     #[test]
     fn every_poll_error_reason_has_a_series_from_the_start() {

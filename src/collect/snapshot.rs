@@ -8,6 +8,8 @@
 //! series, and the one with the newest `processedDateTime` wins (on a tie,
 //! the later one in the answer).
 
+use chrono::{DateTime, Utc};
+
 use crate::exposition::{FamilyParts, Part, RenderedFamilies, write_header, write_sample_of};
 use crate::sources::Source;
 
@@ -58,6 +60,17 @@ impl<S: Source> Snapshot<S> {
     /// The families ready to send, plain and compressed.
     pub fn families(&self) -> &RenderedFamilies {
         &self.families
+    }
+
+    /// The oldest and the newest `processedDateTime` among the series, if
+    /// there are any: how old the source's figures are, without a
+    /// timestamp series beside every value.
+    pub fn processed_range(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let mut times = self.series.iter().map(S::processed_at);
+        let first = times.next()?;
+        Some(times.fold((first, first), |(oldest, newest), at| {
+            (oldest.min(at), newest.max(at))
+        }))
     }
 
     /// The families as text exposition format, empty when there are no series.
@@ -222,6 +235,24 @@ mod tests {
         assert_eq!(percent_of(&snapshot, "Teams"), Some(5.0));
         assert_eq!(snapshot.series().len(), 2);
         assert_eq!(snapshot.duplicates(), 3);
+    }
+
+    #[test]
+    fn the_processed_range_spans_the_series_kept() {
+        let snapshot = Snapshot::from_items([
+            usage("Exchange", 1.0, 3),
+            usage("Teams", 1.0, 1),
+            usage("Exchange", 1.0, 9),
+            usage("SharePoint", 1.0, 2),
+        ]);
+        let day = |d| {
+            Utc.with_ymd_and_hms(2024, 5, d, 0, 0, 0)
+                .single()
+                .expect("date")
+        };
+        // The Exchange item of day 3 lost to that of day 9.
+        assert_eq!(snapshot.processed_range(), Some((day(1), day(9))));
+        assert_eq!(Snapshot::from_items(Vec::new()).processed_range(), None);
     }
 
     #[test]

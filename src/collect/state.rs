@@ -237,31 +237,15 @@ impl ExporterState {
         duration: Duration,
         finished_at: DateTime<Utc>,
     ) {
-        self.record_success(
-            S::NAME,
-            snapshot.families().clone(),
-            snapshot.series().len(),
-            skipped,
-            duration,
-            finished_at,
-        );
-    }
-
-    /// Publishes a successful poll of `source` with its rendered families.
-    pub fn record_success(
-        &self,
-        source: SourceName,
-        families: RenderedFamilies,
-        series: usize,
-        skipped: u64,
-        duration: Duration,
-        finished_at: DateTime<Utc>,
-    ) {
-        self.publish(source, |slot| {
+        let families = snapshot.families().clone();
+        let series = snapshot.series().len();
+        let processed = snapshot.processed_range();
+        self.publish(S::NAME, |slot| {
             slot.health.up = true;
             slot.health.last_success_at = Some(finished_at);
             slot.health.last_duration_seconds = duration.as_secs_f64();
             slot.health.items_skipped = slot.health.items_skipped.saturating_add(skipped);
+            slot.health.processed = processed;
             slot.families = families;
             slot.series = series;
             slot.last_poll_at = Some(finished_at);
