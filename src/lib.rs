@@ -90,4 +90,4 @@ pub use secret::Secret;
 pub use collect::snapshot::{Snapshot, fold_items, render};
 pub use collect::state::ExporterState;
 pub use exposition::metrics::ExporterMetrics;
-pub use sources::{SourceName, license_deployment, license_usage};
+pub use sources::{Source, SourceName, license_deployment, license_usage};

@@ -1,7 +1,8 @@
-//! Property tests of hostile license usage pages end to end: bytes or JSON of
-//! any shape go through decoding, the snapshot and the full `/metrics`
-//! rendering, which must never panic and must always give valid text
-//! exposition format naming every decoded item with its labels exactly.
+//! Property tests of hostile pages end to end: bytes or JSON of any shape
+//! go through each source's decoding and snapshot, and for license usage
+//! the full `/metrics` rendering, which must never panic and must always
+//! give valid text exposition format naming every decoded item with its
+//! labels exactly.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -826,5 +827,353 @@ proptest! {
     #[test]
     fn pages_with_bytes_changed(page in page(), edits in edits()) {
         decode_and_serve(&apply(&page.body, &edits))?;
+    }
+}
+
+/// The license deployment source's decoder, with the strategies above
+/// and its own shapes of items.
+mod deployment {
+    use std::collections::BTreeSet;
+
+    use chrono::SecondsFormat;
+    use partner_center_exporter::Snapshot;
+    use partner_center_exporter::Source;
+    use partner_center_exporter::license_deployment::{
+        DeploymentPage, LicenseDeployment, LicenseDeploymentSource, decode_deployment_page,
+    };
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    use super::{date_time, label_text, number_literal, usable_label};
+
+    const FIELD_NAMES: [&str; 5] = [
+        "serviceName",
+        "channel",
+        "proratedDeploymentPercent",
+        "licensesSold",
+        "processedDateTime",
+    ];
+
+    fn quoted(text: &str) -> String {
+        serde_json::to_string(text).expect("a string serialises")
+    }
+
+    /// A JSON string literal: hostile text, or escapes and contents a
+    /// decoder may stumble over.
+    fn string_literal() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => label_text().prop_map(|text| quoted(&text)),
+            1 => select(vec![
+                r#""\ud800""#,
+                r#""\udc00x""#,
+                r#""\u0000""#,
+                r#""\ud83d\ude00""#,
+                r#""2017-03-10T00:00:00+00:00""#,
+                r#""12""#,
+                r#"" 7 ""#,
+                r#""NaN""#,
+                r#""1e400""#,
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    /// `processedDateTime` literals in the forms Partner Center sends, and others.
+    fn date_literal() -> impl Strategy<Value = String> {
+        (date_time(), 0..4_u8).prop_map(|(at, form)| {
+            quoted(&match form {
+                0 => at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                1 => at.to_rfc3339(),
+                2 => at.format("%Y-%m-%d").to_string(),
+                _ => "yesterday".to_owned(),
+            })
+        })
+    }
+
+    fn object(members: &[(String, String)]) -> String {
+        let members: Vec<String> = members
+            .iter()
+            .map(|(key, value)| format!("{key}:{value}"))
+            .collect();
+        format!("{{{}}}", members.join(","))
+    }
+
+    /// A field's value: absent now and then, most often of the right kind.
+    fn field(
+        right_kind: BoxedStrategy<String>,
+        inner: &BoxedStrategy<String>,
+    ) -> BoxedStrategy<Option<String>> {
+        prop::option::weighted(0.9, prop_oneof![4 => right_kind, 1 => inner.clone()]).boxed()
+    }
+
+    /// An object shaped like a deployment item, with any field missing or
+    /// of the wrong type, and extra members, in any order.
+    fn deployment_like(inner: BoxedStrategy<String>) -> impl Strategy<Value = String> {
+        let number = || prop_oneof![3 => number_literal(), 1 => string_literal()].boxed();
+        (
+            field(string_literal().boxed(), &inner),
+            field(string_literal().boxed(), &inner),
+            field(number(), &inner),
+            field(number(), &inner),
+            field(date_literal().boxed(), &inner),
+            vec((string_literal(), inner.clone()), 0..2),
+        )
+            .prop_flat_map(|(service, channel, percent, sold, date, extra)| {
+                let mut members: Vec<(String, String)> = FIELD_NAMES
+                    .iter()
+                    .zip([service, channel, percent, sold, date])
+                    .filter_map(|(name, value)| value.map(|value| (quoted(name), value)))
+                    .collect();
+                members.extend(extra);
+                Just(members).prop_shuffle()
+            })
+            .prop_map(|members| object(&members))
+    }
+
+    /// JSON text of any shape, deployment-like items among its values.
+    fn json_text() -> BoxedStrategy<String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            any::<bool>().prop_map(|value| value.to_string()),
+            number_literal(),
+            string_literal(),
+            (1_usize..200).prop_map(|depth| "[".repeat(depth) + &"]".repeat(depth)),
+        ];
+        leaf.prop_recursive(3, 24, 5, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..5).prop_map(|values| format!("[{}]", values.join(","))),
+                vec((string_literal(), inner.clone()), 0..5).prop_map(|m| object(&m)),
+                deployment_like(inner),
+            ]
+        })
+        .boxed()
+    }
+
+    /// A usable item and the deployment it must decode to.
+    fn usable_item() -> impl Strategy<Value = (String, LicenseDeployment)> {
+        let finite = || any::<f64>().prop_filter("finite", |f| f.is_finite());
+        (
+            usable_label(),
+            usable_label(),
+            finite(),
+            finite(),
+            date_time(),
+            vec(
+                (
+                    // Text keys: a key with a `\u` escape that is no
+                    // character makes the item malformed, read or not.
+                    label_text()
+                        .prop_filter("not a field the decoder reads", |key| {
+                            !FIELD_NAMES.contains(&key.as_str())
+                        })
+                        .prop_map(|key| quoted(&key)),
+                    json_text(),
+                ),
+                0..2,
+            ),
+        )
+            .prop_flat_map(|(service, channel, percent, sold, at, extra)| {
+                let (percent, sold) = (format!("{percent:?}"), format!("{sold:?}"));
+                let expected = LicenseDeployment {
+                    service: service.clone(),
+                    channel: channel.clone(),
+                    // The decoder's reading of the literals: they may
+                    // differ from the generated floats in the last bit.
+                    prorated_percent: serde_json::from_str(&percent).expect("a finite literal"),
+                    licenses_sold: serde_json::from_str(&sold).expect("a finite literal"),
+                    processed_at: at,
+                };
+                let mut members = vec![
+                    (quoted(FIELD_NAMES[0]), quoted(&service)),
+                    (quoted(FIELD_NAMES[1]), quoted(&channel)),
+                    (quoted(FIELD_NAMES[2]), percent),
+                    (quoted(FIELD_NAMES[3]), sold),
+                    (
+                        quoted(FIELD_NAMES[4]),
+                        quoted(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+                    ),
+                ];
+                members.extend(extra);
+                (Just(members).prop_shuffle(), Just(expected))
+            })
+            .prop_map(|(members, expected)| (object(&members), expected))
+    }
+
+    /// A page of usable and arbitrary items, and for each the deployment
+    /// it must decode to when it is a usable one.
+    fn page() -> impl Strategy<Value = (String, Vec<Option<LicenseDeployment>>)> {
+        vec(
+            prop_oneof![
+                1 => usable_item().prop_map(|(item, expected)| (item, Some(expected))),
+                1 => json_text().prop_map(|item| (item, None)),
+            ],
+            0..8,
+        )
+        .prop_map(|items| {
+            let (items, expected): (Vec<String>, Vec<_>) = items.into_iter().unzip();
+            let body = format!(
+                r#"{{"totalCount":{},"items":[{}],"attributes":{{"objectType":"Collection"}}}}"#,
+                items.len(),
+                items.join(",")
+            );
+            (body, expected)
+        })
+    }
+
+    /// A message logged and shown on the landing page: one bounded line.
+    fn check_message(message: &str) -> Result<(), TestCaseError> {
+        prop_assert!(!message.is_empty() && message.len() < 512, "{message}");
+        prop_assert!(!message.contains(['\n', '\r']), "{message:?}");
+        Ok(())
+    }
+
+    /// A label value as the text format writes it.
+    fn escaped(value: &str) -> String {
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    }
+
+    /// Decodes `body` and, when it is a page, renders it and checks the families.
+    fn decode_and_render(body: &[u8]) -> Result<Option<DeploymentPage>, TestCaseError> {
+        let page = match decode_deployment_page(body) {
+            Ok(page) => page,
+            Err(err) => {
+                check_message(&err.to_string())?;
+                return Ok(None);
+            }
+        };
+        for skipped in &page.skipped {
+            check_message(&skipped.reason.to_string())?;
+        }
+
+        let snapshot = Snapshot::<LicenseDeploymentSource>::from_vec(page.items.clone());
+        prop_assert_eq!(
+            snapshot.series().len() + snapshot.duplicates(),
+            page.items.len()
+        );
+        let keys: BTreeSet<(&str, &str)> = page
+            .items
+            .iter()
+            .map(|item| (item.channel.as_str(), item.service.as_str()))
+            .collect();
+        prop_assert_eq!(snapshot.series().len(), keys.len());
+        let text = snapshot.text();
+        if keys.is_empty() {
+            prop_assert_eq!(text, "");
+            return Ok(Some(page));
+        }
+        let lines: Vec<&str> = text
+            .strip_suffix('\n')
+            .ok_or_else(|| TestCaseError::fail("no final newline"))?
+            .split('\n')
+            .collect();
+        let families = LicenseDeploymentSource::FAMILIES;
+        prop_assert_eq!(
+            lines.len(),
+            families.len() * (2 + keys.len()),
+            "a label broke a line:\n{}",
+            text
+        );
+        for family in families {
+            let name = family.name;
+            for header in [format!("# HELP {name} "), format!("# TYPE {name} gauge")] {
+                prop_assert_eq!(
+                    lines
+                        .iter()
+                        .filter(|line| line.starts_with(&header))
+                        .count(),
+                    1,
+                    "{}",
+                    header
+                );
+            }
+            let samples: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|line| line.starts_with(&format!("{name}{{")))
+                .collect();
+            prop_assert_eq!(samples.len(), keys.len());
+            // In the order of their labels, each exactly once.
+            for ((channel, service), line) in keys.iter().zip(&samples) {
+                let prefix = format!(
+                    "{name}{{channel=\"{}\",service=\"{}\"}} ",
+                    escaped(channel),
+                    escaped(service)
+                );
+                prop_assert!(line.starts_with(&prefix), "{line:?} is not {prefix:?}");
+                prop_assert_eq!(samples.iter().filter(|l| l.starts_with(&prefix)).count(), 1);
+                let winner = snapshot
+                    .series()
+                    .iter()
+                    .find(|item| {
+                        (item.channel.as_str(), item.service.as_str()) == (*channel, *service)
+                    })
+                    .ok_or_else(|| TestCaseError::fail("a key without a series"))?;
+                prop_assert!(
+                    page.items
+                        .iter()
+                        .filter(
+                            |item| item.channel == winner.channel && item.service == winner.service
+                        )
+                        .all(|item| item.processed_at <= winner.processed_at),
+                    "the newest processedDateTime wins"
+                );
+                let value: f64 = line[prefix.len()..]
+                    .parse()
+                    .map_err(|_| TestCaseError::fail(format!("bad value in {line:?}")))?;
+                prop_assert_eq!(
+                    value.to_bits(),
+                    (family.value)(winner).to_bits(),
+                    "{}",
+                    line
+                );
+            }
+        }
+        Ok(Some(page))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes(body in vec(any::<u8>(), 0..256)) {
+            decode_and_render(&body)?;
+        }
+
+        #[test]
+        fn arbitrary_json(body in json_text()) {
+            decode_and_render(body.as_bytes())?;
+        }
+
+        #[test]
+        fn arbitrary_json_in_the_envelope((body, _) in page()) {
+            let decoded = decode_and_render(body.as_bytes())?;
+            prop_assert!(decoded.is_some(), "a well-formed page fails: {}", body);
+        }
+
+        #[test]
+        fn usable_items_decode_exactly_and_are_all_served((body, expected) in page()) {
+            let decoded = decode_and_render(body.as_bytes())?
+                .ok_or_else(|| TestCaseError::fail("a well-formed page fails"))?;
+            prop_assert_eq!(decoded.items.len() + decoded.skipped.len(), expected.len());
+            let skipped: BTreeSet<usize> = decoded.skipped.iter().map(|s| s.index).collect();
+            let kept = (0..expected.len()).filter(|index| !skipped.contains(index));
+            for (index, item) in kept.zip(&decoded.items) {
+                if let Some(expected) = &expected[index] {
+                    prop_assert_eq!(item, expected, "item {}", index);
+                }
+            }
+            for (index, expected) in expected.iter().enumerate() {
+                prop_assert!(
+                    expected.is_none() || !skipped.contains(&index),
+                    "usable item {} was skipped: {:?}",
+                    index,
+                    decoded.skipped
+                );
+            }
+        }
     }
 }
