@@ -34,13 +34,16 @@ pub enum AppError {
     PollThread(std::io::Error),
     #[error("the poller failed: {0}")]
     Poller(String),
+    /// A setting the configuration check lets through cannot be used.
+    #[error("cannot set up polling: {0}")]
+    Setup(String),
 }
 
 impl AppError {
     /// True when the operator must fix the configuration (or run `login`)
     /// before the exporter can start: exit code 78, like a refused file.
     pub fn is_config_error(&self) -> bool {
-        matches!(self, Self::Auth(err) if err.is_config_error())
+        matches!(self, Self::Auth(err) if err.is_config_error()) || matches!(self, Self::Setup(_))
     }
 }
 
@@ -87,18 +90,14 @@ pub async fn run(
     for schedule in &schedules {
         tracing::info!(
             source = schedule.source.as_str(),
-            url = %client.url_of(schedule.source.path())?,
+            requests = %schedule.source.fetch().describe(),
             interval = %humantime::format_duration(schedule.interval),
             "polling Partner Center"
         );
     }
 
-    let scheduler = Scheduler {
-        client,
-        authenticator,
-        state: state.clone(),
-        timeout: config.poll.timeout,
-    };
+    let scheduler = Scheduler::new(&config, &schedules, client, authenticator, state.clone())
+        .map_err(AppError::Setup)?;
     // On a thread and runtime of its own, so that receiving and decoding a
     // large answer never holds up a scrape (see `poll_thread`).
     let poller = PollThread::spawn("poller", scheduler.run(schedules, shutdown.clone()))

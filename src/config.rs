@@ -54,6 +54,12 @@ pub struct Config {
     /// Which Partner Center datasets are polled, and how often.
     #[serde(default)]
     pub sources: SourcesConfig,
+    /// Which customers the per-customer sources cover.
+    #[serde(default)]
+    pub customers: CustomersConfig,
+    /// Which SKUs `customer_licenses` leaves out.
+    #[serde(default)]
+    pub skus: SkusConfig,
     /// Where rotated refresh tokens are kept across restarts. Without it a
     /// rotated token lives in memory only.
     #[serde(default)]
@@ -106,6 +112,36 @@ pub struct PartnerCenterConfig {
     /// Most requests to Partner Center in flight at once, every source together.
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: u32,
+    /// Where the commercial analytics reports live: Microsoft's pages name
+    /// both `/partner/v1/analytics/commercial/…` and `/v1/analytics/commercial/…`.
+    /// `auto` tries the first, falls back to the second on 404 and keeps
+    /// what answered.
+    #[serde(default)]
+    pub commercial_api_prefix: CommercialApiPrefix,
+    /// Rows per page of a commercial analytics report (its `top`); 10000
+    /// is both the default and the most Partner Center allows.
+    #[serde(default = "default_commercial_page_size")]
+    pub commercial_page_size: u32,
+}
+
+/// `partner_center.commercial_api_prefix`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum CommercialApiPrefix {
+    /// `/partner/v1` first, then `/v1` after a 404.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "/partner/v1")]
+    PartnerV1,
+    #[serde(rename = "/v1")]
+    V1,
+}
+
+/// The largest `top` the commercial analytics API accepts.
+pub const MAX_COMMERCIAL_PAGE_SIZE: u32 = 10_000;
+
+fn default_commercial_page_size() -> u32 {
+    MAX_COMMERCIAL_PAGE_SIZE
 }
 
 /// The `auth` section as written. Exactly one method must be set; which
@@ -420,20 +456,25 @@ pub struct PollConfig {
 }
 
 /// The `sources` section: an entry per dataset, each optional; a source
-/// without one is enabled on `poll.interval`. An unknown name is refused,
-/// naming the known ones.
+/// without one gets its defaults (on, on `poll.interval`, for the
+/// partner-level sources; off for the per-customer ones). An unknown name
+/// is refused, naming the known ones.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(transparent)]
-pub struct SourcesConfig(BTreeMap<SourceName, SourceConfig>);
+pub struct SourcesConfig(BTreeMap<SourceName, SourceEntry>);
 
 impl SourcesConfig {
-    /// The settings of `source`: its entry, or the defaults.
+    /// The settings of `source`: its entry over the source's defaults.
     pub fn get(&self, source: SourceName) -> SourceConfig {
-        self.0.get(&source).cloned().unwrap_or_default()
+        let entry = self.0.get(&source).cloned().unwrap_or_default();
+        SourceConfig {
+            enabled: entry.enabled.unwrap_or(source.enabled_by_default()),
+            interval: entry.interval.or(source.default_interval()),
+        }
     }
 
-    /// The entry of `source`, made with the defaults if there is none.
-    pub fn entry(&mut self, source: SourceName) -> &mut SourceConfig {
+    /// The entry of `source` as written, made empty if there is none.
+    pub fn entry(&mut self, source: SourceName) -> &mut SourceEntry {
         self.0.entry(source).or_default()
     }
 
@@ -443,28 +484,33 @@ impl SourcesConfig {
             .iter()
             .map(|source| (*source, self.get(*source)))
     }
+
+    /// Whether any source of per-customer data is enabled.
+    pub fn any_per_customer(&self) -> bool {
+        self.entries()
+            .any(|(source, settings)| settings.enabled && source.is_per_customer())
+    }
 }
 
-/// One entry of `sources`.
-#[derive(Debug, Clone, Deserialize)]
+/// One entry of `sources`, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// Whether the source is polled at all.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// Time between the starts of two polls of this source; `poll.interval`
-    /// unless set.
+pub struct SourceEntry {
+    /// Whether the source is polled at all; the source's default unless set.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Time between the starts of two polls of this source; the source's
+    /// default, else `poll.interval`, unless set.
     #[serde(default, with = "optional_humantime_duration")]
     pub interval: Option<Duration>,
 }
 
-impl Default for SourceConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            interval: None,
-        }
-    }
+/// A source's settings in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    pub enabled: bool,
+    /// Its own interval, if it has one; else `poll.interval`.
+    pub interval: Option<Duration>,
 }
 
 impl SourceConfig {
@@ -474,8 +520,61 @@ impl SourceConfig {
     }
 }
 
-fn default_true() -> bool {
-    true
+/// The `customers` section: which customers the per-customer sources
+/// cover, and how the customer listing is paged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomersConfig {
+    /// Customer tenant IDs or company-name globs; empty means every customer.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// The same, left out even when included.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Customers per page of `GET /v1/customers` (its `size`). Partner
+    /// Center documents no maximum; a larger page costs fewer requests.
+    #[serde(default = "default_customer_page_size")]
+    pub page_size: u32,
+}
+
+impl Default for CustomersConfig {
+    fn default() -> Self {
+        Self {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            page_size: default_customer_page_size(),
+        }
+    }
+}
+
+/// The `skus` section: which of a customer's SKUs `customer_licenses` publishes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkusConfig {
+    /// `skuPartNumber` globs left out, such as `FLOW_FREE` or `STREAM`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// A SKU with this many units or more (active + warning) is a free or
+    /// viral one, with no licences really bought: left out. 0 turns this off.
+    #[serde(default = "default_max_units")]
+    pub max_units: u64,
+}
+
+impl Default for SkusConfig {
+    fn default() -> Self {
+        Self {
+            exclude: Vec::new(),
+            max_units: default_max_units(),
+        }
+    }
+}
+
+fn default_customer_page_size() -> u32 {
+    100
+}
+
+fn default_max_units() -> u64 {
+    10_000
 }
 
 impl Default for PartnerCenterConfig {
@@ -493,6 +592,8 @@ impl Default for PartnerCenterConfig {
             max_retry_after: default_max_retry_after(),
             max_requests_per_minute: default_max_requests_per_minute(),
             max_concurrent_requests: default_max_concurrent_requests(),
+            commercial_api_prefix: CommercialApiPrefix::default(),
+            commercial_page_size: default_commercial_page_size(),
         }
     }
 }
@@ -702,6 +803,20 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
+        if !(1..=MAX_COMMERCIAL_PAGE_SIZE).contains(&self.partner_center.commercial_page_size) {
+            return Err(invalid(
+                "partner_center.commercial_page_size",
+                format!("must be between 1 and {MAX_COMMERCIAL_PAGE_SIZE}"),
+            ));
+        }
+        if self.customers.page_size == 0 {
+            return Err(invalid(
+                "customers.page_size",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        crate::filters::Filters::from_config(&self.customers, &self.skus)
+            .map_err(|(key, message)| invalid(key, message))?;
         if self.partner_center.max_pages == 0 {
             return Err(invalid(
                 "partner_center.max_pages",

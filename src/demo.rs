@@ -35,10 +35,13 @@ use std::time::Duration;
 use reqwest::Url;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AuthConfig, Config, PartnerCenterConfig, PollConfig, SourcesConfig};
+use crate::config::{
+    AuthConfig, Config, CustomersConfig, PartnerCenterConfig, PollConfig, SkusConfig, SourcesConfig,
+};
 use crate::secret::Secret;
 use crate::simulator::entra::random_token;
 use crate::simulator::{self, EntraSettings, PartnerCenterAuth, Simulator, datasets};
+use crate::sources::SourceName;
 
 pub use crate::simulator::datasets::{deployment_body, usage_body};
 
@@ -186,8 +189,14 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
             timeout: Duration::from_secs(10),
             ..PollConfig::default()
         },
-        // Every source, on the demo's interval.
-        sources: SourcesConfig::default(),
+        // Every source, the per-customer ones too, on the demo's interval.
+        sources: every_source_on(DEMO_POLL_INTERVAL),
+        // Small pages, so that the listing pages as a large partner's does.
+        customers: CustomersConfig {
+            page_size: 10,
+            ..CustomersConfig::default()
+        },
+        skus: SkusConfig::default(),
         // Not created here: the exporter prepares it, as in production.
         state_dir: Some(dir.path().join("state")),
     };
@@ -197,6 +206,17 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
         _simulator: simulator,
         _dir: dir,
     })
+}
+
+/// Every source enabled, each polled every `interval`.
+fn every_source_on(interval: Duration) -> SourcesConfig {
+    let mut sources = SourcesConfig::default();
+    for source in SourceName::ALL {
+        let entry = sources.entry(*source);
+        entry.enabled = Some(true);
+        entry.interval = Some(interval);
+    }
+    sources
 }
 
 /// The demo's private temporary directory (mode 0700): the credential files

@@ -12,10 +12,12 @@
 //!   decoding, labels and metric families) and the table of them.
 //! - [`partner_center`]: the transport: the v1 collection envelope and
 //!   its lenient field readers, the HTTP client (authentication, headers,
-//!   paging, retries, limits) and the partner tenant's shared throttle.
+//!   paging, retries, limits), the commercial analytics reports, and the
+//!   partner tenant's shared throttle.
 //! - [`collect`]: the scheduler that polls every enabled source on its
 //!   interval on a thread of its own, the per-source pollers and health,
-//!   the snapshots, and the state the server reads.
+//!   the customer listing and the per-customer fan-out, the snapshots,
+//!   and the state the server reads.
 //! - [`exposition`]: the one formatter of exposition text, and `/metrics`
 //!   as parts rendered ahead, plain and compressed, put together per
 //!   scrape with each family written once; the exporter's own metrics.
@@ -27,6 +29,7 @@
 //! - [`upstream`]: what the Partner Center and Entra ID clients share:
 //!   bodies read within a limit, log-safe text, the retry loop.
 //! - [`config`]: the YAML configuration file, its defaults and validation.
+//! - [`filters`]: the customer and SKU filters of the per-customer data.
 //! - [`cli`]: command-line flags, following the Prometheus exporters' conventions.
 //! - [`simulator`]: a simulated Partner Center and Entra ID on raw TCP
 //!   (datasets, token endpoint, scripted faults, outage, request record),
@@ -47,6 +50,7 @@ mod cli;
 mod collect;
 mod config;
 mod exposition;
+mod filters;
 mod http;
 mod partner_center;
 mod secret;
@@ -71,7 +75,7 @@ pub use cli::{Cli, Command, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR, EXIT_INTE
 pub use collect::scheduler::Schedule;
 pub use config::{
     AuthConfig, CLIENT_SECRET_ENV, Config, PartnerCenterConfig, PollConfig, REFRESH_TOKEN_ENV,
-    SecretEnvironment, SourceConfig, SourcesConfig,
+    SecretEnvironment, SourceConfig, SourceEntry, SourcesConfig,
 };
 pub use http::server::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_REQUESTS, DEFAULT_SHUTDOWN_GRACE,

@@ -17,8 +17,13 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
+use crate::filters::Filters;
 use crate::partner_center::collection::SkipReason;
 
+mod commercial_rows;
+pub mod customer_deployment;
+pub mod customer_licenses;
+pub mod customer_usage;
 pub mod license_deployment;
 pub mod license_usage;
 
@@ -66,6 +71,9 @@ macro_rules! source_table {
 source_table! {
     LicenseUsage => "license_usage", license_usage::LicenseUsageSource;
     LicenseDeployment => "license_deployment", license_deployment::LicenseDeploymentSource;
+    CustomerLicenses => "customer_licenses", customer_licenses::CustomerLicensesSource;
+    CustomerUsage => "customer_usage", customer_usage::CustomerUsageSource;
+    CustomerDeployment => "customer_deployment", customer_deployment::CustomerDeploymentSource;
 }
 
 /// What is done with a source's type once its name is known: the
@@ -84,16 +92,47 @@ impl SourceName {
             .find(|source| source.as_str() == name)
     }
 
-    /// The request path below the API root.
-    pub fn path(self) -> &'static str {
-        struct Path;
-        impl SourceVisitor for Path {
-            type Output = &'static str;
-            fn visit<S: Source>(self) -> &'static str {
-                S::PATH
+    /// How the source's data is requested.
+    pub fn fetch(self) -> Fetch {
+        struct FetchOf;
+        impl SourceVisitor for FetchOf {
+            type Output = Fetch;
+            fn visit<S: Source>(self) -> Fetch {
+                S::FETCH
             }
         }
-        self.visit(Path)
+        self.visit(FetchOf)
+    }
+
+    /// Whether the source is polled when the configuration does not say.
+    pub fn enabled_by_default(self) -> bool {
+        struct Enabled;
+        impl SourceVisitor for Enabled {
+            type Output = bool;
+            fn visit<S: Source>(self) -> bool {
+                S::ENABLED_BY_DEFAULT
+            }
+        }
+        self.visit(Enabled)
+    }
+
+    /// The source's interval when the configuration does not set one;
+    /// `None` for `poll.interval`.
+    pub fn default_interval(self) -> Option<std::time::Duration> {
+        struct Interval;
+        impl SourceVisitor for Interval {
+            type Output = Option<std::time::Duration>;
+            fn visit<S: Source>(self) -> Option<std::time::Duration> {
+                S::DEFAULT_INTERVAL
+            }
+        }
+        self.visit(Interval)
+    }
+
+    /// Whether the source's data is per customer (and needs the customer
+    /// listing).
+    pub fn is_per_customer(self) -> bool {
+        !matches!(self.fetch(), Fetch::Collection(_))
     }
 
     /// The metric families the source publishes, by name.
@@ -102,7 +141,12 @@ impl SourceName {
         impl SourceVisitor for Names {
             type Output = Vec<&'static str>;
             fn visit<S: Source>(self) -> Vec<&'static str> {
-                S::FAMILIES.iter().map(|family| family.name).collect()
+                S::FAMILIES
+                    .iter()
+                    .map(|family| family.name)
+                    .chain(S::FAMILIES_BY_LABEL.iter().map(|family| family.name))
+                    .chain(S::INFO_FAMILIES.iter().map(|family| family.name))
+                    .collect()
             }
         }
         self.visit(Names)
@@ -139,6 +183,64 @@ pub struct Family<I> {
     pub value: fn(&I) -> f64,
 }
 
+/// How a sample's value is taken from its series' item.
+pub type ValueOf<I> = fn(&I) -> f64;
+
+/// A family with one sample per series and value of one more label, such
+/// as `status`: each value of the label takes its figure from the item.
+pub struct FamilyByLabel<I: 'static> {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// The label added after the source's own.
+    pub label: &'static str,
+    /// Each value of `label` and the figure of its sample.
+    pub values: &'static [(&'static str, ValueOf<I>)],
+}
+
+/// An `_info` family: names and other text that would bloat every value
+/// series, written once per entity with the value 1. The first `key`
+/// labels identify the entity; when the series disagree on the rest (a
+/// product renamed between two rows), the first in series order is kept,
+/// so a join on the key never finds two.
+pub struct InfoFamily<I: 'static> {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+    pub key: usize,
+    /// The label values, in the order of `labels`; `None` when the item
+    /// has no entity for this family.
+    pub values: fn(&I) -> Option<Vec<&str>>,
+}
+
+/// How a source's data is requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// One v1 collection at this path below the API root.
+    Collection(&'static str),
+    /// A commercial analytics report at this path below whichever of the
+    /// two documented API prefixes answers (see
+    /// [`crate::partner_center::commercial`]).
+    Commercial(&'static str),
+    /// One v1 collection per listed customer, at
+    /// `v1/customers/{customer id}/` followed by this path.
+    PerCustomer(&'static str),
+}
+
+impl Fetch {
+    /// The requests of one poll, for the log and `--config.check`.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Collection(path) => format!("GET /{path}"),
+            Self::Commercial(path) => {
+                format!("GET /partner/v1/{path} (or /v1/{path}), every page")
+            }
+            Self::PerCustomer(path) => {
+                format!("GET /v1/customers, then GET /v1/customers/{{id}}/{path} per customer")
+            }
+        }
+    }
+}
+
 /// A value the API does not bound but that is expected in a range; a
 /// value outside is served as received and logged once per series.
 pub struct ExpectedRange<I> {
@@ -151,11 +253,17 @@ pub struct ExpectedRange<I> {
 /// A Partner Center dataset.
 pub trait Source: Send + Sync + 'static {
     /// One usable item of the collection.
-    type Item: fmt::Debug + Send + Sync + 'static;
+    type Item: fmt::Debug + Clone + Send + Sync + 'static;
 
     const NAME: SourceName;
-    /// The collection's first page, below the API root.
-    const PATH: &'static str;
+    /// Where the data comes from.
+    const FETCH: Fetch;
+    /// Whether the source is polled unless the configuration says
+    /// otherwise; the per-customer ones cost a request per customer and
+    /// need permissions in every customer, so they are asked for.
+    const ENABLED_BY_DEFAULT: bool = true;
+    /// The interval unless configured; `None` for `poll.interval`.
+    const DEFAULT_INTERVAL: Option<std::time::Duration> = None;
     /// What one item is called in log lines.
     const ITEM_NOUN: &'static str;
     /// The label names of every family, in the order of
@@ -164,6 +272,10 @@ pub trait Source: Send + Sync + 'static {
     /// items with the same label values are one series.
     const LABELS: &'static [&'static str];
     const FAMILIES: &'static [Family<Self::Item>];
+    /// Families with a sample per value of one more label.
+    const FAMILIES_BY_LABEL: &'static [FamilyByLabel<Self::Item>] = &[];
+    /// The `_info` families drawn from the series.
+    const INFO_FAMILIES: &'static [InfoFamily<Self::Item>] = &[];
     /// Values logged when they leave their expected range.
     const EXPECTED_RANGES: &'static [ExpectedRange<Self::Item>] = &[];
 
@@ -183,8 +295,19 @@ pub trait Source: Send + Sync + 'static {
     }
 
     /// When Partner Center processed the item: among items of one series,
-    /// the newest wins.
-    fn processed_at(item: &Self::Item) -> DateTime<Utc>;
+    /// the newest wins. `None` for datasets without such a date, where
+    /// the later item wins.
+    fn processed_at(item: &Self::Item) -> Option<DateTime<Utc>>;
+
+    /// Whether the operator's filters let the item through; the source
+    /// knows which of its fields they apply to.
+    fn admit(_item: &Self::Item, _filters: &Filters) -> bool {
+        true
+    }
+
+    /// Sets the customer an item of a per-customer collection belongs to:
+    /// the items themselves do not name it.
+    fn assign_customer(_item: &mut Self::Item, _customer_tenant_id: &str) {}
 }
 
 #[cfg(test)]

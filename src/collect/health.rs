@@ -6,8 +6,136 @@
 use chrono::{DateTime, Utc};
 
 use crate::exposition::{unix_seconds, write_header, write_sample};
-use crate::partner_center::client::FailureReason;
+use crate::partner_center::client::{ClientError, FailureReason};
 use crate::sources::SourceName;
+
+/// Why one customer's request failed: the `reason` label of
+/// `partner_center_customer_errors_total`. Fixed, so the label set stays
+/// bounded and every series exists from the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CustomerFailure {
+    /// 403: the partner's user has no GDAP role in the customer.
+    Forbidden,
+    /// 404.
+    NotFound,
+    /// Any other answer that is not 2xx, such as "Tenant address
+    /// information is not available".
+    Http,
+    Throttled,
+    Timeout,
+    Network,
+    /// An answer that is not a usable collection.
+    Decode,
+    /// 401 even with a renewed token.
+    Auth,
+}
+
+impl CustomerFailure {
+    /// Every reason, in the order their series are written.
+    pub const ALL: [CustomerFailure; 8] = [
+        Self::Forbidden,
+        Self::NotFound,
+        Self::Http,
+        Self::Throttled,
+        Self::Timeout,
+        Self::Network,
+        Self::Decode,
+        Self::Auth,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Http => "http",
+            Self::Throttled => "throttled",
+            Self::Timeout => "timeout",
+            Self::Network => "network",
+            Self::Decode => "decode",
+            Self::Auth => "auth",
+        }
+    }
+
+    /// The reason of a failed request for one customer.
+    pub fn of(error: &ClientError) -> Self {
+        match error {
+            ClientError::Unauthorized { status, .. } if status.as_u16() == 403 => Self::Forbidden,
+            ClientError::Unauthorized { .. } | ClientError::Auth(_) => Self::Auth,
+            ClientError::Status { status, .. } if status.as_u16() == 404 => Self::NotFound,
+            ClientError::Status { .. } => Self::Http,
+            ClientError::Throttled { .. } => Self::Throttled,
+            ClientError::Timeout(_) | ClientError::DeadlineReached => Self::Timeout,
+            ClientError::Network(_) | ClientError::Setup(_) => Self::Network,
+            ClientError::Decode { .. }
+            | ClientError::BodyTooLarge { .. }
+            | ClientError::NotJson { .. }
+            | ClientError::Paging(_) => Self::Decode,
+        }
+    }
+
+    /// What the operator can do about it, for the log.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Self::Forbidden => {
+                "the partner's user has no GDAP role in this customer that reads licences: \
+                 grant one of Directory Reader, Global Reader, User Administrator or License \
+                 Administrator, or leave the customer out with customers.exclude"
+            }
+            Self::NotFound => {
+                "Partner Center does not know this customer's licences; the relationship may \
+                 have ended, or the customer may be leaving the listing"
+            }
+            Self::Http => {
+                "Partner Center refused this customer's request; its description says why \
+                 (some customers answer \"Tenant address information is not available\" until \
+                 their profile is complete)"
+            }
+            Self::Throttled => {
+                "Partner Center throttled this customer's request past its retries; lower \
+                 partner_center.max_requests_per_minute or lengthen the source's interval"
+            }
+            Self::Timeout | Self::Network => {
+                "the request did not complete; it is tried again at the next poll"
+            }
+            Self::Decode => {
+                "the answer was not a usable collection; it is tried again at the next poll"
+            }
+            Self::Auth => "Partner Center refused the access token for this customer",
+        }
+    }
+}
+
+/// The per-customer part of a fan-out source's health: each covered
+/// customer's last outcome, and failures counted by reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerHealth {
+    /// Each covered customer, by tenant ID, and why its last request
+    /// failed (`None`: it worked).
+    pub customers: Vec<(String, Option<CustomerFailure>)>,
+    /// Failed requests by reason, summed over all polls.
+    pub errors: Vec<(CustomerFailure, u64)>,
+}
+
+impl Default for CustomerHealth {
+    fn default() -> Self {
+        Self {
+            customers: Vec::new(),
+            errors: CustomerFailure::ALL
+                .iter()
+                .map(|reason| (*reason, 0))
+                .collect(),
+        }
+    }
+}
+
+impl CustomerHealth {
+    /// Counts one failed request.
+    pub fn count_error(&mut self, reason: CustomerFailure) {
+        if let Some((_, count)) = self.errors.iter_mut().find(|(known, _)| *known == reason) {
+            *count += 1;
+        }
+    }
+}
 
 /// What the outcome of one source's polls so far shows; replaced whole by
 /// each poll, so a scrape sees `up`, the last success and the counters of
@@ -28,6 +156,8 @@ pub struct PollHealth {
     /// The oldest and newest `processedDateTime` of the last successful
     /// poll's series; `None` before one, or when it had no series.
     pub processed: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// For a source that requests each customer: how each fared.
+    pub customers: Option<CustomerHealth>,
 }
 
 impl Default for PollHealth {
@@ -42,6 +172,7 @@ impl Default for PollHealth {
                 .collect(),
             items_skipped: 0,
             processed: None,
+            customers: None,
         }
     }
 }
@@ -153,7 +284,91 @@ pub fn render_poll_health(sources: &[(SourceName, &PollHealth)]) -> Vec<u8> {
             health.items_skipped as f64,
         );
     }
+    render_customer_health(&mut out, sources);
     out
+}
+
+/// The per-customer health of the sources that request each customer.
+fn render_customer_health(out: &mut Vec<u8>, sources: &[(SourceName, &PollHealth)]) {
+    let fanned: Vec<(SourceName, &CustomerHealth)> = sources
+        .iter()
+        .filter_map(|(source, health)| health.customers.as_ref().map(|c| (*source, c)))
+        .collect();
+    if fanned.is_empty() {
+        return;
+    }
+    const UP: &str = "partner_center_customer_up";
+    const REASON: &str = "partner_center_customer_error_reason";
+    const ERRORS: &str = "partner_center_customer_errors_total";
+    if fanned
+        .iter()
+        .any(|(_, health)| !health.customers.is_empty())
+    {
+        write_header(
+            out,
+            UP,
+            "Whether the source's last request for the customer worked (1) or failed (0).",
+            "gauge",
+        );
+        for (source, health) in &fanned {
+            for (customer, failure) in &health.customers {
+                write_sample(
+                    out,
+                    UP,
+                    &[
+                        ("source", source.as_str()),
+                        ("customer_tenant_id", customer),
+                    ],
+                    if failure.is_none() { 1.0 } else { 0.0 },
+                );
+            }
+        }
+    }
+    if fanned.iter().any(|(_, health)| {
+        health
+            .customers
+            .iter()
+            .any(|(_, failure)| failure.is_some())
+    }) {
+        write_header(
+            out,
+            REASON,
+            "Why the source's last request for the customer failed, with the value 1; only while it fails.",
+            "gauge",
+        );
+        for (source, health) in &fanned {
+            for (customer, failure) in &health.customers {
+                if let Some(reason) = failure {
+                    write_sample(
+                        out,
+                        REASON,
+                        &[
+                            ("source", source.as_str()),
+                            ("customer_tenant_id", customer),
+                            ("reason", reason.as_str()),
+                        ],
+                        1.0,
+                    );
+                }
+            }
+        }
+    }
+    write_header(
+        out,
+        ERRORS,
+        "Failed requests of the source for single customers, by reason.",
+        "counter",
+    );
+    for (source, health) in &fanned {
+        for (reason, count) in &health.errors {
+            write_sample(
+                out,
+                ERRORS,
+                &[("source", source.as_str()), ("reason", reason.as_str())],
+                *count as f64,
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,10 +18,15 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::auth::Authenticator;
+use crate::collect::customers::CustomerDirectory;
+use crate::collect::fan_out::{FanOut, FanOutContext};
+use crate::collect::health::CustomerHealth;
 use crate::collect::snapshot::Snapshot;
 use crate::collect::state::ExporterState;
+use crate::filters::Filters;
 use crate::partner_center::client::{Client, ClientError, Collection, FailureReason, FetchTrace};
-use crate::sources::Source;
+use crate::partner_center::commercial::{ReportRequest, ReportRoute};
+use crate::sources::{Fetch, Source};
 
 /// At most this many skipped items (or out-of-range values) are logged one
 /// by one per poll; the rest are summed up, so a broken answer cannot flood
@@ -67,13 +72,35 @@ pub struct PollSummary {
 /// series' label values.
 type OutOfRange = (usize, Vec<String>);
 
+/// What every poller shares: the client and its credentials, the state
+/// polls are published to, and what the per-customer sources need.
+pub struct PollContext {
+    pub client: Client,
+    pub authenticator: Authenticator,
+    pub state: Arc<ExporterState>,
+    /// `poll.timeout`: the limit for a poll of a partner-level source or
+    /// a report, and for each request of a per-customer one.
+    pub timeout: Duration,
+    /// The customer listing; `None` when no per-customer source is enabled.
+    pub directory: Option<Arc<CustomerDirectory>>,
+    /// Where the commercial reports answer.
+    pub report_route: Arc<ReportRoute>,
+    /// `partner_center.commercial_page_size`.
+    pub report_page_size: u32,
+    pub filters: Arc<Filters>,
+}
+
 /// Polls source `S` on an interval and hands every result to the shared state.
 pub struct Poller<S: Source> {
+    context: Arc<PollContext>,
     client: Client,
-    authenticator: Authenticator,
     state: Arc<ExporterState>,
     interval: Duration,
+    /// The limit for one whole poll: `poll.timeout`, or for a source that
+    /// requests each customer, its interval (each request has `poll.timeout`).
     timeout: Duration,
+    /// The per-customer rows and health, for a source that requests each customer.
+    fan_out: FanOut<S>,
     /// Series already reported as outside their expected range, so each is
     /// logged once while it stays there.
     out_of_range: HashSet<OutOfRange>,
@@ -83,19 +110,18 @@ pub struct Poller<S: Source> {
 }
 
 impl<S: Source> Poller<S> {
-    pub fn new(
-        client: Client,
-        authenticator: Authenticator,
-        state: Arc<ExporterState>,
-        interval: Duration,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(context: Arc<PollContext>, interval: Duration) -> Self {
+        let timeout = match S::FETCH {
+            Fetch::PerCustomer(_) => interval.max(context.timeout),
+            Fetch::Collection(_) | Fetch::Commercial(_) => context.timeout,
+        };
         Self {
-            client,
-            authenticator,
-            state,
+            client: context.client.clone(),
+            state: context.state.clone(),
+            context,
             interval,
             timeout,
+            fan_out: FanOut::default(),
             out_of_range: HashSet::new(),
             withdrawal_logged: false,
             source: PhantomData,
@@ -150,24 +176,20 @@ impl<S: Source> Poller<S> {
         let correlation_id = Uuid::new_v4();
         let started = Instant::now();
         let deadline = started + self.timeout;
-        let fetch = self.client.fetch_collection(
-            S::PATH,
-            S::decode_item,
-            &self.authenticator,
-            correlation_id,
-            deadline,
-            trace,
-        );
+        let timeout = self.timeout;
+        let fetch = self.fetch(correlation_id, deadline, trace);
         let result = match tokio::time::timeout_at(deadline, fetch).await {
             Ok(result) => result.map_err(PollError::from),
-            Err(_) => Err(PollError::Timeout(self.timeout)),
+            Err(_) => Err(PollError::Timeout(timeout)),
         };
         self.state.record_retries(&trace.retries);
         let duration = started.elapsed();
         let finished_at = Utc::now();
         match result {
-            Ok(collection) => {
-                let summary = self.publish(collection, duration, finished_at).await;
+            Ok((collection, customers)) => {
+                let summary = self
+                    .publish(collection, customers, duration, finished_at)
+                    .await;
                 tracing::info!(
                     source = S::NAME.as_str(),
                     correlation_id = %correlation_id,
@@ -226,12 +248,97 @@ impl<S: Source> Poller<S> {
         }
     }
 
+    /// Fetches the source's data the way it is requested: one collection,
+    /// a commercial report, or one collection per customer (with how each
+    /// customer fared).
+    async fn fetch(
+        &mut self,
+        correlation_id: Uuid,
+        deadline: Instant,
+        trace: &mut FetchTrace,
+    ) -> Result<(Collection<S::Item>, Option<CustomerHealth>), ClientError> {
+        let context = &*self.context;
+        match S::FETCH {
+            Fetch::Collection(path) => {
+                let collection = self
+                    .client
+                    .fetch_collection(
+                        path,
+                        S::decode_item,
+                        &context.authenticator,
+                        correlation_id,
+                        deadline,
+                        trace,
+                    )
+                    .await?;
+                Ok((self.admitted(collection), None))
+            }
+            Fetch::Commercial(path) => {
+                let report = ReportRequest {
+                    route: &context.report_route,
+                    path,
+                    page_size: context.report_page_size,
+                    decode_item: S::decode_item,
+                };
+                let collection = self
+                    .client
+                    .fetch_report(
+                        &report,
+                        &context.authenticator,
+                        correlation_id,
+                        deadline,
+                        trace,
+                    )
+                    .await?;
+                // The report names its customers itself; the listing only
+                // keeps their info current, and its failure is not the report's.
+                if let Some(directory) = &context.directory
+                    && let Err(err) = directory.customers(correlation_id, deadline, trace).await
+                {
+                    tracing::warn!(
+                        source = S::NAME.as_str(),
+                        error = %err,
+                        "cannot list the customers; their info series stay as last listed"
+                    );
+                }
+                Ok((self.admitted(collection), None))
+            }
+            Fetch::PerCustomer(path) => {
+                let Some(directory) = &context.directory else {
+                    return Err(ClientError::Setup(
+                        "a per-customer source runs without the customer listing".to_owned(),
+                    ));
+                };
+                let fan_out = FanOutContext {
+                    client: &self.client,
+                    authenticator: &context.authenticator,
+                    directory,
+                    filters: &context.filters,
+                    request_limit: context.timeout,
+                };
+                let (collection, customers) = self
+                    .fan_out
+                    .poll(&fan_out, path, correlation_id, deadline, trace)
+                    .await?;
+                Ok((collection, Some(customers)))
+            }
+        }
+    }
+
+    /// The collection without the items the operator's filters leave out.
+    fn admitted(&self, mut collection: Collection<S::Item>) -> Collection<S::Item> {
+        let filters = &self.context.filters;
+        collection.items.retain(|item| S::admit(item, filters));
+        collection
+    }
+
     /// Builds the snapshot, renders it and publishes it, on the blocking
     /// pool: a large answer takes a while, and the poller's runtime must
     /// not wait for it.
     async fn publish(
         &mut self,
         collection: Collection<S::Item>,
+        customers: Option<CustomerHealth>,
         duration: Duration,
         finished_at: chrono::DateTime<Utc>,
     ) -> PollSummary {
@@ -270,7 +377,16 @@ impl<S: Source> Poller<S> {
             log_new_out_of_range(&mut out_of_range, &snapshot);
             let counts = (snapshot.series().len(), snapshot.duplicates());
             // The snapshot's items are freed here too, off the poller's runtime.
-            state.record_snapshot(snapshot, skipped as u64, duration, finished_at);
+            match customers {
+                Some(customers) => state.record_fanned_out_snapshot(
+                    snapshot,
+                    skipped as u64,
+                    customers,
+                    duration,
+                    finished_at,
+                ),
+                None => state.record_snapshot(snapshot, skipped as u64, duration, finished_at),
+            }
             (counts, out_of_range)
         })
         .await;

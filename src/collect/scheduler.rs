@@ -14,10 +14,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
-use crate::collect::poller::Poller;
+use crate::collect::customers::CustomerDirectory;
+use crate::collect::poller::{PollContext, Poller};
 use crate::collect::state::ExporterState;
 use crate::config::Config;
+use crate::filters::Filters;
 use crate::partner_center::client::Client;
+use crate::partner_center::commercial::ReportRoute;
 use crate::sources::{Source, SourceName, SourceVisitor};
 
 /// One source to poll, and how often.
@@ -43,19 +46,62 @@ impl Schedule {
     }
 }
 
-/// What every poller shares.
+/// Runs the pollers, with what they share.
 #[derive(Clone)]
 pub struct Scheduler {
-    pub client: Client,
-    pub authenticator: Authenticator,
-    pub state: Arc<ExporterState>,
-    /// `poll.timeout`: the limit for one poll of any source.
-    pub timeout: Duration,
+    context: Arc<PollContext>,
 }
 
 type PollLoop = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl Scheduler {
+    /// The scheduler of `schedules`: one client (and so one tenant
+    /// throttle) for all, and the customer listing when a per-customer
+    /// source is among them.
+    pub fn new(
+        config: &Config,
+        schedules: &[Schedule],
+        client: Client,
+        authenticator: Authenticator,
+        state: Arc<ExporterState>,
+    ) -> Result<Self, String> {
+        let filters = Arc::new(
+            Filters::from_config(&config.customers, &config.skus)
+                .map_err(|(key, message)| format!("{key}: {message}"))?,
+        );
+        // A listing younger than half the shortest per-customer interval is
+        // taken over by the next source to ask, instead of listing again.
+        let directory = schedules
+            .iter()
+            .filter(|schedule| schedule.source.is_per_customer())
+            .map(|schedule| schedule.interval)
+            .min()
+            .map(|shortest| {
+                Arc::new(CustomerDirectory::new(
+                    client.clone(),
+                    authenticator.clone(),
+                    state.clone(),
+                    filters.clone(),
+                    config.customers.page_size,
+                    shortest / 2,
+                ))
+            });
+        Ok(Self {
+            context: Arc::new(PollContext {
+                client,
+                authenticator,
+                state,
+                timeout: config.poll.timeout,
+                directory,
+                report_route: Arc::new(ReportRoute::new(
+                    config.partner_center.commercial_api_prefix,
+                )),
+                report_page_size: config.partner_center.commercial_page_size,
+                filters,
+            }),
+        })
+    }
+
     /// The poll loop of one source.
     fn poll_loop(&self, schedule: Schedule, shutdown: CancellationToken) -> PollLoop {
         /// Builds the poller of the source type it is handed.
@@ -67,13 +113,7 @@ impl Scheduler {
         impl SourceVisitor for Build<'_> {
             type Output = PollLoop;
             fn visit<S: Source>(self) -> PollLoop {
-                let poller = Poller::<S>::new(
-                    self.scheduler.client.clone(),
-                    self.scheduler.authenticator.clone(),
-                    self.scheduler.state.clone(),
-                    self.interval,
-                    self.scheduler.timeout,
-                );
+                let poller = Poller::<S>::new(self.scheduler.context.clone(), self.interval);
                 Box::pin(poller.run(self.shutdown))
             }
         }
@@ -89,7 +129,8 @@ impl Scheduler {
     pub async fn run(self, schedules: Vec<Schedule>, shutdown: CancellationToken) {
         let mut pollers = JoinSet::new();
         for schedule in schedules {
-            self.state
+            self.context
+                .state
                 .record_poll_interval(schedule.source, schedule.interval);
             pollers.spawn(self.poll_loop(schedule, shutdown.clone()));
         }

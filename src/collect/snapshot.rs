@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::exposition::{FamilyParts, Part, RenderedFamilies, write_header, write_sample_of};
-use crate::sources::Source;
+use crate::sources::{InfoFamily, Source};
 
 fn same_labels<S: Source>(a: &S::Item, b: &S::Item) -> bool {
     S::label_values(a).as_ref() == S::label_values(b).as_ref()
@@ -66,7 +66,7 @@ impl<S: Source> Snapshot<S> {
     /// there are any: how old the source's figures are, without a
     /// timestamp series beside every value.
     pub fn processed_range(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-        let mut times = self.series.iter().map(S::processed_at);
+        let mut times = self.series.iter().filter_map(S::processed_at);
         let first = times.next()?;
         Some(times.fold((first, first), |(oldest, newest), at| {
             (oldest.min(at), newest.max(at))
@@ -112,7 +112,7 @@ pub fn render<S: Source>(series: &[S::Item]) -> RenderedFamilies {
     if series.is_empty() {
         return RenderedFamilies::default();
     }
-    let families = S::FAMILIES
+    let mut families: Vec<FamilyParts> = S::FAMILIES
         .iter()
         .map(|family| {
             let mut header = Vec::with_capacity(256);
@@ -135,7 +135,58 @@ pub fn render<S: Source>(series: &[S::Item]) -> RenderedFamilies {
             }
         })
         .collect();
+    families.extend(S::FAMILIES_BY_LABEL.iter().map(|family| {
+        let mut header = Vec::with_capacity(256);
+        write_header(&mut header, family.name, family.help, "gauge");
+        let mut samples = Vec::with_capacity(series.len() * family.values.len() * 150);
+        let mut names: Vec<&str> = S::LABELS.to_vec();
+        names.push(family.label);
+        for item in series {
+            let mut values: Vec<&str> = S::label_values(item).as_ref().to_vec();
+            values.push("");
+            for (label_value, value_of) in family.values {
+                if let Some(last) = values.last_mut() {
+                    *last = label_value;
+                }
+                write_sample_of(&mut samples, family.name, &names, &values, value_of(item));
+            }
+        }
+        FamilyParts {
+            name: family.name,
+            header: Part::new(header),
+            samples: Part::new(samples),
+        }
+    }));
+    families.extend(
+        S::INFO_FAMILIES
+            .iter()
+            .filter_map(|family| render_info::<S>(family, series)),
+    );
     RenderedFamilies(families)
+}
+
+/// Renders one `_info` family: a sample of 1 per entity, the first
+/// series of each key winning, ordered by label values. `None` when no
+/// series has the entity.
+fn render_info<S: Source>(family: &InfoFamily<S::Item>, series: &[S::Item]) -> Option<FamilyParts> {
+    let mut rows: Vec<Vec<&str>> = series.iter().filter_map(family.values).collect();
+    if rows.is_empty() {
+        return None;
+    }
+    // Stable: among rows of one key, the first in series order stays first.
+    rows.sort_by(|a, b| a[..family.key].cmp(&b[..family.key]));
+    rows.dedup_by(|later, kept| later[..family.key] == kept[..family.key]);
+    let mut header = Vec::with_capacity(256);
+    write_header(&mut header, family.name, family.help, "gauge");
+    let mut samples = Vec::with_capacity(rows.len() * 200);
+    for row in &rows {
+        write_sample_of(&mut samples, family.name, family.labels, row, 1.0);
+    }
+    Some(FamilyParts {
+        name: family.name,
+        header: Part::new(header),
+        samples: Part::new(samples),
+    })
 }
 
 #[cfg(test)]

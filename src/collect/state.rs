@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
-use super::health::{PollHealth, render_poll_health};
+use super::health::{CustomerHealth, PollHealth, render_poll_health};
 use crate::collect::snapshot::Snapshot;
 use crate::exposition::metrics::ExporterMetrics;
 use crate::exposition::{Exposition, Part, RenderedFamilies};
@@ -109,16 +109,22 @@ struct Published {
     slots: Vec<SourceSlot>,
     /// Every slot's health, rendered.
     health_part: Part,
+    /// `partner_center_customer_info` of the last customer listing.
+    customer_info: RenderedFamilies,
 }
 
 impl Published {
-    fn new(slots: Vec<SourceSlot>) -> Self {
+    fn new(slots: Vec<SourceSlot>, customer_info: RenderedFamilies) -> Self {
         let health: Vec<(SourceName, &PollHealth)> = slots
             .iter()
             .map(|slot| (slot.source, &slot.health))
             .collect();
         let health_part = Part::new(render_poll_health(&health));
-        Self { slots, health_part }
+        Self {
+            slots,
+            health_part,
+            customer_info,
+        }
     }
 
     fn slot(&self, source: SourceName) -> Option<&SourceSlot> {
@@ -175,6 +181,7 @@ impl ExporterState {
             metrics,
             published: ArcSwap::from_pointee(Published::new(
                 sources.iter().copied().map(SourceSlot::new).collect(),
+                RenderedFamilies::default(),
             )),
             publishing: Mutex::new(()),
             process: ArcSwap::from_pointee(ProcessReading {
@@ -225,7 +232,25 @@ impl ExporterState {
             }
         };
         change(&mut slots[index]);
-        self.published.store(Arc::new(Published::new(slots)));
+        self.published.store(Arc::new(Published::new(
+            slots,
+            previous.customer_info.clone(),
+        )));
+    }
+
+    /// Publishes the customer info of a new customer listing, replacing
+    /// the previous listing's whole.
+    pub fn record_customer_info(&self, customer_info: RenderedFamilies) {
+        let _publishing = self
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let previous = self.published.load();
+        self.published.store(Arc::new(Published {
+            slots: previous.slots.clone(),
+            health_part: previous.health_part.clone(),
+            customer_info,
+        }));
     }
 
     /// Publishes a successful poll of `S`: its snapshot replaces the
@@ -234,6 +259,30 @@ impl ExporterState {
         &self,
         snapshot: Snapshot<S>,
         skipped: u64,
+        duration: Duration,
+        finished_at: DateTime<Utc>,
+    ) {
+        self.record_poll::<S>(snapshot, skipped, None, duration, finished_at);
+    }
+
+    /// As [`ExporterState::record_snapshot`], for a source that requests
+    /// each customer: with how each customer fared, in the same swap.
+    pub fn record_fanned_out_snapshot<S: Source>(
+        &self,
+        snapshot: Snapshot<S>,
+        skipped: u64,
+        customers: CustomerHealth,
+        duration: Duration,
+        finished_at: DateTime<Utc>,
+    ) {
+        self.record_poll::<S>(snapshot, skipped, Some(customers), duration, finished_at);
+    }
+
+    fn record_poll<S: Source>(
+        &self,
+        snapshot: Snapshot<S>,
+        skipped: u64,
+        customers: Option<CustomerHealth>,
         duration: Duration,
         finished_at: DateTime<Utc>,
     ) {
@@ -246,6 +295,9 @@ impl ExporterState {
             slot.health.last_duration_seconds = duration.as_secs_f64();
             slot.health.items_skipped = slot.health.items_skipped.saturating_add(skipped);
             slot.health.processed = processed;
+            if customers.is_some() {
+                slot.health.customers = customers;
+            }
             slot.families = families;
             slot.series = series;
             slot.last_poll_at = Some(finished_at);
@@ -298,6 +350,7 @@ impl ExporterState {
                 exposition.push_families(&[&slot.families]);
             }
         }
+        exposition.push_families(&[&published.customer_info]);
         exposition
     }
 

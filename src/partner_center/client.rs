@@ -38,16 +38,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// (in practice `MS-ContinuationToken`), never these, which the client owns.
 const CLIENT_OWNED_MS_HEADERS: [&str; 2] = ["ms-requestid", "ms-correlationid"];
 
+/// How a page's envelope is read: [`decode_page`] for v1 collections,
+/// [`super::collection::decode_commercial_page`] for commercial reports.
+pub(super) type PageDecoder<T> = fn(&[u8], ItemDecoder<T>) -> Result<Page<T>, DecodeError>;
+
 /// Decodes a page on the blocking pool of the runtime the poll runs on
 /// (the poll thread's, see [`crate::collect::poll_thread`]). A page may hold up to
 /// `max_body_size` (64 MiB by default) of JSON, which takes a core for
 /// seconds; decoded on the runtime itself, it would hold up everything
 /// else waiting on the same thread.
-async fn decode_on_blocking_pool<T: Send + 'static>(
+pub(super) async fn decode_on_blocking_pool<T: Send + 'static>(
     body: Vec<u8>,
+    decode: PageDecoder<T>,
     decode_item: ItemDecoder<T>,
 ) -> Result<Page<T>, DecodeError> {
-    match tokio::task::spawn_blocking(move || decode_page(&body, decode_item)).await {
+    match tokio::task::spawn_blocking(move || decode(&body, decode_item)).await {
         Ok(decoded) => decoded,
         // Decoding does not panic (it is fuzzed); were it to, the panic
         // travels on as if decoding had run on this task.
@@ -61,13 +66,13 @@ async fn decode_on_blocking_pool<T: Send + 'static>(
 pub struct Client {
     http: reqwest::Client,
     /// The API root without a trailing slash; page URIs are resolved against it.
-    base_url: Url,
+    pub(super) base_url: Url,
     /// Held back after a 429, for every source of this partner tenant.
     throttle: Arc<TenantThrottle>,
     application_name: HeaderValue,
     locale: HeaderValue,
     /// Most pages fetched in one poll, the first included.
-    max_pages: u32,
+    pub(super) max_pages: u32,
     /// Reported when a request runs out of time.
     request_timeout: Duration,
     /// Reported when connecting runs out of time.
@@ -345,6 +350,25 @@ impl ClientError {
         }
     }
 
+    /// The HTTP status Partner Center answered with, for failures that are one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Unauthorized { status, .. } | Self::Status { status, .. } => Some(*status),
+            Self::Throttled { .. } => Some(StatusCode::TOO_MANY_REQUESTS),
+            _ => None,
+        }
+    }
+
+    /// Partner Center's own explanation of the failure, when it gave one.
+    pub fn detail(&self) -> Option<&ErrorDetail> {
+        match self {
+            Self::Unauthorized { detail, .. }
+            | Self::Throttled { detail, .. }
+            | Self::Status { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+
     /// The identifiers of the answer that caused the failure, if there was one.
     pub fn response_ids(&self) -> Option<&ResponseIds> {
         match self {
@@ -418,7 +442,7 @@ impl Client {
     }
 
     /// The API root followed by `path_and_query`.
-    fn join(base_url: &Url, path_and_query: &str) -> Result<Url, String> {
+    pub(super) fn join(base_url: &Url, path_and_query: &str) -> Result<Url, String> {
         let root = base_url.as_str().trim_end_matches('/');
         Url::parse(&format!(
             "{root}/{}",
@@ -482,7 +506,7 @@ impl Client {
             let (body, ids) = self
                 .get_with_retries(&request, auth, deadline, trace)
                 .await?;
-            let page = decode_on_blocking_pool(body, decode_item)
+            let page = decode_on_blocking_pool(body, decode_page, decode_item)
                 .await
                 .map_err(|source| ClientError::Decode {
                     source,
@@ -515,7 +539,7 @@ impl Client {
     /// are left. The `MS-RequestId` stays the same after a timeout or a
     /// network error (Partner Center may have received the request and
     /// recognises the repeat) and is new after any answer.
-    async fn get_with_retries(
+    pub(super) async fn get_with_retries(
         &self,
         request: &PageRequest<'_>,
         auth: &Authenticator,
@@ -740,11 +764,11 @@ impl Client {
 }
 
 /// One page's request, as sent on every try.
-struct PageRequest<'a> {
-    url: Url,
-    correlation_id: Uuid,
+pub(super) struct PageRequest<'a> {
+    pub(super) url: Url,
+    pub(super) correlation_id: Uuid,
     /// Headers `links.next` asked for.
-    extra_headers: &'a [(String, String)],
+    pub(super) extra_headers: &'a [(String, String)],
 }
 
 /// A failed try, and whether Partner Center had answered it (which decides

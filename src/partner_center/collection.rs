@@ -82,6 +82,9 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub skipped: Vec<SkippedItem>,
     pub next: Option<NextLink>,
+    /// The rows the whole answer holds, when the page says (the
+    /// commercial reports' `TotalCount`).
+    pub total_count: Option<u64>,
 }
 
 impl<T> Default for Page<T> {
@@ -90,6 +93,7 @@ impl<T> Default for Page<T> {
             items: Vec::new(),
             skipped: Vec::new(),
             next: None,
+            total_count: None,
         }
     }
 }
@@ -106,6 +110,9 @@ pub enum DecodeError {
     Json(#[from] serde_json::Error),
     #[error("response has no `items` array")]
     NoItems,
+    #[error("response has no `Value` array")]
+    NoValue,
+
     #[error("links.next cannot be followed: {0}")]
     BadNextLink(&'static str),
     #[error("decoding was cancelled: the exporter is shutting down")]
@@ -114,19 +121,57 @@ pub enum DecodeError {
 
 /// Decodes one page of a v1 collection, each item with `decode_item`.
 pub fn decode_page<T>(body: &[u8], decode_item: ItemDecoder<T>) -> Result<Page<T>, DecodeError> {
-    // JSON text is UTF-8; checking it first names where a body goes wrong
-    // and lets the items borrow their raw text from the body.
-    let text = std::str::from_utf8(body).map_err(|err| DecodeError::NotUtf8(err.valid_up_to()))?;
-    let raw: RawCollection<'_> = serde_json::from_str(text)?;
+    let raw = read_envelope(body)?;
     let items = raw.items.ok_or(DecodeError::NoItems)?;
     let next = match raw.links {
         Some(links) => parse_next_link(links)?,
         None => None,
     };
+    Ok(decode_items(items, decode_item, next, None))
+}
+
+/// Decodes one page of a commercial analytics report, whose envelope is
+/// capitalised unlike v1's: `{ "Value": [...], "@nextLink": …, "TotalCount": n }`.
+/// A non-null `@nextLink` is kept as an opaque link, without headers.
+pub fn decode_commercial_page<T>(
+    body: &[u8],
+    decode_item: ItemDecoder<T>,
+) -> Result<Page<T>, DecodeError> {
+    let raw = read_envelope(body)?;
+    let items = raw.value.ok_or(DecodeError::NoValue)?;
+    let next = match raw.next_link {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(uri)) if uri.trim().is_empty() => None,
+        Some(serde_json::Value::String(uri)) => Some(NextLink {
+            uri,
+            headers: Vec::new(),
+        }),
+        Some(_) => return Err(DecodeError::BadNextLink("`@nextLink` is not a string")),
+    };
+    // Only a hint of how far to page: an unusable one is as good as none.
+    let total_count = raw.total_count.as_ref().and_then(serde_json::Value::as_u64);
+    Ok(decode_items(items, decode_item, next, total_count))
+}
+
+/// Checks the body is UTF-8 and reads its envelope, items still raw.
+fn read_envelope(body: &[u8]) -> Result<RawCollection<'_>, DecodeError> {
+    // JSON text is UTF-8; checking it first names where a body goes wrong
+    // and lets the items borrow their raw text from the body.
+    let text = std::str::from_utf8(body).map_err(|err| DecodeError::NotUtf8(err.valid_up_to()))?;
+    Ok(serde_json::from_str(text)?)
+}
+
+fn decode_items<T>(
+    items: Vec<&RawValue>,
+    decode_item: ItemDecoder<T>,
+    next: Option<NextLink>,
+    total_count: Option<u64>,
+) -> Page<T> {
     let mut page = Page {
         items: Vec::with_capacity(items.len()),
         skipped: Vec::new(),
         next,
+        total_count,
     };
     for (index, item) in items.into_iter().enumerate() {
         match decode_item(item) {
@@ -134,7 +179,7 @@ pub fn decode_page<T>(body: &[u8], decode_item: ItemDecoder<T>) -> Result<Page<T
             Err(reason) => page.skipped.push(SkippedItem { index, reason }),
         }
     }
-    Ok(page)
+    page
 }
 
 /// How a field of an item is read.
@@ -144,6 +189,8 @@ pub enum FieldKind {
     Text,
     /// A JSON number, or a string holding one.
     Number,
+    /// A JSON object, kept as its text for [`Field::object_fields`].
+    Object,
 }
 
 /// A field as found, before the source decides whether the item is usable.
@@ -154,6 +201,8 @@ pub enum Field {
     Absent,
     Text(String),
     Number(f64),
+    /// A JSON object's raw text.
+    Object(String),
     /// Present with a JSON type its [`FieldKind`] cannot read.
     WrongType,
 }
@@ -164,7 +213,32 @@ impl Field {
         match self {
             Self::Text(value) if !value.trim().is_empty() => Ok(value),
             Self::Text(_) | Self::Absent => Err(SkipReason::MissingField(name)),
-            Self::Number(_) | Self::WrongType => Err(SkipReason::WrongType(name)),
+            Self::Number(_) | Self::Object(_) | Self::WrongType => Err(SkipReason::WrongType(name)),
+        }
+    }
+
+    /// A string, or `None` when absent, empty or of another type: for
+    /// fields that only label an `_info` series.
+    pub fn optional_text(self) -> Option<String> {
+        match self {
+            Self::Text(value) if !value.trim().is_empty() => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The fields of a nested object, read as [`read_fields`] reads an item's.
+    pub fn object_fields<const N: usize>(
+        self,
+        name: &'static str,
+        spec: &[(&'static str, FieldKind); N],
+    ) -> Result<[Field; N], SkipReason> {
+        match self {
+            Self::Object(text) => {
+                let raw = RawValue::from_string(text).map_err(|_| SkipReason::Malformed)?;
+                read_fields(&raw, spec)
+            }
+            Self::Absent => Err(SkipReason::MissingField(name)),
+            Self::Text(_) | Self::Number(_) | Self::WrongType => Err(SkipReason::WrongType(name)),
         }
     }
 
@@ -173,7 +247,7 @@ impl Field {
         match self {
             Self::Number(value) if value.is_finite() => Ok(value),
             Self::Absent => Err(SkipReason::MissingField(name)),
-            Self::Number(_) | Self::Text(_) | Self::WrongType => {
+            Self::Number(_) | Self::Text(_) | Self::Object(_) | Self::WrongType => {
                 Err(SkipReason::InvalidNumber(name))
             }
         }
@@ -185,7 +259,9 @@ impl Field {
         match self {
             Self::Text(text) => parse_processed_date_time(&text).ok_or(SkipReason::InvalidDate),
             Self::Absent => Err(SkipReason::MissingField("processedDateTime")),
-            Self::Number(_) | Self::WrongType => Err(SkipReason::WrongType("processedDateTime")),
+            Self::Number(_) | Self::Object(_) | Self::WrongType => {
+                Err(SkipReason::WrongType("processedDateTime"))
+            }
         }
     }
 }
@@ -234,6 +310,16 @@ impl<'de, const N: usize> Visitor<'de> for ItemSeed<'_, N> {
                     fields[index] = match self.spec[index].1 {
                         FieldKind::Text => map.next_value::<LenientString>()?.0,
                         FieldKind::Number => map.next_value::<LenientNumber>()?.0,
+                        FieldKind::Object => {
+                            let raw = map.next_value::<&RawValue>()?;
+                            if raw.get().trim_start().starts_with('{') {
+                                Field::Object(raw.get().to_owned())
+                            } else if raw.get().trim() == "null" {
+                                Field::Absent
+                            } else {
+                                Field::WrongType
+                            }
+                        }
                     };
                 }
                 None => {
@@ -369,17 +455,24 @@ fn parse_next_link(links: serde_json::Value) -> Result<Option<NextLink>, DecodeE
     Ok(Some(NextLink { uri, headers }))
 }
 
-/// The collection envelope, with `items` still raw. Unknown fields
-/// (`totalCount`, `attributes`) are skipped unread.
+/// The collection envelope, with `items` (or the commercial reports'
+/// `Value`) still raw. Unknown fields (`totalCount`, `attributes`) are
+/// skipped unread.
 struct RawCollection<'a> {
     items: Option<Vec<&'a RawValue>>,
     links: Option<serde_json::Value>,
+    value: Option<Vec<&'a RawValue>>,
+    next_link: Option<serde_json::Value>,
+    total_count: Option<serde_json::Value>,
 }
 
 /// The envelope fields the exporter reads.
 enum CollectionKey {
     Items,
     Links,
+    Value,
+    NextLink,
+    TotalCount,
     Other,
 }
 
@@ -395,6 +488,9 @@ impl<'de> Deserialize<'de> for CollectionKey {
                 Ok(match key {
                     "items" => CollectionKey::Items,
                     "links" => CollectionKey::Links,
+                    "Value" => CollectionKey::Value,
+                    "@nextLink" => CollectionKey::NextLink,
+                    "TotalCount" => CollectionKey::TotalCount,
                     _ => CollectionKey::Other,
                 })
             }
@@ -422,6 +518,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawCollection<'a> {
             ) -> Result<RawCollection<'a>, A::Error> {
                 let mut items = None;
                 let mut links = None;
+                let mut value = None;
+                let mut next_link = None;
+                let mut total_count = None;
                 while let Some(key) = map.next_key::<CollectionKey>()? {
                     match key {
                         // Two `items` would leave it open which page this is.
@@ -437,6 +536,21 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawCollection<'a> {
                         CollectionKey::Links => {
                             links = Some(map.next_value::<Option<serde_json::Value>>()?);
                         }
+                        CollectionKey::Value if value.is_some() => {
+                            return Err(de::Error::duplicate_field("Value"));
+                        }
+                        CollectionKey::Value => {
+                            value = Some(map.next_value::<Option<RawItems<'a>>>()?.map(|i| i.0));
+                        }
+                        CollectionKey::NextLink if next_link.is_some() => {
+                            return Err(de::Error::duplicate_field("@nextLink"));
+                        }
+                        CollectionKey::NextLink => {
+                            next_link = Some(map.next_value::<serde_json::Value>()?);
+                        }
+                        CollectionKey::TotalCount => {
+                            total_count = Some(map.next_value::<serde_json::Value>()?);
+                        }
                         CollectionKey::Other => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -445,6 +559,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawCollection<'a> {
                 Ok(RawCollection {
                     items: items.flatten(),
                     links: links.flatten(),
+                    value: value.flatten(),
+                    next_link,
+                    total_count,
                 })
             }
         }

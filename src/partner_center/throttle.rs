@@ -31,6 +31,8 @@ pub struct TenantThrottle {
     spacing: Option<Duration>,
     /// Requests in flight, at most `max_concurrent_requests`.
     in_flight: Arc<Semaphore>,
+    /// The most in flight at once.
+    concurrent: usize,
 }
 
 impl Default for TenantThrottle {
@@ -62,11 +64,18 @@ impl TenantThrottle {
     /// budget) and `concurrent` in flight at once (at least one).
     pub fn new(per_minute: u32, concurrent: usize) -> Self {
         let spacing = (per_minute > 0).then(|| Duration::from_secs(60) / per_minute);
+        let concurrent = concurrent.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             state: Mutex::new(ThrottleState::default()),
             spacing,
-            in_flight: Arc::new(Semaphore::new(concurrent.clamp(1, Semaphore::MAX_PERMITS))),
+            in_flight: Arc::new(Semaphore::new(concurrent)),
+            concurrent,
         }
+    }
+
+    /// The most requests in flight at once: what a fan-out keeps going.
+    pub fn max_concurrent(&self) -> usize {
+        self.concurrent
     }
 
     /// Waits until a request may be sent: a place among those in flight,

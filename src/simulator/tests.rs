@@ -555,6 +555,8 @@ async fn the_exporter_client_follows_the_pages_of_a_paged_dataset() {
         },
         poll: crate::config::PollConfig::default(),
         sources: crate::config::SourcesConfig::default(),
+        customers: crate::config::CustomersConfig::default(),
+        skus: crate::config::SkusConfig::default(),
         state_dir: None,
     };
     let metrics = ExporterMetrics::new().expect("metrics");

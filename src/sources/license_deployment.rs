@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
-use super::{ExpectedRange, Family, Source, SourceName};
+use super::{ExpectedRange, Family, Fetch, Source, SourceName};
 use crate::exposition::unix_seconds;
 use crate::partner_center::collection::{
     DecodeError, FieldKind, Page, SkipReason, decode_page, read_fields,
@@ -30,6 +30,11 @@ pub struct LicenseDeployment {
 /// The `license_deployment` source.
 pub struct LicenseDeploymentSource;
 
+impl LicenseDeploymentSource {
+    /// The collection, below the API root.
+    pub const PATH: &'static str = "v1/analytics/licenses/deployment";
+}
+
 /// The fields read from an item, in the order they are checked.
 const FIELDS: [(&str, FieldKind); 5] = [
     ("serviceName", FieldKind::Text),
@@ -43,7 +48,7 @@ impl Source for LicenseDeploymentSource {
     type Item = LicenseDeployment;
 
     const NAME: SourceName = SourceName::LicenseDeployment;
-    const PATH: &'static str = "v1/analytics/licenses/deployment";
+    const FETCH: Fetch = Fetch::Collection(Self::PATH);
     const ITEM_NOUN: &'static str = "license deployment item";
     const LABELS: &'static [&'static str] = &["channel", "service"];
     const FAMILIES: &'static [Family<LicenseDeployment>] = &[
@@ -85,8 +90,8 @@ impl Source for LicenseDeploymentSource {
         [item.channel.as_str(), item.service.as_str()]
     }
 
-    fn processed_at(item: &LicenseDeployment) -> DateTime<Utc> {
-        item.processed_at
+    fn processed_at(item: &LicenseDeployment) -> Option<DateTime<Utc>> {
+        Some(item.processed_at)
     }
 }
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
-use super::{ExpectedRange, Family, Source, SourceName};
+use super::{ExpectedRange, Family, Fetch, Source, SourceName};
 use crate::exposition::unix_seconds;
 use crate::partner_center::collection::{
     DecodeError, FieldKind, Page, SkipReason, decode_page, read_fields,
@@ -33,6 +33,11 @@ pub type UsagePage = Page<LicenseUsage>;
 /// The `license_usage` source.
 pub struct LicenseUsageSource;
 
+impl LicenseUsageSource {
+    /// The collection, below the API root.
+    pub const PATH: &'static str = "v1/analytics/licenses/usage";
+}
+
 /// The fields read from an item, in the order they are checked.
 const FIELDS: [(&str, FieldKind); 5] = [
     ("workloadName", FieldKind::Text),
@@ -46,7 +51,7 @@ impl Source for LicenseUsageSource {
     type Item = LicenseUsage;
 
     const NAME: SourceName = SourceName::LicenseUsage;
-    const PATH: &'static str = "v1/analytics/licenses/usage";
+    const FETCH: Fetch = Fetch::Collection(Self::PATH);
     const ITEM_NOUN: &'static str = "license usage item";
     const LABELS: &'static [&'static str] = &["channel", "service", "workload"];
     const FAMILIES: &'static [Family<LicenseUsage>] = &[
@@ -93,8 +98,8 @@ impl Source for LicenseUsageSource {
         (&a.workload, &a.service, &a.channel).cmp(&(&b.workload, &b.service, &b.channel))
     }
 
-    fn processed_at(item: &LicenseUsage) -> DateTime<Utc> {
-        item.processed_at
+    fn processed_at(item: &LicenseUsage) -> Option<DateTime<Utc>> {
+        Some(item.processed_at)
     }
 }
 
@@ -142,6 +147,7 @@ mod tests {
                 ],
                 skipped: vec![],
                 next: None,
+                total_count: None,
             }
         );
     }

@@ -63,8 +63,8 @@ const ONCE: Duration = Duration::from_secs(3600);
 /// A test configuration polling `base_url` with both sources enabled.
 fn both_sources(base_url: &str, interval: Duration) -> (Config, tempfile::TempDir) {
     let (mut config, dir) = test_config(base_url, interval);
-    config.sources.entry(SourceName::LicenseUsage).enabled = true;
-    config.sources.entry(SourceName::LicenseDeployment).enabled = true;
+    config.sources.entry(SourceName::LicenseUsage).enabled = Some(true);
+    config.sources.entry(SourceName::LicenseDeployment).enabled = Some(true);
     (config, dir)
 }
 
@@ -531,8 +531,9 @@ async fn check_only_one_source_polls(enabled: &str, disabled: &str) {
     )
     .await;
     let (mut config, dir) = test_config(&upstream.uri(), Duration::from_millis(100));
-    config.sources.entry(SourceName::LicenseUsage).enabled = enabled == "license_usage";
-    config.sources.entry(SourceName::LicenseDeployment).enabled = enabled == "license_deployment";
+    config.sources.entry(SourceName::LicenseUsage).enabled = Some(enabled == "license_usage");
+    config.sources.entry(SourceName::LicenseDeployment).enabled =
+        Some(enabled == "license_deployment");
     let (enabled_path, disabled_path) = if enabled == "license_usage" {
         (USAGE_PATH, DEPLOYMENT_PATH)
     } else {

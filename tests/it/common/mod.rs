@@ -79,11 +79,13 @@ pub fn test_config(base_url: &str, interval: Duration) -> (Config, tempfile::Tem
         // The suites script the license usage endpoint, request by request;
         // the deployment source is turned on by the tests that are about it.
         sources: SourcesConfig::default(),
+        customers: Default::default(),
+        skus: Default::default(),
         state_dir: None,
     };
     // The suites script the license usage endpoint, request by request;
     // the deployment source is turned on by the tests that are about it.
-    config.sources.entry(SourceName::LicenseDeployment).enabled = false;
+    config.sources.entry(SourceName::LicenseDeployment).enabled = Some(false);
     (config, dir)
 }
 
