@@ -13,6 +13,10 @@
 //!   source ([`crate::simulator::datasets::DEMO_DATASETS`]): the series of
 //!   Microsoft's documented examples, with values that move over time,
 //!   served only to access tokens it issued that have not expired.
+//! - A partner with some thirty customers ([`demo_partner`]): the customer
+//!   listing, each customer's licences per SKU (one of them refused for
+//!   want of GDAP), and the commercial analytics rows about them, paged;
+//!   the commercial analytics only on one of their two documented paths.
 //!
 //! The exporter is configured for the App+User method, with the client
 //! secret and first refresh token in a private temporary directory and
@@ -38,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AuthConfig, Config, PartnerCenterConfig, PollConfig, SourcesConfig};
 use crate::secret::Secret;
 use crate::simulator::entra::random_token;
-use crate::simulator::{self, EntraSettings, PartnerCenterAuth, Simulator, datasets};
+use crate::simulator::{self, EntraSettings, PartnerCenterAuth, Simulator, datasets, demo_partner};
 
 pub use crate::simulator::datasets::{deployment_body, usage_body};
 
@@ -150,6 +154,7 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
     let outage = OutageSwitch::default();
     let simulator = Simulator::builder()
         .datasets(datasets::demo())
+        .datasets(demo_partner::datasets())
         .entra(EntraSettings {
             tenant_id: DEMO_TENANT_ID.to_owned(),
             client_id: client_id.clone(),
