@@ -419,6 +419,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_demo_partner_is_served_to_issued_tokens_only() {
+        use crate::simulator::demo_partner::{
+            self, COMMERCIAL_DEPLOYMENT_PATH, COMMERCIAL_USAGE_PATH, CUSTOMERS_PATH,
+            GDAP_REFUSED_CUSTOMER, subscribed_skus_path,
+        };
+        let running = running().await;
+        let config = &running.demo.config;
+        let grant = entra(&settings(config))
+            .redeem_refresh_token(
+                &file_secret(config.auth.refresh_token_file.as_ref()),
+                &file_secret(config.auth.client_secret_file.as_ref()),
+            )
+            .await
+            .expect("the configured refresh token works");
+        let status = |path: String, authorization: HeaderValue| async move {
+            let url = config.partner_center.base_url.join(&path).expect("URL");
+            reqwest::Client::new()
+                .get(url)
+                .header(header::AUTHORIZATION, authorization)
+                .send()
+                .await
+                .expect("Partner Center answers")
+                .status()
+        };
+        let token = bearer(&grant.access_token);
+        let customers = demo_partner::customers();
+        let mut paths = vec![
+            CUSTOMERS_PATH.to_owned(),
+            COMMERCIAL_USAGE_PATH.to_owned(),
+            COMMERCIAL_DEPLOYMENT_PATH.to_owned(),
+        ];
+        paths.extend(
+            customers
+                .iter()
+                .filter(|customer| customer.name != GDAP_REFUSED_CUSTOMER)
+                .map(|customer| subscribed_skus_path(&customer.id)),
+        );
+        for path in &paths {
+            assert_eq!(
+                status(path.clone(), token.clone()).await,
+                StatusCode::OK,
+                "{path}"
+            );
+            assert_eq!(
+                status(path.clone(), HeaderValue::from_static("Bearer not-issued")).await,
+                StatusCode::UNAUTHORIZED,
+                "{path}"
+            );
+        }
+        let refused = customers
+            .iter()
+            .find(|customer| customer.name == GDAP_REFUSED_CUSTOMER)
+            .expect("the refused customer is listed");
+        assert_eq!(
+            status(subscribed_skus_path(&refused.id), token.clone()).await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            status(format!("/partner{COMMERCIAL_USAGE_PATH}"), token).await,
+            StatusCode::NOT_FOUND,
+            "only one of the documented paths answers"
+        );
+    }
+
+    #[tokio::test]
     async fn the_token_endpoint_rotates_strictly_and_checks_the_client() {
         let running = running().await;
         let config = &running.demo.config;
