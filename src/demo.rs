@@ -13,6 +13,10 @@
 //!   source ([`crate::simulator::datasets::DEMO_DATASETS`]): the series of
 //!   Microsoft's documented examples, with values that move over time,
 //!   served only to access tokens it issued that have not expired.
+//! - A partner with some thirty customers ([`demo_partner`]): the customer
+//!   listing, each customer's licences per SKU (one of them refused for
+//!   want of GDAP), and the commercial analytics rows about them, paged;
+//!   the commercial analytics only on one of their two documented paths.
 //!
 //! The exporter is configured for the App+User method, with the client
 //! secret and first refresh token in a private temporary directory and
@@ -40,7 +44,7 @@ use crate::config::{
 };
 use crate::secret::Secret;
 use crate::simulator::entra::random_token;
-use crate::simulator::{self, EntraSettings, PartnerCenterAuth, Simulator, datasets};
+use crate::simulator::{self, EntraSettings, PartnerCenterAuth, Simulator, datasets, demo_partner};
 use crate::sources::SourceName;
 
 pub use crate::simulator::datasets::{deployment_body, usage_body};
@@ -153,6 +157,7 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
     let outage = OutageSwitch::default();
     let simulator = Simulator::builder()
         .datasets(datasets::demo())
+        .datasets(demo_partner::datasets())
         .entra(EntraSettings {
             tenant_id: DEMO_TENANT_ID.to_owned(),
             client_id: client_id.clone(),
@@ -430,6 +435,71 @@ mod tests {
         assert!(
             !exposition.contains("partner_center_refresh_token_rotated_timestamp_seconds 0\n"),
             "the rotated token was stored:\n{exposition}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_demo_partner_is_served_to_issued_tokens_only() {
+        use crate::simulator::demo_partner::{
+            self, COMMERCIAL_DEPLOYMENT_PATH, COMMERCIAL_USAGE_PATH, CUSTOMERS_PATH,
+            GDAP_REFUSED_CUSTOMER, subscribed_skus_path,
+        };
+        let running = running().await;
+        let config = &running.demo.config;
+        let grant = entra(&settings(config))
+            .redeem_refresh_token(
+                &file_secret(config.auth.refresh_token_file.as_ref()),
+                &file_secret(config.auth.client_secret_file.as_ref()),
+            )
+            .await
+            .expect("the configured refresh token works");
+        let status = |path: String, authorization: HeaderValue| async move {
+            let url = config.partner_center.base_url.join(&path).expect("URL");
+            reqwest::Client::new()
+                .get(url)
+                .header(header::AUTHORIZATION, authorization)
+                .send()
+                .await
+                .expect("Partner Center answers")
+                .status()
+        };
+        let token = bearer(&grant.access_token);
+        let customers = demo_partner::customers();
+        let mut paths = vec![
+            CUSTOMERS_PATH.to_owned(),
+            COMMERCIAL_USAGE_PATH.to_owned(),
+            COMMERCIAL_DEPLOYMENT_PATH.to_owned(),
+        ];
+        paths.extend(
+            customers
+                .iter()
+                .filter(|customer| customer.name != GDAP_REFUSED_CUSTOMER)
+                .map(|customer| subscribed_skus_path(&customer.id)),
+        );
+        for path in &paths {
+            assert_eq!(
+                status(path.clone(), token.clone()).await,
+                StatusCode::OK,
+                "{path}"
+            );
+            assert_eq!(
+                status(path.clone(), HeaderValue::from_static("Bearer not-issued")).await,
+                StatusCode::UNAUTHORIZED,
+                "{path}"
+            );
+        }
+        let refused = customers
+            .iter()
+            .find(|customer| customer.name == GDAP_REFUSED_CUSTOMER)
+            .expect("the refused customer is listed");
+        assert_eq!(
+            status(subscribed_skus_path(&refused.id), token.clone()).await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            status(format!("/partner{COMMERCIAL_USAGE_PATH}"), token).await,
+            StatusCode::NOT_FOUND,
+            "only one of the documented paths answers"
         );
     }
 

@@ -3,10 +3,13 @@
 //!
 //! A [`Dataset`] is one of: a body generated per request from the wall
 //! clock (the demo's moving values), a fixed body (a documented example,
-//! or N generated items built once, as the benchmarks serve), or items
-//! served in pages chained by `links.next`. The demo's table,
-//! [`DEMO_DATASETS`], has one entry per source; adding a source is adding
-//! its entry there (a test checks that every source has one).
+//! or N generated items built once, as the benchmarks serve), items
+//! served in pages chained by `links.next` (by page, or by the `size` the
+//! request asks for, as the customer listing is), rows in the commercial
+//! analytics envelope paged by `top` and `skip`, or a fixed refusal. The
+//! demo's table, [`DEMO_DATASETS`], has one entry per source; adding a
+//! source is adding its entry there (a test checks that every source has
+//! one). The per-customer demo partner is in [`super::demo_partner`].
 
 use std::f64::consts::TAU;
 use std::sync::Arc;
@@ -29,11 +32,53 @@ pub struct Dataset(Kind);
 enum Kind {
     Fixed(Bytes),
     Moving(Generate),
+    /// As `Moving`, from a closure that holds data of its own (one
+    /// customer's licences, say), which a `fn` pointer cannot.
+    Generated(Arc<dyn Fn(SystemTime) -> serde_json::Value + Send + Sync>),
     Paged {
         items: Arc<[serde_json::Value]>,
         page_size: usize,
     },
+    Sized {
+        items: Arc<[serde_json::Value]>,
+        default_size: usize,
+    },
+    Commercial {
+        rows: Rows,
+        page_size: usize,
+        next_link: NextLink,
+    },
+    Refusal {
+        status: u16,
+        body: Bytes,
+    },
 }
+
+/// The rows of a commercial analytics dataset.
+#[derive(Clone)]
+enum Rows {
+    Fixed(Arc<[serde_json::Value]>),
+    Moving(Arc<dyn Fn(SystemTime) -> Vec<serde_json::Value> + Send + Sync>),
+}
+
+/// Whether a commercial analytics page says where the next one is.
+///
+/// Microsoft documents only `"@nextLink": null`, and tells clients to page
+/// by `skip` while rows keep coming: a simulated dataset can play either,
+/// so that both ways of paging are exercised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextLink {
+    /// `"@nextLink": null` on every page: the client pages by `skip` until
+    /// it has `TotalCount` rows.
+    Null,
+    /// On every page but the last, `@nextLink` is the absolute URL of the
+    /// next page (same origin and path, `top` and `skip` in its query).
+    Absolute,
+}
+
+/// The most rows a commercial analytics request may ask for (`top`), and
+/// what it gets without asking, as documented.
+pub const COMMERCIAL_MAX_TOP: usize = 10_000;
 
 /// The header that carries a page's position, as Partner Center's
 /// continuation token does.
@@ -62,12 +107,97 @@ impl Dataset {
         })
     }
 
+    /// A body built for each request by `generate`, which may hold data of
+    /// its own.
+    pub fn generated(
+        generate: impl Fn(SystemTime) -> serde_json::Value + Send + Sync + 'static,
+    ) -> Self {
+        Self(Kind::Generated(Arc::new(generate)))
+    }
+
+    /// `items` as a v1 collection paged as Partner Center pages its
+    /// customer listing: each page holds the request's `size` query
+    /// parameter of items (`default_size`, at least 1, without one), and
+    /// each page but the last has a `links.next` whose `uri` is relative
+    /// (the path, `size` and `seekOperation=Next`) and whose
+    /// [`CONTINUATION_HEADER`] says where the next page starts, so a
+    /// client must send both. An unknown token or a `size` that is not a
+    /// positive number gets a 400.
+    pub fn paged_by_size(items: Vec<serde_json::Value>, default_size: usize) -> Self {
+        Self(Kind::Sized {
+            items: items.into(),
+            default_size: default_size.max(1),
+        })
+    }
+
+    /// `rows` in the commercial analytics envelope, `{"Value": [...],
+    /// "@nextLink": ..., "TotalCount": n}`, with `TotalCount` the number
+    /// of all rows. A request gets the rows from `skip` (default 0), as
+    /// many as `top` asks (default and most [`COMMERCIAL_MAX_TOP`]) but
+    /// never more than `page_size` (at least 1): a server-side page, so
+    /// that paging shows even when the client asks for everything.
+    /// `next_link` says whether pages point to the next. A `top` or `skip`
+    /// that is not a number gets a 400.
+    pub fn commercial(rows: Vec<serde_json::Value>, page_size: usize, next_link: NextLink) -> Self {
+        Self(Kind::Commercial {
+            rows: Rows::Fixed(rows.into()),
+            page_size: page_size.max(1),
+            next_link,
+        })
+    }
+
+    /// As [`Dataset::commercial`], with the rows generated for each
+    /// request by `generate` from the wall clock. For paging to be
+    /// consistent, it must give the same rows in the same order at any
+    /// time; only their values may move.
+    pub fn commercial_moving(
+        generate: impl Fn(SystemTime) -> Vec<serde_json::Value> + Send + Sync + 'static,
+        page_size: usize,
+        next_link: NextLink,
+    ) -> Self {
+        Self(Kind::Commercial {
+            rows: Rows::Moving(Arc::new(generate)),
+            page_size: page_size.max(1),
+            next_link,
+        })
+    }
+
+    /// Always `status` with `body`, as JSON: a collection Partner Center
+    /// refuses, such as a customer without the partner's GDAP role.
+    pub fn refusal(status: u16, body: impl Into<Bytes>) -> Self {
+        Self(Kind::Refusal {
+            status,
+            body: body.into(),
+        })
+    }
+
     /// The answer to `request`; `origin` (`http://127.0.0.1:port`) is
     /// where `links.next` points.
     pub(crate) fn answer(&self, request: &Request, origin: &str, wall_now: SystemTime) -> Answer {
         match &self.0 {
             Kind::Fixed(body) => Answer::json(200, body.clone()),
             Kind::Moving(generate) => Answer::json(200, generate(wall_now).to_string()),
+            Kind::Generated(generate) => Answer::json(200, generate(wall_now).to_string()),
+            Kind::Refusal { status, body } => Answer::json(*status, body.clone()),
+            Kind::Sized {
+                items,
+                default_size,
+            } => sized_page(request, items, *default_size),
+            Kind::Commercial {
+                rows,
+                page_size,
+                next_link,
+            } => {
+                let moving;
+                let rows: &[serde_json::Value] = match rows {
+                    Rows::Fixed(rows) => rows,
+                    Rows::Moving(generate) => {
+                        moving = generate(wall_now);
+                        &moving
+                    }
+                };
+                commercial_page(request, origin, rows, *page_size, *next_link)
+            }
             Kind::Paged { items, page_size } => {
                 let page = match request.header(CONTINUATION_HEADER) {
                     None => Some(0),
@@ -104,6 +234,108 @@ impl Dataset {
             }
         }
     }
+}
+
+/// A 400 with a Partner Center error body saying what was wrong.
+fn bad_request(description: &str) -> Answer {
+    let body = serde_json::json!({
+        "code": 400,
+        "description": description,
+        "data": [],
+        "source": "simulator"
+    });
+    Answer::json(400, body.to_string())
+}
+
+/// The value of query parameter `name` of `request`, if it has one.
+fn query_value(request: &Request, name: &str) -> Option<String> {
+    form_urlencoded::parse(request.query().unwrap_or_default().as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// A number given in the query, `default` when the parameter is absent;
+/// `Err` when it is not a number.
+fn query_number(request: &Request, name: &str, default: usize) -> Result<usize, ()> {
+    match query_value(request, name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse::<usize>().map_err(|_| ()),
+    }
+}
+
+/// The prefix of [`Dataset::paged_by_size`]'s continuation tokens; the
+/// rest is the index of the next page's first item.
+const SIZED_TOKEN_PREFIX: &str = "from-";
+
+/// One page of a [`Dataset::paged_by_size`] collection.
+fn sized_page(request: &Request, items: &[serde_json::Value], default_size: usize) -> Answer {
+    let size = match query_number(request, "size", default_size) {
+        Ok(size) if size > 0 => size,
+        _ => return bad_request("size must be a positive number"),
+    };
+    let start = match request.header(CONTINUATION_HEADER) {
+        None => Some(0),
+        Some(token) => token
+            .strip_prefix(SIZED_TOKEN_PREFIX)
+            .and_then(|start| start.parse::<usize>().ok())
+            .filter(|start| *start < items.len()),
+    };
+    let Some(start) = start else {
+        return bad_request("Invalid continuation token");
+    };
+    let end = start.saturating_add(size).min(items.len());
+    let mut body = serde_json::json!({
+        "totalCount": end - start,
+        "items": &items[start..end],
+        "links": {
+            "self": { "uri": request.target, "method": "GET", "headers": [] }
+        },
+        "attributes": { "objectType": "Collection" }
+    });
+    if end < items.len() {
+        // Relative, as Partner Center's own are: the client resolves it
+        // against the API root.
+        body["links"]["next"] = serde_json::json!({
+            "uri": format!("{}?size={size}&seekOperation=Next", request.path()),
+            "method": "GET",
+            "headers": [
+                { "key": CONTINUATION_HEADER, "value": format!("{SIZED_TOKEN_PREFIX}{end}") }
+            ]
+        });
+    }
+    Answer::json(200, body.to_string())
+}
+
+/// One page of a commercial analytics dataset.
+fn commercial_page(
+    request: &Request,
+    origin: &str,
+    rows: &[serde_json::Value],
+    page_size: usize,
+    next_link: NextLink,
+) -> Answer {
+    let (top, skip) = match (
+        query_number(request, "top", COMMERCIAL_MAX_TOP),
+        query_number(request, "skip", 0),
+    ) {
+        (Ok(top), Ok(skip)) => (top.min(COMMERCIAL_MAX_TOP), skip),
+        _ => return bad_request("top and skip must be numbers"),
+    };
+    let start = skip.min(rows.len());
+    let end = start.saturating_add(top.min(page_size)).min(rows.len());
+    let link = match next_link {
+        // Only past rows given: a link back to the same page would never end.
+        NextLink::Absolute if start < end && end < rows.len() => {
+            serde_json::Value::String(format!("{origin}{}?top={top}&skip={end}", request.path()))
+        }
+        _ => serde_json::Value::Null,
+    };
+    let body = serde_json::json!({
+        "Value": &rows[start..end],
+        "@nextLink": link,
+        "TotalCount": rows.len(),
+    });
+    Answer::json(200, body.to_string())
 }
 
 /// The demo's datasets: every source's path (below the API root) and the

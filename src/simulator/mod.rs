@@ -33,6 +33,8 @@
 //! - [`http`]: the bounded request reader and plain answers.
 //! - [`entra`]: the token endpoint.
 //! - [`datasets`]: the collections, the demo's table among them.
+//! - [`demo_partner`]: the demo's partner with its customers, their
+//!   licences and the commercial analytics rows about them.
 //! - [`script`]: the steps and their queues.
 //! - [`record`]: the record of requests.
 
@@ -50,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use crate::secret::Secret;
 
 pub mod datasets;
+pub mod demo_partner;
 pub mod entra;
 pub mod http;
 pub mod record;
@@ -156,9 +159,12 @@ impl SimulatorBuilder {
     }
 
     /// Serves every `(path, dataset)`.
-    pub fn datasets<'a>(mut self, datasets: impl IntoIterator<Item = (&'a str, Dataset)>) -> Self {
+    pub fn datasets<P: AsRef<str>>(
+        mut self,
+        datasets: impl IntoIterator<Item = (P, Dataset)>,
+    ) -> Self {
         for (path, dataset) in datasets {
-            self = self.dataset(path, dataset);
+            self = self.dataset(path.as_ref(), dataset);
         }
         self
     }
@@ -396,9 +402,12 @@ impl Shared {
         if let (Some(entra), Some(tenant)) = (&self.entra, entra::tenant_of(path)) {
             return entra.respond(tenant, request);
         }
+        // Partner Center's error shape, so that a client falling back from
+        // one path to another on 404 (the commercial analytics) reads it
+        // as Partner Center's.
         Answer::json(
             404,
-            r#"{"code":404,"description":"Not found","source":"simulator"}"#,
+            r#"{"code":404,"description":"Not found","data":[],"source":"simulator"}"#,
         )
     }
 

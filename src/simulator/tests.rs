@@ -691,3 +691,309 @@ async fn a_cancelled_shutdown_stops_accepting() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A GET of `url` with `headers`: the status and the body as JSON.
+async fn get_json(url: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let mut request = http_client().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("answer");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+/// Follows a v1 collection's `links.next` from `path`, as Partner Center's
+/// clients do (a relative `uri` resolved against the root, the listed
+/// headers sent); returns every page's items.
+async fn follow_links(simulator: &Simulator, path: &str) -> Vec<Vec<serde_json::Value>> {
+    let mut pages = Vec::new();
+    let mut next = Some((simulator.url(path), Vec::<(String, String)>::new()));
+    while let Some((url, headers)) = next.take() {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (status, body) = get_json(&url, &headers).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        let items = body["items"].as_array().expect("items").clone();
+        assert_eq!(body["totalCount"], items.len(), "the page's count");
+        pages.push(items);
+        if let Some(link) = body["links"].get("next") {
+            let uri = link["uri"].as_str().expect("uri");
+            assert!(uri.starts_with('/'), "relative: {uri}");
+            assert_eq!(link["method"], "GET");
+            let headers = link["headers"]
+                .as_array()
+                .expect("headers")
+                .iter()
+                .map(|h| {
+                    (
+                        h["key"].as_str().expect("key").to_owned(),
+                        h["value"].as_str().expect("value").to_owned(),
+                    )
+                })
+                .collect();
+            next = Some((simulator.url(uri), headers));
+        }
+        assert!(pages.len() < 100, "the links end");
+    }
+    pages
+}
+
+#[tokio::test]
+async fn the_customer_listing_pages_by_size_to_exactly_every_customer() {
+    use super::demo_partner::{self, CUSTOMERS_PATH, Customer, customer_listing};
+    let simulator = Simulator::builder()
+        .datasets(demo_partner::datasets())
+        .dataset(
+            "/small/v1/customers",
+            customer_listing(
+                &[
+                    Customer::new("Contoso", "contoso"),
+                    Customer::new("Fabrikam", "fabrikam").with_relationship("advisor"),
+                    Customer::new("Litware", "litware"),
+                ],
+                2,
+            ),
+        )
+        .start()
+        .await
+        .expect("starts");
+    let expected: Vec<String> = demo_partner::customers()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    for (query, page_sizes) in [
+        ("", vec![10, 10, 10, 2]),
+        ("?size=7", vec![7, 7, 7, 7, 4]),
+        ("?size=100", vec![32]),
+    ] {
+        let pages = follow_links(&simulator, &format!("{CUSTOMERS_PATH}{query}")).await;
+        assert_eq!(
+            pages.iter().map(Vec::len).collect::<Vec<_>>(),
+            page_sizes,
+            "{query}"
+        );
+        let ids: Vec<String> = pages
+            .iter()
+            .flatten()
+            .map(|item| item["id"].as_str().expect("id").to_owned())
+            .collect();
+        assert_eq!(ids, expected, "{query}: every customer once, in order");
+    }
+    let small = follow_links(&simulator, "/small/v1/customers").await;
+    assert_eq!(small.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(small[1][0]["companyProfile"]["companyName"], "Litware");
+    assert_eq!(small[0][1]["relationshipToPartner"], "advisor");
+
+    for (query, token) in [
+        ("?size=0", None),
+        ("?size=ten", None),
+        ("", Some("from-99")),
+        ("", Some("page-1")),
+    ] {
+        let headers: Vec<(&str, &str)> = token
+            .map(|token| (datasets::CONTINUATION_HEADER, token))
+            .into_iter()
+            .collect();
+        let (status, body) = get_json(
+            &simulator.url(&format!("{CUSTOMERS_PATH}{query}")),
+            &headers,
+        )
+        .await;
+        assert_eq!(status, 400, "{query} {token:?}");
+        assert_eq!(body["code"], 400);
+    }
+}
+
+#[tokio::test]
+async fn every_demo_customer_answers_its_licences_but_one_refused_for_gdap() {
+    use super::demo_partner::{self, GDAP_REFUSED_CUSTOMER, subscribed_skus_path};
+    let simulator = Simulator::builder()
+        .datasets(demo_partner::datasets())
+        .start()
+        .await
+        .expect("starts");
+    let mut refused = Vec::new();
+    for customer in demo_partner::customers() {
+        let (status, body) = get_json(
+            &simulator.url(&subscribed_skus_path(&customer.id)),
+            &[("MS-RequestId", "r-1")],
+        )
+        .await;
+        if status == 403 {
+            assert_eq!(body["code"], 3000, "{body}");
+            assert_eq!(body["source"], "PartnerFD");
+            assert!(body["data"].is_array());
+            refused.push(customer.name);
+            continue;
+        }
+        assert_eq!(status, 200, "{}: {body}", customer.name);
+        let items = body["items"].as_array().expect("items");
+        assert!((2..=6).contains(&items.len()), "{}", customer.name);
+        assert_eq!(body["totalCount"], items.len());
+        for item in items {
+            for field in [
+                "availableUnits",
+                "activeUnits",
+                "consumedUnits",
+                "suspendedUnits",
+                "totalUnits",
+                "warningUnits",
+            ] {
+                assert!(item[field].is_u64(), "{field}: {item}");
+            }
+            let sku = &item["productSku"];
+            uuid::Uuid::parse_str(sku["id"].as_str().expect("SKU id")).expect("a GUID");
+            assert!(sku["skuPartNumber"].is_string() && sku["name"].is_string());
+            assert_eq!(sku["licenseGroupId"], "group1");
+            assert!(
+                ["Enabled", "Warning", "Suspended"]
+                    .contains(&item["capabilityStatus"].as_str().expect("status"))
+            );
+        }
+    }
+    assert_eq!(refused, [GDAP_REFUSED_CUSTOMER]);
+}
+
+/// Pages a commercial analytics path by `skip` alone, ignoring
+/// `@nextLink`, until `TotalCount` rows came; returns the rows and the
+/// number of pages.
+async fn page_by_skip(simulator: &Simulator, path: &str) -> (Vec<serde_json::Value>, usize) {
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let url = simulator.url(&format!("{path}?top=10000&skip={}", rows.len()));
+        let (status, body) = get_json(&url, &[]).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        pages += 1;
+        let page = body["Value"].as_array().expect("Value");
+        assert!(!page.is_empty() && page.len() <= 100, "{}", page.len());
+        rows.extend(page.iter().cloned());
+        let total = body["TotalCount"].as_u64().expect("TotalCount") as usize;
+        if rows.len() >= total {
+            assert_eq!(rows.len(), total);
+            return (rows, pages);
+        }
+        assert!(pages < 100, "the pages end");
+    }
+}
+
+fn row_key(row: &serde_json::Value) -> String {
+    ["customerTenantId", "productId", "workloadCode"]
+        .iter()
+        .map(|field| row[*field].as_str().unwrap_or("-"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test]
+async fn commercial_analytics_page_by_skip_and_by_next_link_to_every_row_once() {
+    use super::demo_partner::{self, COMMERCIAL_DEPLOYMENT_PATH, COMMERCIAL_USAGE_PATH};
+    let simulator = Simulator::builder()
+        .datasets(demo_partner::datasets())
+        .start()
+        .await
+        .expect("starts");
+
+    let (usage, pages) = page_by_skip(&simulator, COMMERCIAL_USAGE_PATH).await;
+    assert!(pages >= 2, "paged even though all was asked for");
+    let keys: std::collections::BTreeSet<String> = usage.iter().map(row_key).collect();
+    assert_eq!(keys.len(), usage.len(), "every row exactly once");
+    let (status, first) = get_json(&simulator.url(COMMERCIAL_USAGE_PATH), &[]).await;
+    assert_eq!(status, 200);
+    assert!(first["@nextLink"].is_null(), "usage pages by skip only");
+    assert_eq!(first["TotalCount"], usage.len());
+
+    // The deployment rows by their links.
+    let mut url = simulator.url(&format!("{COMMERCIAL_DEPLOYMENT_PATH}?top=10000"));
+    let mut deployment: Vec<serde_json::Value> = Vec::new();
+    let mut total = None;
+    loop {
+        let (status, body) = get_json(&url, &[]).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        deployment.extend(body["Value"].as_array().expect("Value").iter().cloned());
+        total = total.or(body["TotalCount"].as_u64());
+        assert_eq!(body["TotalCount"].as_u64(), total, "TotalCount holds");
+        match body["@nextLink"].as_str() {
+            None => break,
+            Some(next) => {
+                assert!(
+                    next.starts_with(simulator.base_url()),
+                    "same origin: {next}"
+                );
+                url = next.to_owned();
+            }
+        }
+        assert!(deployment.len() < 10_000, "the links end");
+    }
+    assert_eq!(Some(deployment.len() as u64), total);
+    let keys: std::collections::BTreeSet<String> = deployment.iter().map(row_key).collect();
+    assert_eq!(keys.len(), deployment.len());
+    let (skipped, _) = page_by_skip(&simulator, COMMERCIAL_DEPLOYMENT_PATH).await;
+    assert_eq!(
+        skipped.iter().map(row_key).collect::<Vec<_>>(),
+        deployment.iter().map(row_key).collect::<Vec<_>>(),
+        "both ways give the same rows"
+    );
+
+    // Only the /v1 path is served: the /partner/v1 one is Partner Center's 404.
+    for path in [COMMERCIAL_USAGE_PATH, COMMERCIAL_DEPLOYMENT_PATH] {
+        let (status, body) =
+            get_json(&simulator.url(&format!("/partner{path}?top=10000")), &[]).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(body["code"], 404);
+        assert!(body["description"].is_string() && body["data"].is_array());
+    }
+}
+
+#[tokio::test]
+async fn a_commercial_dataset_of_given_rows_honours_top_and_skip() {
+    use super::datasets::NextLink;
+    let rows: Vec<serde_json::Value> = (0..7)
+        .map(|index| serde_json::json!({ "customerName": format!("Customer {index}") }))
+        .collect();
+    let simulator = Simulator::builder()
+        .dataset(
+            "/linked",
+            Dataset::commercial(rows.clone(), 3, NextLink::Absolute),
+        )
+        .dataset("/plain", Dataset::commercial(rows, 3, NextLink::Null))
+        .start()
+        .await
+        .expect("starts");
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["Value"]
+            .as_array()
+            .expect("Value")
+            .iter()
+            .map(|row| row["customerName"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let (_, body) = get_json(&simulator.url("/linked?top=2&skip=1"), &[]).await;
+    assert_eq!(names(&body), ["Customer 1", "Customer 2"]);
+    assert_eq!(body["TotalCount"], 7);
+    assert_eq!(
+        body["@nextLink"],
+        simulator.url("/linked?top=2&skip=3"),
+        "the client's top, the next skip"
+    );
+    let (_, body) = get_json(&simulator.url("/linked?skip=6"), &[]).await;
+    assert_eq!(names(&body), ["Customer 6"]);
+    assert!(body["@nextLink"].is_null(), "the last page");
+    let (_, body) = get_json(&simulator.url("/linked?top=0"), &[]).await;
+    assert!(names(&body).is_empty());
+    assert!(body["@nextLink"].is_null(), "no link back to the same page");
+    let (_, body) = get_json(&simulator.url("/plain"), &[]).await;
+    assert_eq!(names(&body).len(), 3, "the server's page");
+    assert!(body["@nextLink"].is_null());
+    let (_, body) = get_json(&simulator.url("/plain?skip=99"), &[]).await;
+    assert!(names(&body).is_empty());
+    assert_eq!(body["TotalCount"], 7);
+    for query in ["top=all", "skip=-1"] {
+        let (status, body) = get_json(&simulator.url(&format!("/plain?{query}")), &[]).await;
+        assert_eq!(status, 400, "{query}");
+        assert_eq!(body["code"], 400);
+    }
+}
