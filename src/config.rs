@@ -1198,6 +1198,89 @@ mod tests {
             Some(dir.dir.path().join("token").as_path()),
             "relative paths resolve against the config file's directory"
         );
+        assert_eq!(
+            config.partner_center.commercial_api_prefix,
+            CommercialApiPrefix::Auto
+        );
+        assert_eq!(config.partner_center.commercial_page_size, 10_000);
+        assert!(config.customers.include.is_empty() && config.customers.exclude.is_empty());
+        assert_eq!(config.customers.page_size, 100);
+        assert!(config.skus.exclude.is_empty());
+        assert_eq!(config.skus.max_units, 10_000);
+    }
+
+    #[test]
+    fn per_customer_sources_are_off_by_default_on_intervals_of_their_own() {
+        let dir = TokenDir::new();
+        let config = dir
+            .parse("auth:\n  bearer_token_file: token\n")
+            .expect("valid");
+        let hour = Duration::from_secs(3600);
+        for (source, interval) in [
+            (SourceName::LicenseUsage, None),
+            (SourceName::LicenseDeployment, None),
+            (SourceName::CustomerLicenses, Some(hour)),
+            (SourceName::CustomerUsage, Some(6 * hour)),
+            (SourceName::CustomerDeployment, Some(6 * hour)),
+        ] {
+            let settings = config.sources.get(source);
+            assert_eq!(settings.enabled, !source.is_per_customer(), "{source}");
+            assert_eq!(settings.interval, interval, "{source}");
+        }
+        assert!(!config.sources.any_per_customer());
+
+        let config = dir
+            .parse(
+                "auth:\n  bearer_token_file: token\nsources:\n  customer_usage:\n    enabled: true\n    interval: 1d\n  license_usage:\n    enabled: false\n",
+            )
+            .expect("valid");
+        let usage = config.sources.get(SourceName::CustomerUsage);
+        assert!(usage.enabled);
+        assert_eq!(usage.interval, Some(24 * hour));
+        assert!(!config.sources.get(SourceName::LicenseUsage).enabled);
+        assert!(config.sources.any_per_customer());
+    }
+
+    #[test]
+    fn customer_and_sku_settings_are_read_and_checked() {
+        let dir = TokenDir::new();
+        let config = dir
+            .parse(
+                "auth:\n  bearer_token_file: token\npartner_center:\n  commercial_api_prefix: /v1\n  commercial_page_size: 500\ncustomers:\n  include: ['Contoso*']\n  exclude: [b44bb1fb-c595-45b0-9e09-d657365580bf]\n  page_size: 250\nskus:\n  exclude: [FLOW_FREE, STREAM]\n  max_units: 0\n",
+            )
+            .expect("valid");
+        assert_eq!(
+            config.partner_center.commercial_api_prefix,
+            CommercialApiPrefix::V1
+        );
+        assert_eq!(config.partner_center.commercial_page_size, 500);
+        assert_eq!(config.customers.include, ["Contoso*"]);
+        assert_eq!(config.customers.page_size, 250);
+        assert_eq!(config.skus.exclude, ["FLOW_FREE", "STREAM"]);
+        assert_eq!(config.skus.max_units, 0);
+
+        for (yaml, key) in [
+            (
+                "partner_center:\n  commercial_page_size: 10001\n",
+                "partner_center.commercial_page_size",
+            ),
+            (
+                "partner_center:\n  commercial_page_size: 0\n",
+                "partner_center.commercial_page_size",
+            ),
+            ("customers:\n  page_size: 0\n", "customers.page_size"),
+            ("customers:\n  include: ['[oops']\n", "customers.include"),
+            ("customers:\n  exclude: ['']\n", "customers.exclude"),
+            ("skus:\n  exclude: ['{a']\n", "skus.exclude"),
+            (
+                "partner_center:\n  commercial_api_prefix: /v2\n",
+                "partner_center.commercial_api_prefix",
+            ),
+            ("customers:\n  includes: []\n", "includes"),
+        ] {
+            let message = error_of(&format!("auth:\n  bearer_token_file: token\n{yaml}"));
+            assert!(message.contains(key), "{yaml}: {message}");
+        }
     }
 
     #[test]

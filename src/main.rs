@@ -112,9 +112,10 @@ fn check_config(cli: &Cli) -> ExitCode {
             println!("{}: configuration is valid", cli.config_file.display());
             for schedule in Schedule::from_config(&config) {
                 println!(
-                    "source {}: enabled, every {}",
+                    "source {}: enabled, every {}{}",
                     schedule.source,
-                    humantime::format_duration(schedule.interval)
+                    humantime::format_duration(schedule.interval),
+                    schedule.source.fetch().cost()
                 );
             }
             true

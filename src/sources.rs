@@ -135,6 +135,11 @@ impl SourceName {
         !matches!(self.fetch(), Fetch::Collection(_))
     }
 
+    /// Whether a poll of the source makes one request per customer.
+    pub fn is_fanned_out(self) -> bool {
+        matches!(self.fetch(), Fetch::PerCustomer(_))
+    }
+
     /// The metric families the source publishes, by name.
     pub fn family_names(self) -> Vec<&'static str> {
         struct Names;
@@ -227,6 +232,15 @@ pub enum Fetch {
 }
 
 impl Fetch {
+    /// What a poll costs beyond one request, for `--config.check`.
+    pub fn cost(self) -> &'static str {
+        match self {
+            Self::Collection(_) => "",
+            Self::Commercial(_) => ", one request per page of the report",
+            Self::PerCustomer(_) => ", the customer listing and one request per covered customer",
+        }
+    }
+
     /// The requests of one poll, for the log and `--config.check`.
     pub fn describe(self) -> String {
         match self {

@@ -177,8 +177,15 @@ impl<S: Source> Poller<S> {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let timeout = self.timeout;
+        // A fan-out stops at `deadline` by itself, counting the customers
+        // it did not reach, and publishes the rest; the limit here is only
+        // a safety net for it, beyond its last request's own limit.
+        let limit = match S::FETCH {
+            Fetch::PerCustomer(_) => deadline + self.context.timeout,
+            Fetch::Collection(_) | Fetch::Commercial(_) => deadline,
+        };
         let fetch = self.fetch(correlation_id, deadline, trace);
-        let result = match tokio::time::timeout_at(deadline, fetch).await {
+        let result = match tokio::time::timeout_at(limit, fetch).await {
             Ok(result) => result.map_err(PollError::from),
             Err(_) => Err(PollError::Timeout(timeout)),
         };

@@ -398,13 +398,15 @@ impl ExporterState {
 
     /// True once every enabled source has finished its first poll and at
     /// least one has succeeded: from then on there is data to serve, and
-    /// no source is still on its way to its first answer.
+    /// no source is still on its way to its first answer. A source that
+    /// requests each customer is not waited for once another has data:
+    /// its first poll may take as long as its interval.
     pub fn is_ready(&self) -> bool {
         let published = self.published.load();
         published
             .slots
             .iter()
-            .all(|slot| slot.last_poll_at.is_some())
+            .all(|slot| slot.last_poll_at.is_some() || slot.source.is_fanned_out())
             && published
                 .slots
                 .iter()
@@ -797,6 +799,95 @@ mod tests {
         }
         assert!(!failing.is_ready(), "no source has succeeded");
         assert_eq!(failing.statuses().len(), 2);
+    }
+
+    #[test]
+    fn a_fan_out_still_on_its_first_poll_does_not_hold_readiness_back() {
+        let sources = [SourceName::LicenseUsage, SourceName::CustomerLicenses];
+        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, &sources);
+        assert!(!state.is_ready());
+        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        assert!(state.is_ready(), "customer_licenses may take its interval");
+
+        let alone = ExporterState::new(
+            ExporterMetrics::new().expect("metrics"),
+            None,
+            &[SourceName::CustomerLicenses],
+        );
+        assert!(!alone.is_ready(), "nothing to serve yet");
+    }
+
+    #[test]
+    fn customer_health_and_info_are_published_with_the_poll() {
+        use crate::collect::health::{CustomerFailure, CustomerHealth};
+        use crate::sources::customer_licenses::{CustomerLicensesSource, CustomerSku};
+        let state = ExporterState::new(
+            ExporterMetrics::new().expect("metrics"),
+            None,
+            &[SourceName::CustomerLicenses],
+        );
+        let sku = CustomerSku {
+            customer_tenant_id: "a".to_owned(),
+            sku_id: "s".to_owned(),
+            sku_part_number: "SPE_E3".to_owned(),
+            sku_name: "Microsoft 365 E3".to_owned(),
+            capability_status: "Enabled".to_owned(),
+            active: 10.0,
+            warning: 0.0,
+            suspended: 0.0,
+            consumed: 7.0,
+        };
+        let mut health = CustomerHealth::default();
+        health.count_error(CustomerFailure::Forbidden);
+        health.customers = vec![
+            ("a".to_owned(), None),
+            ("b".to_owned(), Some(CustomerFailure::Forbidden)),
+        ];
+        state.record_fanned_out_snapshot(
+            Snapshot::<CustomerLicensesSource>::from_items([sku]),
+            0,
+            health,
+            Duration::ZERO,
+            Utc::now(),
+        );
+        let text = body(&state);
+        for expected in [
+            "partner_center_customer_up{source=\"customer_licenses\",customer_tenant_id=\"a\"} 1\n",
+            "partner_center_customer_up{source=\"customer_licenses\",customer_tenant_id=\"b\"} 0\n",
+            "partner_center_customer_error_reason{source=\"customer_licenses\",customer_tenant_id=\"b\",reason=\"forbidden\"} 1\n",
+            "partner_center_customer_errors_total{source=\"customer_licenses\",reason=\"forbidden\"} 1\n",
+            "partner_center_customer_errors_total{source=\"customer_licenses\",reason=\"not_found\"} 0\n",
+            "partner_center_customer_licenses_consumed{customer_tenant_id=\"a\",sku_id=\"s\"} 7\n",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from\n{text}");
+        }
+        assert!(
+            !text.contains("error_reason{source=\"customer_licenses\",customer_tenant_id=\"a\"")
+        );
+        assert!(
+            !text.contains("partner_center_customer_info"),
+            "no listing yet"
+        );
+
+        state.record_customer_info(crate::collect::customers::render_customer_info(&[
+            crate::collect::customers::Customer {
+                tenant_id: "a".to_owned(),
+                name: "Contoso".to_owned(),
+                domain: "contoso.onmicrosoft.com".to_owned(),
+                relationship: "reseller".to_owned(),
+            },
+        ]));
+        let text = body(&state);
+        assert!(
+            text.contains(
+                "partner_center_customer_info{customer_tenant_id=\"a\",customer_name=\"Contoso\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("partner_center_customer_up{"),
+            "health kept: {text}"
+        );
     }
 
     #[test]

@@ -206,7 +206,7 @@ pub enum ClientError {
     #[error("cannot get an access token: {0}")]
     Auth(#[from] AuthError),
     /// 401 (after one renewal) or 403: the token was refused.
-    #[error("Partner Center refused the access token (HTTP {}){detail}{}", status.as_u16(), unauthorized_advice(detail))]
+    #[error("Partner Center {} (HTTP {}){detail}{}", if status.as_u16() == 403 { "denied access" } else { "refused the access token" }, status.as_u16(), unauthorized_advice(detail))]
     Unauthorized {
         status: StatusCode,
         detail: Box<ErrorDetail>,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{ExporterProcess, Exposition, Scrape, describe, promtool_check_metrics, text};
+use common::{ExporterProcess, Exposition, Scrape, WAIT, describe, promtool_check_metrics, text};
 use partner_center_exporter::EXIT_CONFIG_ERROR;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -646,15 +646,81 @@ async fn demo_serves_the_documented_series_and_endpoints() {
         "405 names the allowed methods: {allow:?}"
     );
 
-    // A user sees no error or warning in a healthy demo.
+    // A user sees no error or warning in a healthy demo but the one it
+    // shows on purpose: the customer without a GDAP role, named once.
     tokio::time::sleep(Duration::from_millis(100)).await;
+    let lines = exporter.log_lines();
+    let warnings: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("level=error") || line.contains("level=warn"))
+        .collect();
     assert!(
-        !exporter
-            .log_lines()
+        warnings
             .iter()
-            .any(|line| line.contains("level=error") || line.contains("level=warn")),
+            .all(|line| line.contains("source=customer_licenses")
+                && line.contains("reason=forbidden")),
         "{}",
         exporter.log_text()
+    );
+    assert!(warnings.len() <= 1, "{}", exporter.log_text());
+}
+
+#[tokio::test]
+async fn demo_serves_every_per_customer_family_with_one_customer_refused() {
+    let mut exporter = ExporterProcess::spawn(&["--demo", "--web.listen-address=127.0.0.1:0"]);
+    exporter.listening_addresses(1).await;
+    let metrics = exporter
+        .scrape_until(WAIT, |metrics| {
+            ["customer_licenses", "customer_usage", "customer_deployment"]
+                .iter()
+                .all(|source| {
+                    metrics.value("partner_center_up", &[("source", source)]) == Some(1.0)
+                })
+        })
+        .await;
+    promtool_check_metrics(&metrics.text);
+    for family in [
+        "partner_center_customer_licenses",
+        "partner_center_customer_licenses_consumed",
+        "partner_center_customer_sku_info",
+        "partner_center_customer_info",
+        "partner_center_customer_workload_licenses_active",
+        "partner_center_customer_workload_licenses_qualified",
+        "partner_center_product_info",
+        "partner_center_workload_info",
+        "partner_center_customer_product_licenses_deployed",
+        "partner_center_customer_product_licenses_sold",
+        "partner_center_customer_up",
+        "partner_center_customer_errors_total",
+    ] {
+        assert!(
+            !metrics.family(family).is_empty(),
+            "{family} missing:\n{}",
+            metrics.text
+        );
+    }
+    let customers = metrics.family("partner_center_customer_info").len();
+    assert!(
+        (25..=40).contains(&customers),
+        "about 30 customers, not {customers}"
+    );
+    let down: Vec<_> = metrics
+        .family("partner_center_customer_up")
+        .into_iter()
+        .filter(|sample| sample.value == 0.0)
+        .collect();
+    assert_eq!(down.len(), 1, "one customer answers 403: {down:?}");
+    let reasons = metrics.family("partner_center_customer_error_reason");
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert_eq!(reasons[0].labels["reason"], "forbidden");
+    // The free SKU with 10,000 units is left out by the default filter.
+    assert!(
+        !metrics
+            .family("partner_center_customer_sku_info")
+            .iter()
+            .any(|sample| sample.labels["sku_part_number"] == "FLOW_FREE"),
+        "{}",
+        metrics.text
     );
 }
 

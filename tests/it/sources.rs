@@ -957,6 +957,26 @@ fn config_check_lists_each_enabled_source_with_its_interval() {
         "{}",
         describe(&output)
     );
+
+    // The per-customer sources are off unless asked for, on intervals of
+    // their own, and say what a poll costs.
+    let file = ConfigFile::new(
+        "auth:\n  bearer_token_file: token\nsources:\n  license_usage:\n    enabled: false\n  customer_licenses:\n    enabled: true\n  customer_usage:\n    enabled: true\n    interval: 12h\n",
+    );
+    let output = run(&[&file.flag(), "--config.check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        text(&output.stdout),
+        format!(
+            "{}: configuration is valid\n\
+             source license_deployment: enabled, every 15m\n\
+             source customer_licenses: enabled, every 1h, the customer listing and one request per covered customer\n\
+             source customer_usage: enabled, every 12h, one request per page of the report\n",
+            file.path().display()
+        ),
+        "{}",
+        describe(&output)
+    );
 }
 
 /// The tenant's request budget, every source together: with 120 requests
