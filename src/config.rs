@@ -13,6 +13,7 @@ use reqwest::Url;
 use reqwest::header::HeaderValue;
 use serde::{Deserialize, Deserializer};
 
+use crate::filters::{FilterSettings, Filters};
 use crate::secret::Secret;
 use crate::sources::SourceName;
 use crate::token_file::read_token_file_blocking;
@@ -815,7 +816,7 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
-        crate::filters::Filters::from_config(&self.customers, &self.skus)
+        self.filters()
             .map_err(|(key, message)| invalid(key, message))?;
         if self.partner_center.max_pages == 0 {
             return Err(invalid(
@@ -927,6 +928,16 @@ impl Config {
 }
 
 impl Config {
+    /// The customer and SKU filters, compiled.
+    pub fn filters(&self) -> Result<Filters, (&'static str, String)> {
+        Filters::new(FilterSettings {
+            include: &self.customers.include,
+            exclude: &self.customers.exclude,
+            sku_exclude: &self.skus.exclude,
+            max_units: self.skus.max_units,
+        })
+    }
+
     /// Settings that work but are probably not what the operator wants.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();

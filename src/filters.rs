@@ -7,8 +7,6 @@
 
 use globset::{GlobBuilder, GlobMatcher};
 
-use crate::config::{CustomersConfig, SkusConfig};
-
 /// One entry of `customers.include` or `customers.exclude`.
 #[derive(Debug, Clone)]
 enum CustomerPattern {
@@ -68,13 +66,20 @@ pub struct Filters {
     max_units: u64,
 }
 
+/// The filters as configured: `customers.include`, `customers.exclude`,
+/// `skus.exclude` and `skus.max_units`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FilterSettings<'a> {
+    pub include: &'a [String],
+    pub exclude: &'a [String],
+    pub sku_exclude: &'a [String],
+    pub max_units: u64,
+}
+
 impl Filters {
-    /// Compiles the `customers` and `skus` sections; an unusable entry is
-    /// refused with the key it is under.
-    pub fn from_config(
-        customers: &CustomersConfig,
-        skus: &SkusConfig,
-    ) -> Result<Self, (&'static str, String)> {
+    /// Compiles the filters; an unusable entry is refused with the key it
+    /// is under.
+    pub fn new(settings: FilterSettings<'_>) -> Result<Self, (&'static str, String)> {
         let patterns = |key: &'static str, entries: &[String]| {
             entries
                 .iter()
@@ -82,17 +87,17 @@ impl Filters {
                 .collect::<Result<Vec<_>, _>>()
         };
         Ok(Self {
-            include: patterns("customers.include", &customers.include)?,
-            exclude: patterns("customers.exclude", &customers.exclude)?,
-            sku_exclude: skus
-                .exclude
+            include: patterns("customers.include", settings.include)?,
+            exclude: patterns("customers.exclude", settings.exclude)?,
+            sku_exclude: settings
+                .sku_exclude
                 .iter()
                 .map(|entry| match entry.trim() {
                     "" => Err(("skus.exclude", "an entry is empty".to_owned())),
                     text => glob(text).map_err(|message| ("skus.exclude", message)),
                 })
                 .collect::<Result<_, _>>()?,
-            max_units: skus.max_units,
+            max_units: settings.max_units,
         })
     }
 
@@ -125,19 +130,17 @@ impl Filters {
 mod tests {
     use super::*;
 
+    fn list(entries: &[&str]) -> Vec<String> {
+        entries.iter().map(|e| (*e).to_owned()).collect()
+    }
+
     fn filters(include: &[&str], exclude: &[&str], skus: &[&str], max_units: u64) -> Filters {
-        let list = |entries: &[&str]| entries.iter().map(|e| (*e).to_owned()).collect();
-        Filters::from_config(
-            &CustomersConfig {
-                include: list(include),
-                exclude: list(exclude),
-                ..CustomersConfig::default()
-            },
-            &SkusConfig {
-                exclude: list(skus),
-                max_units,
-            },
-        )
+        Filters::new(FilterSettings {
+            include: &list(include),
+            exclude: &list(exclude),
+            sku_exclude: &list(skus),
+            max_units,
+        })
         .expect("valid filters")
     }
 
@@ -185,17 +188,11 @@ mod tests {
     #[test]
     fn unusable_entries_are_refused_naming_their_key() {
         let refused = |include: &[&str], skus: &[&str]| {
-            let list = |entries: &[&str]| entries.iter().map(|e| (*e).to_owned()).collect();
-            Filters::from_config(
-                &CustomersConfig {
-                    include: list(include),
-                    ..CustomersConfig::default()
-                },
-                &SkusConfig {
-                    exclude: list(skus),
-                    max_units: 0,
-                },
-            )
+            Filters::new(FilterSettings {
+                include: &list(include),
+                sku_exclude: &list(skus),
+                ..FilterSettings::default()
+            })
             .expect_err("refused")
         };
         let (key, message) = refused(&["[unclosed"], &[]);

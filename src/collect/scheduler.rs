@@ -18,7 +18,6 @@ use crate::collect::customers::CustomerDirectory;
 use crate::collect::poller::{PollContext, Poller};
 use crate::collect::state::ExporterState;
 use crate::config::Config;
-use crate::filters::Filters;
 use crate::partner_center::client::Client;
 use crate::partner_center::commercial::ReportRoute;
 use crate::sources::{Source, SourceName, SourceVisitor};
@@ -66,7 +65,8 @@ impl Scheduler {
         state: Arc<ExporterState>,
     ) -> Result<Self, String> {
         let filters = Arc::new(
-            Filters::from_config(&config.customers, &config.skus)
+            config
+                .filters()
                 .map_err(|(key, message)| format!("{key}: {message}"))?,
         );
         // A listing younger than half the shortest per-customer interval is

@@ -108,6 +108,7 @@ impl Source for CustomerDeploymentSource {
 mod tests {
     use super::*;
     use crate::collect::snapshot::Snapshot;
+    use crate::filters::FilterSettings;
     use crate::partner_center::collection::decode_commercial_page;
 
     const FIXTURE: &[u8] =
@@ -135,13 +136,10 @@ mod tests {
     fn the_customer_filters_apply_to_the_rows() {
         let page = decode_commercial_page(FIXTURE, CustomerDeploymentSource::decode_item)
             .expect("decodes");
-        let filters = Filters::from_config(
-            &crate::config::CustomersConfig {
-                exclude: vec!["*TEST*".to_owned()],
-                ..crate::config::CustomersConfig::default()
-            },
-            &crate::config::SkusConfig::default(),
-        )
+        let filters = Filters::new(FilterSettings {
+            exclude: &["*TEST*".to_owned()],
+            ..FilterSettings::default()
+        })
         .expect("filters");
         let kept: Vec<_> = page
             .items

@@ -239,13 +239,11 @@ mod tests {
 
     #[test]
     fn free_skus_are_left_out_by_the_filters() {
-        let filters = Filters::from_config(
-            &crate::config::CustomersConfig::default(),
-            &crate::config::SkusConfig {
-                exclude: vec!["TEAMS_*".to_owned()],
-                max_units: 10_000,
-            },
-        )
+        let filters = Filters::new(crate::filters::FilterSettings {
+            sku_exclude: &["TEAMS_*".to_owned()],
+            max_units: 10_000,
+            ..Default::default()
+        })
         .expect("filters");
         let mut sku = documented().remove(0);
         assert!(CustomerLicensesSource::admit(&sku, &filters));
