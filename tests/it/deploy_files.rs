@@ -457,6 +457,27 @@ fn kubernetes_login_job_stores_the_token_where_the_deployment_reads_it() {
     assert_eq!(str_at(pod, "restartPolicy"), "Never");
 }
 
+const PROMETHEUS: &str = "deploy/prometheus";
+
+/// The rule files prometheus.yml loads, in its order, as paths from the
+/// repository's root.
+fn rule_files() -> Vec<String> {
+    let prometheus = yaml(&format!("{PROMETHEUS}/prometheus.yml"));
+    let files: Vec<String> = seq_at(&prometheus, "rule_files")
+        .iter()
+        .map(|file| {
+            let file = file.as_str().expect("a rule file name");
+            assert!(
+                !file.contains('/') && !file.contains('*'),
+                "prometheus.yml loads {file}: rule files sit beside it, named one by one"
+            );
+            format!("{PROMETHEUS}/{file}")
+        })
+        .collect();
+    assert!(!files.is_empty(), "prometheus.yml loads rule files");
+    files
+}
+
 /// The `job="…"` values the alerting rules select.
 fn job_selectors(rules: &str) -> Vec<&str> {
     rules
@@ -468,11 +489,13 @@ fn job_selectors(rules: &str) -> Vec<&str> {
         .collect()
 }
 
-/// The PrometheusRule is alerts.yml, as generate-prometheusrule prints it:
-/// the operator's users get exactly the rules `promtool test rules`
-/// checks, selecting the job the operator gives the exporter's targets.
+/// The PrometheusRule is the rule files of prometheus.yml (recording
+/// rules and alerts), as generate-prometheusrule prints them: the
+/// operator's users get exactly the rules `promtool test rules` checks, in
+/// the same order, selecting the job the operator gives the exporter's
+/// targets.
 #[test]
-fn prometheus_rule_is_alerts_yml_as_generated() {
+fn prometheus_rule_is_the_rule_files_as_generated() {
     let rule_file = format!("{KUBERNETES}/prometheusrule.yaml");
     let generated = std::process::Command::new("bash")
         .arg(repo_path(&format!("{KUBERNETES}/generate-prometheusrule")))
@@ -488,14 +511,24 @@ fn prometheus_rule_is_alerts_yml_as_generated() {
         "{rule_file} is out of date: run {KUBERNETES}/generate-prometheusrule >{rule_file}"
     );
 
-    // The same rules, value for value, not merely the same text moved.
+    // The same rules, value for value, not merely the same text moved:
+    // every group of every rule file, in prometheus.yml's order.
     let rule = yaml(&rule_file);
-    let alerts = yaml("deploy/prometheus/alerts.yml");
     assert_eq!(str_at(&rule, "kind"), "PrometheusRule");
-    assert_eq!(at(&rule, "spec.groups"), at(&alerts, "groups"));
-    assert!(
-        !seq_at(&alerts, "groups").is_empty(),
-        "alerts.yml has rule groups"
+    let mut groups = Vec::new();
+    for file in rule_files() {
+        let rules = yaml(&file);
+        let file_groups = seq_at(&rules, "groups");
+        assert!(!file_groups.is_empty(), "{file} has rule groups");
+        groups.extend(file_groups.iter().cloned());
+    }
+    assert_eq!(seq_at(&rule, "spec.groups"), groups.as_slice());
+    let names: Vec<&str> = groups.iter().map(|group| str_at(group, "name")).collect();
+    let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        names.len(),
+        "one PrometheusRule needs unique group names: {names:?}"
     );
 
     // Without a jobLabel, the operator names the job after the Service;
@@ -510,21 +543,23 @@ fn prometheus_rule_is_alerts_yml_as_generated() {
         "with a jobLabel, the job no longer follows the Service's name"
     );
     let service_name = str_at(&kubernetes.service, "metadata.name");
-    let prometheus = yaml("deploy/prometheus/prometheus.yml");
+    let prometheus = yaml(&format!("{PROMETHEUS}/prometheus.yml"));
     let exporter_job = named(
         seq_at(&prometheus, "scrape_configs"),
         "job_name",
         service_name,
     );
     assert_eq!(str_at(exporter_job, "job_name"), service_name);
-    let alerts_text = read("deploy/prometheus/alerts.yml");
-    let selectors = job_selectors(&alerts_text);
-    assert!(!selectors.is_empty(), "the health alerts select the job");
-    for selector in selectors {
-        assert_eq!(
-            selector, service_name,
-            "alerts.yml selects job={selector:?}"
-        );
+    let alerts_text = read(&format!("{PROMETHEUS}/alerts.yml"));
+    assert!(
+        !job_selectors(&alerts_text).is_empty(),
+        "the health alerts select the job"
+    );
+    for file in rule_files() {
+        let text = read(&file);
+        for selector in job_selectors(&text) {
+            assert_eq!(selector, service_name, "{file} selects job={selector:?}");
+        }
     }
     assert!(
         seq_at(&kubernetes.kustomization, "resources")
@@ -532,6 +567,77 @@ fn prometheus_rule_is_alerts_yml_as_generated() {
             .any(|resource| resource.as_str() == Some("prometheusrule.yaml")),
         "the base applies the rules"
     );
+}
+
+/// Every rule file in deploy/prometheus is loaded by prometheus.yml and
+/// has unit tests beside it (`<name>_test.yml`) that load it; promtool
+/// accepts the rules and their tests pass. Without promtool the promtool
+/// half fails when `CI` is set and is skipped loudly otherwise.
+#[test]
+fn rule_files_are_loaded_checked_and_tested() {
+    let loaded = rule_files();
+    let mut on_disk: Vec<String> = std::fs::read_dir(repo_path(PROMETHEUS))
+        .expect("deploy/prometheus")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .into_string()
+                .expect("UTF-8")
+        })
+        .filter(|name| {
+            name.ends_with(".yml") && name != "prometheus.yml" && !name.ends_with("_test.yml")
+        })
+        .map(|name| format!("{PROMETHEUS}/{name}"))
+        .collect();
+    on_disk.sort();
+    let mut sorted = loaded.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted, on_disk,
+        "prometheus.yml's rule_files and the rule files in {PROMETHEUS}"
+    );
+
+    let mut tests = Vec::new();
+    for file in &loaded {
+        let test_file = format!("{}_test.yml", file.strip_suffix(".yml").expect(".yml"));
+        let test = yaml(&test_file);
+        let name = Path::new(file).file_name().expect("file name");
+        assert!(
+            seq_at(&test, "rule_files")
+                .iter()
+                .any(|loaded| loaded.as_str().map(std::ffi::OsStr::new) == Some(name)),
+            "{test_file} does not load {file}"
+        );
+        assert!(!seq_at(&test, "tests").is_empty(), "{test_file} has tests");
+        tests.push(test_file);
+    }
+
+    let Some(promtool) = common::find_tool("promtool") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool is required in CI (Debian package `prometheus`) but was not found"
+        );
+        eprintln!(
+            "WARNING: promtool not found; skipping `promtool check rules` and `promtool test rules` \
+             (install Debian's `prometheus` package)"
+        );
+        return;
+    };
+    for (command, files) in [("check", &loaded), ("test", &tests)] {
+        let output = std::process::Command::new(&promtool)
+            .arg(command)
+            .arg("rules")
+            .args(files.iter().map(|file| repo_path(file)))
+            .output()
+            .expect("run promtool");
+        assert!(
+            output.status.success(),
+            "promtool {command} rules {files:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 /// The probe and scrape paths of the manifests, asked of a running exporter

@@ -1,7 +1,10 @@
 //! The deploy kit against the real servers: Debian's Prometheus scrapes the
 //! exporter binary in `--demo` mode with `deploy/prometheus/prometheus.yml`
-//! and evaluates `deploy/prometheus/alerts.yml`; every PromQL expression of
-//! the Grafana dashboard and of the rules runs against it; and an outage of
+//! and evaluates the rule files it loads (`recording_rules.yml`,
+//! `alerts.yml`); every PromQL expression of the Grafana dashboard and of
+//! the rules runs against it; the demo's customer problems (over-assigned
+//! SKUs, a customer answering 403) raise the customer alerts, named and
+//! explained; and an outage of
 //! the simulated Partner Center (SIGUSR1) makes an exporter-health alert
 //! fire, reach Debian's Alertmanager running
 //! `deploy/alertmanager/alertmanager.yml`, and resolve again.
@@ -19,7 +22,7 @@ use crate::common;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
@@ -51,12 +54,23 @@ const BUSINESS_ALERTS: [&str; 2] = [
     "PartnerCenterLicenseUsageLow",
     "PartnerCenterLicenseDeploymentLow",
 ];
+/// The customer alert the demo's unassigned seats may raise.
+const UNASSIGNED_ALERT: &str = "PartnerCenterCustomerUnassignedLicenses";
+/// The alert the demo's over-assigned customers must raise.
+const OVER_ASSIGNED_ALERT: &str = "PartnerCenterCustomerOverAssigned";
+/// The alert the demo's one customer answering 403 must raise, for that
+/// customer only.
+const UNREACHABLE_ALERT: &str = "PartnerCenterCustomerUnreachable";
 
 /// Longest wait for an outage's start or end to show in Prometheus and
 /// Alertmanager: a demo poll interval (15 s), the retries of a failing
 /// poll (about 3.5 s), a few 1 s rounds of scraping, evaluation and
 /// notification, and room for a loaded machine.
 const OUTAGE_LIMIT: Duration = Duration::from_secs(60);
+/// Longest wait for an alert of a standing condition to fire and reach
+/// Alertmanager: the 2 s `for:`, a few 1 s rounds of evaluation and
+/// notification, and room for a loaded machine.
+const FIRING_LIMIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
@@ -100,6 +114,7 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
     .await;
     s.dashboard_queries_return_data().await;
     s.rule_expressions_parse_and_stay_quiet().await;
+    s.customer_alerts_fire_named_and_explained().await;
 
     // Outage: the next poll fails, the health alert fires and is routed.
     s.exporter.signal("-USR1");
@@ -322,8 +337,15 @@ impl Stack {
         );
         alertmanager.wait_ready(&client).await;
 
-        let rules = dir.path().join("alerts.yml");
-        std::fs::write(&rules, rules_for_test()).expect("write alerts.yml");
+        let rules: Vec<PathBuf> = shipped_rule_files()
+            .iter()
+            .map(|file| {
+                let path = dir.path().join(file);
+                std::fs::write(&path, rules_for_test(file))
+                    .unwrap_or_else(|err| panic!("write {file}: {err}"));
+                path
+            })
+            .collect();
         let prometheus_config = dir.path().join("prometheus.yml");
         std::fs::write(
             &prometheus_config,
@@ -489,9 +511,9 @@ impl Stack {
     fn rule_expression(&self, alert: &str) -> String {
         shipped_rules()
             .into_iter()
-            .find(|(name, _)| name == alert)
-            .map(|(_, expr)| expr)
-            .unwrap_or_else(|| panic!("no rule {alert} in alerts.yml"))
+            .find(|rule| rule.name == alert)
+            .map(|rule| rule.expr)
+            .unwrap_or_else(|| panic!("no rule {alert} in the shipped rule files"))
     }
 
     /// The license series carry exactly workload, service and channel from
@@ -603,36 +625,200 @@ impl Stack {
         }
     }
 
-    /// Every rule expression of the shipped alerts.yml parses and names
-    /// only metrics the exporter (or Prometheus, for `up`) really has; and
-    /// in a healthy demo none matches except the business alerts, whose
-    /// thresholds the demo's figures cross now and then.
+    /// Every rule expression of the shipped rule files parses and names
+    /// only metrics the exporter (or Prometheus, for `up`) really has, or
+    /// that a recording rule records; every recording rule records
+    /// something from the demo; and in a healthy demo no alert matches
+    /// except the business alerts, whose thresholds the demo's figures
+    /// cross now and then, and the customer alerts for the demo's
+    /// customers: some over-assigned, some with spare seats, and exactly
+    /// one answering 403.
     async fn rule_expressions_parse_and_stay_quiet(&self) {
         let rules = shipped_rules();
-        assert!(rules.len() >= 8, "{} rules", rules.len());
+        let alerts = rules.iter().filter(|rule| !rule.recorded).count();
+        assert!(alerts >= 8, "{alerts} alerts");
+        assert!(
+            rules.iter().any(|rule| rule.recorded),
+            "recording rules are shipped"
+        );
         let known: BTreeSet<String> = self
-            .label_values("__name__", "{__name__=~\"partner_center_.+|up\"}")
+            .label_values(
+                "__name__",
+                "{__name__=~\"partner_center_.+|.+:partner_center_.+|up\"}",
+            )
             .await
             .into_iter()
             .collect();
-        for (alert, expr) in &rules {
+        for rule in &rules {
+            let (name, expr) = (&rule.name, &rule.expr);
             let result = self
                 .query(expr)
                 .await
-                .unwrap_or_else(|err| panic!("{alert}: {expr}: {err}"));
+                .unwrap_or_else(|err| panic!("{name}: {expr}: {err}"));
             for metric in metric_names(expr) {
                 assert!(
                     known.contains(&metric),
-                    "{alert} reads {metric}, which Prometheus does not have; it has {known:?}"
+                    "{name} reads {metric}, which Prometheus does not have; it has {known:?}"
                 );
             }
-            if !BUSINESS_ALERTS.contains(&alert.as_str()) {
+            if rule.recorded {
+                assert!(
+                    !result.is_empty(),
+                    "{name} records nothing from the demo: {expr}"
+                );
+                assert!(known.contains(name), "Prometheus has not recorded {name}");
+            } else if name == UNREACHABLE_ALERT {
+                assert_eq!(
+                    result.len(),
+                    1,
+                    "{name} matches the demo's one customer answering 403: {expr} gave {result:?}"
+                );
+            } else if name == OVER_ASSIGNED_ALERT {
+                assert!(
+                    !result.is_empty(),
+                    "{name} matches none of the demo's over-assigned customers: {expr}"
+                );
+            } else if !BUSINESS_ALERTS.contains(&name.as_str()) && name != UNASSIGNED_ALERT {
                 assert!(
                     result.is_empty(),
-                    "{alert} matches a healthy demo: {expr} gave {result:?}"
+                    "{name} matches a healthy demo: {expr} gave {result:?}"
                 );
             }
         }
+    }
+
+    /// The `label` of the one series `selector` selects.
+    async fn only_label(&self, selector: &str, label: &str) -> String {
+        let result = self
+            .query(selector)
+            .await
+            .unwrap_or_else(|err| panic!("{selector}: {err}"));
+        assert_eq!(result.len(), 1, "one series for {selector}: {result:?}");
+        result[0]["metric"][label]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {label} on {selector}: {result:?}"))
+            .to_owned()
+    }
+
+    /// The customer alerts fire for the demo's customer problems, name the
+    /// customer and SKU from the _info series, and explain the 403: one
+    /// unreachable customer, reason forbidden, the GDAP roles it needs,
+    /// routed to the operations queue; and over-assigned SKUs by name.
+    async fn customer_alerts_fire_named_and_explained(&self) {
+        let unreachable = self
+            .eventually(
+                FIRING_LIMIT,
+                "the unreachable-customer alert firing",
+                || self.prometheus_alert(UNREACHABLE_ALERT, "firing"),
+            )
+            .await;
+        let all = self.prometheus_alerts().await.expect("alerts");
+        let count = all
+            .iter()
+            .filter(|alert| alert["labels"]["alertname"] == UNREACHABLE_ALERT)
+            .count();
+        assert_eq!(count, 1, "one unreachable customer: {all:?}");
+        let labels = &unreachable["labels"];
+        assert_eq!(labels["severity"], "warning", "{unreachable}");
+        assert_eq!(labels["job"], JOB, "{unreachable}");
+        assert_eq!(
+            labels["instance"],
+            self.exporter.address().to_string(),
+            "{unreachable}"
+        );
+        let tenant = labels["customer_tenant_id"].as_str().expect("customer");
+        let source = labels["source"].as_str().expect("source");
+        let name = self
+            .only_label(
+                &format!("partner_center_customer_info{{customer_tenant_id=\"{tenant}\"}}"),
+                "customer_name",
+            )
+            .await;
+        assert_annotations_expanded(&unreachable);
+        let summary = unreachable["annotations"]["summary"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            summary.contains(&format!("customer {name} (source {source})")),
+            "the summary names the customer:\n{unreachable}"
+        );
+        let description = unreachable["annotations"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        for wanted in [
+            "the last one with reason forbidden.",
+            "Directory Reader, Global Reader, User Administrator or License Administrator",
+        ] {
+            assert!(
+                description.contains(wanted),
+                "the description says {wanted:?}:\n{unreachable}"
+            );
+        }
+        let routed = self
+            .eventually(
+                FIRING_LIMIT,
+                "the unreachable-customer alert in Alertmanager",
+                || self.alertmanager_alert(UNREACHABLE_ALERT),
+            )
+            .await;
+        let receivers: Vec<&str> = routed["receivers"]
+            .as_array()
+            .expect("receivers")
+            .iter()
+            .filter_map(|receiver| receiver["name"].as_str())
+            .collect();
+        assert_eq!(receivers, ["operations"], "{routed}");
+        assert_eq!(routed["status"]["state"], "active", "{routed}");
+
+        let over = self
+            .eventually(FIRING_LIMIT, "the over-assigned alert firing", || {
+                self.prometheus_alert(OVER_ASSIGNED_ALERT, "firing")
+            })
+            .await;
+        assert_annotations_expanded(&over);
+        let tenant = over["labels"]["customer_tenant_id"]
+            .as_str()
+            .expect("customer");
+        let sku = over["labels"]["sku_id"].as_str().expect("SKU");
+        let name = self
+            .only_label(
+                &format!("partner_center_customer_info{{customer_tenant_id=\"{tenant}\"}}"),
+                "customer_name",
+            )
+            .await;
+        let part_number = self
+            .only_label(
+                &format!(
+                    "partner_center_customer_sku_info{{customer_tenant_id=\"{tenant}\", sku_id=\"{sku}\"}}"
+                ),
+                "sku_part_number",
+            )
+            .await;
+        let summary = over["annotations"]["summary"].as_str().unwrap_or_default();
+        assert_eq!(
+            summary,
+            format!("{name} has more users assigned to {part_number} than licences."),
+            "{over}"
+        );
+    }
+}
+
+/// Every annotation of a firing alert is there and fully expanded.
+fn assert_annotations_expanded(alert: &Json) {
+    for wanted in ["summary", "description", "runbook"] {
+        assert!(
+            alert["annotations"].get(wanted).is_some(),
+            "annotation {wanted}: {alert}"
+        );
+    }
+    for (name, text) in alert["annotations"].as_object().expect("annotations") {
+        let text = text.as_str().unwrap_or_default();
+        assert!(
+            !text.is_empty()
+                && !text.contains("error expanding template")
+                && !text.contains("<no value>"),
+            "annotation {name}: {text:?}"
+        );
     }
 }
 
@@ -726,11 +912,12 @@ fn parse_label_values(query: &str) -> (String, String) {
 }
 
 /// The metric names an expression reads: every `partner_center_*` word,
-/// and `up` where it is selected.
+/// every recorded `level:partner_center_*:operations` one, and `up` where
+/// it is selected.
 fn metric_names(expr: &str) -> BTreeSet<String> {
     let mut names: BTreeSet<String> = expr
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-        .filter(|word| word.starts_with("partner_center_"))
+        .filter(|word| word.starts_with("partner_center_") || word.contains(":partner_center_"))
         .map(str::to_owned)
         .collect();
     if expr.contains("up{") {
@@ -739,26 +926,58 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
-/// (alert name, expression) of every rule of the shipped alerts.yml.
-fn shipped_rules() -> Vec<(String, String)> {
-    let rules = read_yaml("prometheus/alerts.yml");
+/// The rule files the shipped prometheus.yml loads, in its order; they
+/// sit beside it.
+fn shipped_rule_files() -> Vec<String> {
+    let config = read_yaml("prometheus/prometheus.yml");
+    let files: Vec<String> = config["rule_files"]
+        .as_sequence()
+        .expect("rule_files")
+        .iter()
+        .map(|file| file.as_str().expect("a rule file").to_owned())
+        .collect();
+    assert!(
+        files.iter().any(|file| file == "alerts.yml"),
+        "prometheus.yml loads alerts.yml: {files:?}"
+    );
+    files
+}
+
+/// One rule of the shipped rule files.
+struct ShippedRule {
+    /// The alert's name, or the name of the series a recording rule records.
+    name: String,
+    expr: String,
+    recorded: bool,
+}
+
+/// Every rule of every shipped rule file.
+fn shipped_rules() -> Vec<ShippedRule> {
     let mut out = Vec::new();
-    for group in rules["groups"].as_sequence().expect("groups") {
-        for rule in group["rules"].as_sequence().expect("rules") {
-            let name = rule["alert"]
-                .as_str()
-                .or_else(|| rule["record"].as_str())
-                .expect("a named rule");
-            let expr = rule["expr"].as_str().expect("an expression");
-            out.push((name.to_owned(), expr.to_owned()));
+    for file in shipped_rule_files() {
+        let rules = read_yaml(&format!("prometheus/{file}"));
+        for group in rules["groups"].as_sequence().expect("groups") {
+            for rule in group["rules"].as_sequence().expect("rules") {
+                let (name, recorded) = match (rule["alert"].as_str(), rule["record"].as_str()) {
+                    (Some(alert), None) => (alert, false),
+                    (None, Some(record)) => (record, true),
+                    _ => panic!("{file}: a rule is an alert or a record: {rule:?}"),
+                };
+                let expr = rule["expr"].as_str().expect("an expression");
+                out.push(ShippedRule {
+                    name: name.to_owned(),
+                    expr: expr.to_owned(),
+                    recorded,
+                });
+            }
         }
     }
     out
 }
 
-/// The shipped alerts.yml, evaluated every second, with `for:` cut to 2 s.
-fn rules_for_test() -> String {
-    let mut rules = read_yaml("prometheus/alerts.yml");
+/// A shipped rule file, evaluated every second, with `for:` cut to 2 s.
+fn rules_for_test(file: &str) -> String {
+    let mut rules = read_yaml(&format!("prometheus/{file}"));
     for group in rules["groups"].as_sequence_mut().expect("groups") {
         group["interval"] = Yaml::from(FAST);
         for rule in group["rules"].as_sequence_mut().expect("rules") {
@@ -772,12 +991,21 @@ fn rules_for_test() -> String {
 
 /// The shipped prometheus.yml with 1 s intervals, the test's exporter,
 /// Alertmanager and rules, and only the exporter's job.
-fn prometheus_config_for_test(exporter: SocketAddr, alertmanager: &str, rules: &Path) -> String {
+fn prometheus_config_for_test(
+    exporter: SocketAddr,
+    alertmanager: &str,
+    rules: &[PathBuf],
+) -> String {
     let mut config = read_yaml("prometheus/prometheus.yml");
     for key in ["scrape_interval", "scrape_timeout", "evaluation_interval"] {
         config["global"][key] = Yaml::from(FAST);
     }
-    config["rule_files"] = Yaml::Sequence(vec![Yaml::from(rules.display().to_string())]);
+    config["rule_files"] = Yaml::Sequence(
+        rules
+            .iter()
+            .map(|rule| Yaml::from(rule.display().to_string()))
+            .collect(),
+    );
     let targets = &mut config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"];
     assert!(
         targets.is_sequence(),
@@ -863,5 +1091,12 @@ fn grafana_variables_are_substituted_longest_name_first_and_escaped() {
     assert_eq!(
         metric_names("time() - partner_center_a_b > on (job) up{job=\"x\"}"),
         BTreeSet::from(["partner_center_a_b".to_owned(), "up".to_owned()])
+    );
+    assert_eq!(
+        metric_names("customer:partner_center_a_per_b:ratio / partner_center_c"),
+        BTreeSet::from([
+            "customer:partner_center_a_per_b:ratio".to_owned(),
+            "partner_center_c".to_owned()
+        ])
     );
 }
