@@ -112,6 +112,23 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
         },
     )
     .await;
+    // The per-customer fan-out paces its requests under the tenant's
+    // budget and finishes seconds after the partner-level polls: wait for
+    // its figures, and for the recording rules to have evaluated them.
+    s.eventually(
+        START_LIMIT,
+        "three samples of the unassigned-licences recording rule",
+        || async move {
+            let result = s
+                .query(
+                    "count_over_time(customer_sku:partner_center_customer_licenses_unassigned:sum[1m]) >= 3",
+                )
+                .await
+                .ok()?;
+            (!result.is_empty()).then_some(())
+        },
+    )
+    .await;
     s.dashboard_queries_return_data().await;
     s.rule_expressions_parse_and_stay_quiet().await;
     s.customer_alerts_fire_named_and_explained().await;
