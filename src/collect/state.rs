@@ -47,6 +47,9 @@ pub struct SourceStatus {
     /// True when the series are withheld because no poll has succeeded
     /// for longer than `poll.max_staleness`.
     pub withdrawn: bool,
+    /// For a source that requests each customer: how many customers it
+    /// covers, and how many of them failed their last request.
+    pub customers: Option<(usize, usize)>,
 }
 
 /// What one source has published: its last good families and the
@@ -96,6 +99,14 @@ impl SourceSlot {
             last_success_at: self.last_success_at,
             series: self.series,
             withdrawn: self.is_stale(max_staleness, now),
+            customers: self.health.customers.as_ref().map(|health| {
+                let failing = health
+                    .customers
+                    .iter()
+                    .filter(|(_, failure)| failure.is_some())
+                    .count();
+                (health.customers.len(), failing)
+            }),
         }
     }
 }

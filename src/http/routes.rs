@@ -209,6 +209,9 @@ impl Routes {
             if status.withdrawn {
                 result.push_str(" (series withdrawn: no success within poll.max_staleness)");
             }
+            if let Some((customers, failing)) = status.customers {
+                result.push_str(&customer_summary(customers, failing));
+            }
             rows.push_str(&format!(
                 "<tr><td>{source}</td><td>{last_poll}</td><td>{result}</td><td>{series}</td><td>{last_success}</td></tr>\n",
                 source = html_escape(status.source.as_str()),
@@ -251,7 +254,18 @@ fn readiness_state(status: &SourceStatus) -> String {
     if status.withdrawn {
         state.push_str(" (series withdrawn: no success within poll.max_staleness)");
     }
+    if let Some((customers, failing)) = status.customers {
+        state.push_str(&customer_summary(customers, failing));
+    }
     state
+}
+
+/// How a fan-out source's customers fared, for `/` and `/readyz`.
+fn customer_summary(customers: usize, failing: usize) -> String {
+    match failing {
+        0 => format!("; {customers} customers"),
+        _ => format!("; {customers} customers, {failing} failing (see partner_center_customer_up)"),
+    }
 }
 
 /// The answer to a HEAD request: the GET answer's status and headers,

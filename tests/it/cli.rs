@@ -668,7 +668,7 @@ async fn demo_serves_the_documented_series_and_endpoints() {
 #[tokio::test]
 async fn demo_serves_every_per_customer_family_with_one_customer_refused() {
     let mut exporter = ExporterProcess::spawn(&["--demo", "--web.listen-address=127.0.0.1:0"]);
-    exporter.listening_addresses(1).await;
+    let address = exporter.listening_addresses(1).await[0];
     let metrics = exporter
         .scrape_until(WAIT, |metrics| {
             ["customer_licenses", "customer_usage", "customer_deployment"]
@@ -721,6 +721,22 @@ async fn demo_serves_every_per_customer_family_with_one_customer_refused() {
             .any(|sample| sample.labels["sku_part_number"] == "FLOW_FREE"),
         "{}",
         metrics.text
+    );
+    // The landing page says how the customers fared.
+    let page = get(&exporter.client(), address, "/")
+        .await
+        .text()
+        .await
+        .expect("landing page");
+    let row = page
+        .lines()
+        .find(|line| line.starts_with("<tr><td>customer_licenses</td>"))
+        .unwrap_or_else(|| panic!("no customer_licenses row:\n{page}"));
+    assert!(
+        row.contains(&format!(
+            "; {customers} customers, 1 failing (see partner_center_customer_up)"
+        )),
+        "{row}"
     );
 }
 
