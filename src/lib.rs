@@ -94,4 +94,7 @@ pub use secret::Secret;
 pub use collect::snapshot::{Snapshot, fold_items, render};
 pub use collect::state::ExporterState;
 pub use exposition::metrics::ExporterMetrics;
-pub use sources::{Source, SourceName, license_deployment, license_usage};
+pub use sources::{
+    Source, SourceName, customer_deployment, customer_licenses, customer_usage, license_deployment,
+    license_usage,
+};

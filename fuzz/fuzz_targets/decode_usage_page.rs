@@ -1,7 +1,8 @@
 //! Fuzz target: any bytes as a Partner Center answer, through every
 //! source's decoding, snapshot and rendering (license usage with the full
-//! `/metrics` body, license deployment), which must never panic and must
-//! always give UTF-8 with one line per series and every decoded item.
+//! `/metrics` body, license deployment, a customer's subscribed SKUs, the
+//! two commercial reports), which must never panic and must always give
+//! UTF-8 with one line per series (and status) and every decoded item.
 //!
 //! From the repository root, with the stable toolchain:
 //! `RUSTC_BOOTSTRAP=1 cargo fuzz run decode_usage_page -- -dict=fuzz/decode_usage_page.dict`
@@ -15,11 +16,18 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use partner_center_exporter::ExporterMetrics;
-use partner_center_exporter::Snapshot;
+use partner_center_exporter::customer_deployment::{
+    CustomerDeploymentSource, decode_customer_deployment_page,
+};
+use partner_center_exporter::customer_licenses::{
+    CustomerLicensesSource, decode_subscribed_skus_page,
+};
+use partner_center_exporter::customer_usage::{CustomerUsageSource, decode_customer_usage_page};
 use partner_center_exporter::license_deployment::{
     LicenseDeploymentSource, decode_deployment_page,
 };
 use partner_center_exporter::license_usage::{LicenseUsageSource, decode_usage_page};
+use partner_center_exporter::{Snapshot, Source};
 
 /// The exporter's own metrics, made once: making them per input would
 /// register a new process collector every time.
@@ -67,7 +75,10 @@ fn deployment(body: &[u8]) {
         return;
     };
     let snapshot = Snapshot::<LicenseDeploymentSource>::from_items(page.items.iter().cloned());
-    assert_eq!(page.items.len(), snapshot.series().len() + snapshot.duplicates());
+    assert_eq!(
+        page.items.len(),
+        snapshot.series().len() + snapshot.duplicates()
+    );
     let exposition = snapshot.text();
     check_lines(
         &exposition,
@@ -84,12 +95,134 @@ fn deployment(body: &[u8]) {
             escaped(&item.channel),
             escaped(&item.service)
         );
-        assert!(exposition.contains(&labels), "{item:?} missing in {exposition}");
+        assert!(
+            exposition.contains(&labels),
+            "{item:?} missing in {exposition}"
+        );
+    }
+}
+
+/// Checks that every sample line of `exposition` is of one of `families`,
+/// with a finite value, and that each of `expected` label sets is there.
+fn check_samples(exposition: &str, families: &[&str], expected: &[String]) {
+    for line in exposition.lines().filter(|line| !line.starts_with('#')) {
+        assert!(
+            families
+                .iter()
+                .any(|family| line.starts_with(&format!("{family}{{"))),
+            "unexpected line {line:?}"
+        );
+        let value = line.rsplit_once("} ").map(|(_, value)| value);
+        assert!(
+            value.is_some_and(|value| value.parse::<f64>().is_ok_and(f64::is_finite)),
+            "no finite value in {line:?}"
+        );
+    }
+    for labels in expected {
+        assert!(
+            exposition.contains(labels),
+            "{labels} missing in {exposition}"
+        );
+    }
+}
+
+/// The bytes as a customer's subscribed SKUs and as the two commercial reports.
+fn per_customer(body: &[u8]) {
+    if let Ok(mut page) = decode_subscribed_skus_page(body) {
+        for item in &mut page.items {
+            CustomerLicensesSource::assign_customer(item, "b44bb1fb-c595-45b0-9e09-d657365580bf");
+        }
+        let snapshot = Snapshot::<CustomerLicensesSource>::from_items(page.items.iter().cloned());
+        assert_eq!(
+            page.items.len(),
+            snapshot.series().len() + snapshot.duplicates()
+        );
+        let exposition = snapshot.text();
+        assert_eq!(
+            exposition
+                .lines()
+                .filter(|line| line.starts_with("partner_center_customer_licenses{"))
+                .count(),
+            3 * snapshot.series().len(),
+            "one sample per SKU and status"
+        );
+        let expected: Vec<String> = page
+            .items
+            .iter()
+            .map(|item| format!("sku_id=\"{}\",status=\"active\"}} ", escaped(&item.sku_id)))
+            .collect();
+        check_samples(
+            &exposition,
+            &[
+                "partner_center_customer_licenses",
+                "partner_center_customer_licenses_consumed",
+                "partner_center_customer_sku_info",
+            ],
+            &expected,
+        );
+    }
+    if let Ok(page) = decode_customer_usage_page(body) {
+        let snapshot = Snapshot::<CustomerUsageSource>::from_items(page.items.iter().cloned());
+        assert_eq!(
+            page.items.len(),
+            snapshot.series().len() + snapshot.duplicates()
+        );
+        let expected: Vec<String> = page
+            .items
+            .iter()
+            .map(|item| {
+                format!(
+                    "{{channel=\"{}\",customer_tenant_id=\"{}\",product_id=\"{}\",workload_code=\"{}\"}} ",
+                    escaped(&item.channel),
+                    escaped(&item.customer_tenant_id),
+                    escaped(&item.product_id),
+                    escaped(&item.workload_code)
+                )
+            })
+            .collect();
+        check_samples(
+            &snapshot.text(),
+            &[
+                "partner_center_customer_workload_licenses_active",
+                "partner_center_customer_workload_licenses_qualified",
+                "partner_center_product_info",
+                "partner_center_workload_info",
+            ],
+            &expected,
+        );
+    }
+    if let Ok(page) = decode_customer_deployment_page(body) {
+        let snapshot = Snapshot::<CustomerDeploymentSource>::from_items(page.items.iter().cloned());
+        assert_eq!(
+            page.items.len(),
+            snapshot.series().len() + snapshot.duplicates()
+        );
+        let expected: Vec<String> = page
+            .items
+            .iter()
+            .map(|item| {
+                format!(
+                    "{{channel=\"{}\",customer_tenant_id=\"{}\",product_id=\"{}\"}} ",
+                    escaped(&item.channel),
+                    escaped(&item.customer_tenant_id),
+                    escaped(&item.product_id)
+                )
+            })
+            .collect();
+        check_samples(
+            &snapshot.text(),
+            &[
+                "partner_center_customer_product_licenses_deployed",
+                "partner_center_customer_product_licenses_sold",
+            ],
+            &expected,
+        );
     }
 }
 
 fuzz_target!(|body: &[u8]| {
     deployment(body);
+    per_customer(body);
     let page = match decode_usage_page(body) {
         Ok(page) => page,
         Err(err) => {

@@ -11,7 +11,9 @@ use serde_json::value::RawValue;
 use super::commercial_rows::{identifier, processed};
 use super::{Family, Fetch, Source, SourceName};
 use crate::filters::Filters;
-use crate::partner_center::collection::{FieldKind, SkipReason, read_fields};
+use crate::partner_center::collection::{
+    DecodeError, FieldKind, Page, SkipReason, decode_commercial_page, read_fields,
+};
 
 /// One usable row of the deployment report.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,12 +106,18 @@ impl Source for CustomerDeploymentSource {
     }
 }
 
+/// Decodes one page of the commercial deployment report.
+pub fn decode_customer_deployment_page(
+    body: &[u8],
+) -> Result<Page<CustomerProductDeployment>, DecodeError> {
+    decode_commercial_page(body, CustomerDeploymentSource::decode_item)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::collect::snapshot::Snapshot;
     use crate::filters::FilterSettings;
-    use crate::partner_center::collection::decode_commercial_page;
 
     const FIXTURE: &[u8] =
         include_bytes!("../../tests/fixtures/commercial-license-deployment.json");

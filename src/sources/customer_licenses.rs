@@ -9,7 +9,9 @@ use serde_json::value::RawValue;
 
 use super::{Family, FamilyByLabel, Fetch, InfoFamily, Source, SourceName};
 use crate::filters::Filters;
-use crate::partner_center::collection::{Field, FieldKind, SkipReason, read_fields};
+use crate::partner_center::collection::{
+    DecodeError, Field, FieldKind, Page, SkipReason, decode_page, read_fields,
+};
 
 /// One usable `SubscribedSku` item of one customer.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,11 +147,16 @@ impl Source for CustomerLicensesSource {
     }
 }
 
+/// Decodes one page of `GET /v1/customers/{id}/subscribedskus`; the items'
+/// customer is set by the fan-out (see [`Source::assign_customer`]).
+pub fn decode_subscribed_skus_page(body: &[u8]) -> Result<Page<CustomerSku>, DecodeError> {
+    decode_page(body, CustomerLicensesSource::decode_item)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::collect::snapshot::Snapshot;
-    use crate::partner_center::collection::decode_page;
 
     const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/subscribed-skus.json");
 

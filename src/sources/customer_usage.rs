@@ -11,7 +11,9 @@ use serde_json::value::RawValue;
 use super::commercial_rows::{identifier, processed};
 use super::{Family, Fetch, InfoFamily, Source, SourceName};
 use crate::filters::Filters;
-use crate::partner_center::collection::{Field, FieldKind, SkipReason, read_fields};
+use crate::partner_center::collection::{
+    DecodeError, Field, FieldKind, Page, SkipReason, decode_commercial_page, read_fields,
+};
 
 /// One usable row of the usage report.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,11 +173,15 @@ impl Source for CustomerUsageSource {
     }
 }
 
+/// Decodes one page of the commercial usage report.
+pub fn decode_customer_usage_page(body: &[u8]) -> Result<Page<CustomerWorkloadUsage>, DecodeError> {
+    decode_commercial_page(body, CustomerUsageSource::decode_item)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::collect::snapshot::Snapshot;
-    use crate::partner_center::collection::decode_commercial_page;
 
     const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/commercial-license-usage.json");
 
