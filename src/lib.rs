@@ -74,8 +74,8 @@ pub use auth::login;
 pub use cli::{Cli, Command, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
 pub use collect::scheduler::Schedule;
 pub use config::{
-    AuthConfig, CLIENT_SECRET_ENV, Config, PartnerCenterConfig, PollConfig, REFRESH_TOKEN_ENV,
-    SecretEnvironment, SourceConfig, SourceEntry, SourcesConfig,
+    AuthConfig, CLIENT_SECRET_ENV, CommercialApiPrefix, Config, PartnerCenterConfig, PollConfig,
+    REFRESH_TOKEN_ENV, SecretEnvironment, SourceConfig, SourceEntry, SourcesConfig,
 };
 pub use http::server::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_REQUESTS, DEFAULT_SHUTDOWN_GRACE,

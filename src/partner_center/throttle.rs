@@ -79,22 +79,32 @@ impl TenantThrottle {
     }
 
     /// Waits until a request may be sent: a place among those in flight,
-    /// then its slot under the budget, then the end of any hold a 429 put
-    /// on the tenant. Hold the admission until the answer has been read.
+    /// then the end of any hold a 429 put on the tenant, then its slot
+    /// under the budget. Hold the admission until the answer has been read.
     pub async fn admit(&self) -> Admission {
         // The semaphore is never closed, so this only fails if it were.
         let in_flight = self.in_flight.clone().acquire_owned().await.ok();
-        if let Some(spacing) = self.spacing {
-            let slot = {
-                let mut state = self.state();
-                let now = Instant::now();
-                let slot = state.next_slot.map_or(now, |next| next.max(now));
-                state.next_slot = Some(slot + spacing);
-                slot
-            };
-            tokio::time::sleep_until(slot).await;
+        // A slot is taken only once no hold is in force, and taken anew
+        // when a hold began while waiting for it: slots taken before a
+        // hold all come due during it, and the requests that waited it out
+        // would then go at once, faster than the budget, just when the
+        // tenant's limit has been reached.
+        loop {
+            self.wait().await;
+            if let Some(spacing) = self.spacing {
+                let slot = {
+                    let mut state = self.state();
+                    let now = Instant::now();
+                    let slot = state.next_slot.map_or(now, |next| next.max(now));
+                    state.next_slot = Some(slot + spacing);
+                    slot
+                };
+                tokio::time::sleep_until(slot).await;
+            }
+            if self.not_before().is_none() {
+                break;
+            }
         }
-        self.wait().await;
         Admission {
             _in_flight: in_flight,
         }
@@ -213,6 +223,32 @@ mod tests {
         throttle.hold_until(start + Duration::from_secs(5));
         drop(throttle.admit().await);
         assert_eq!(Instant::now(), start + Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_that_waited_out_a_hold_go_at_the_budget_not_at_once() {
+        let throttle = Arc::new(TenantThrottle::new(60, 4));
+        let start = Instant::now();
+        drop(throttle.admit().await);
+        throttle.hold_until(start + Duration::from_secs(5));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..3 {
+            let throttle = throttle.clone();
+            tasks.spawn(async move {
+                let _admission = throttle.admit().await;
+                Instant::now().duration_since(start)
+            });
+        }
+        let mut admitted = Vec::new();
+        while let Some(at) = tasks.join_next().await {
+            admitted.push(at.expect("admitted"));
+        }
+        admitted.sort();
+        assert_eq!(
+            admitted,
+            [5, 6, 7].map(Duration::from_secs),
+            "one a second from the end of the hold"
+        );
     }
 
     #[test]

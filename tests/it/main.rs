@@ -14,6 +14,7 @@ mod common;
 
 mod auth;
 mod cli;
+mod customers;
 mod decode_properties;
 mod deploy_files;
 mod ecosystem;
