@@ -9,7 +9,11 @@
 //!
 //! Not a test and not a criterion benchmark: `cargo bench` runs it with
 //! `--bench` and it only prints where to look. The script runs it as
-//! `compare_upstream serve --items N --port-file FILE`.
+//! `compare_upstream serve --items N --port-file FILE`;
+//! `benches/customers.sh` runs its other mode, a partner with many
+//! customers for the per-customer sources (`customers`, in
+//! `compare_upstream/customers.rs`), as
+//! `compare_upstream customers --customers N --skus K --port-file FILE`.
 //!
 //! Routes, below any of the prefixes (`base_url` keeps its path):
 //! - `/small/v1/analytics/licenses/usage`: the documented 5-item example
@@ -26,6 +30,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use partner_center_exporter::simulator::datasets::{Variety, generated_usage};
 use partner_center_exporter::simulator::{Answer, Dataset, RequestLog, Simulator};
+
+// Beside this file rather than benches/customers.rs, which cargo would
+// take for a bench target of its own.
+#[path = "compare_upstream/customers.rs"]
+mod customers;
 
 const FIXTURE: &str = include_str!("../tests/fixtures/partner-licenses-usage.json");
 const USAGE_PATH: &str = "/v1/analytics/licenses/usage";
@@ -105,18 +114,43 @@ fn flag(args: &[String], name: &str) -> Option<String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some("serve") {
-        // `cargo bench` runs every bench target; this one is a server.
-        println!("compare_upstream: the fake upstream of benches/compare.sh; run that script");
-        return ExitCode::SUCCESS;
-    }
-    match serve(&args) {
+    let served = match args.get(1).map(String::as_str) {
+        Some("serve") => serve(&args),
+        Some("customers") => serve_customers(&args),
+        _ => {
+            // `cargo bench` runs every bench target; this one is a server.
+            println!(
+                "compare_upstream: the fake upstream of benches/compare.sh and benches/customers.sh; run those scripts"
+            );
+            return ExitCode::SUCCESS;
+        }
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("compare_upstream: {err}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A number given as `name N`, or `default` without the flag.
+fn number_flag(args: &[String], name: &str, default: usize) -> Result<usize, String> {
+    match flag(args, name) {
+        Some(value) => value
+            .parse()
+            .map_err(|_| format!("{name} takes a number, not {value:?}")),
+        None => Ok(default),
+    }
+}
+
+fn serve_customers(args: &[String]) -> Result<(), String> {
+    let port_file = flag(args, "--port-file").ok_or("--port-file FILE is required")?;
+    customers::serve(
+        number_flag(args, "--customers", 5_000)?,
+        number_flag(args, "--skus", 8)?,
+        &port_file,
+    )
 }
 
 fn serve(args: &[String]) -> Result<(), String> {
