@@ -11,8 +11,9 @@
 # Not part of `cargo test` or .ci/run. Run it from anywhere:
 #   benches/compare.sh
 # Knobs (environment): WRK_SECONDS (10), ITEMS (100000), BIG_POLLS (8),
-# EXPORTER_GLIBC_TUNABLES (by default the GLIBC_TUNABLES the Dockerfile and
-# the systemd unit set, so the exporter runs as deployed; empty for none).
+# EXPORTER_GLIBC_TUNABLES (by default any GLIBC_TUNABLES the Dockerfile sets,
+# so the exporter runs as deployed: none since the binary brings its own
+# allocator, which glibc's malloc tunables do not reach).
 # Needs: cargo, curl, gzip, strip, nginx (with gzip_static), wrk,
 # prometheus-node-exporter; it says what to install when one is missing.
 # The first run also builds the fake upstream in release (minutes); later

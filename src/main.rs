@@ -18,6 +18,13 @@ use partner_center_exporter::{
 };
 use partner_center_exporter::{WebOptions, WebSecurity};
 
+/// jemalloc hands a poll's large buffers back to the system when they are
+/// freed, with no variable to set; glibc's allocator keeps them unless
+/// started with `GLIBC_TUNABLES` (see Cargo.toml and docs/performance.md).
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
     telemetry::init(cli.log_level, cli.log_format);
