@@ -4,8 +4,11 @@
 //!
 //! Customers are filtered before any request is made for them, so an
 //! excluded customer costs nothing of the tenant's request budget.
-
-use globset::{GlobBuilder, GlobMatcher};
+//!
+//! Globs are shell-like and case-insensitive: `*` matches any run of
+//! characters, `?` any one, everything else itself. That is all a name or
+//! part-number filter needs, and matching them here keeps a regex engine
+//! out of the binary.
 
 /// One entry of `customers.include` or `customers.exclude`.
 #[derive(Debug, Clone)]
@@ -13,7 +16,7 @@ enum CustomerPattern {
     /// A customer tenant ID, lower-case.
     TenantId(String),
     /// A glob on the company name, case-insensitive.
-    Name(GlobMatcher),
+    Name(Glob),
 }
 
 impl CustomerPattern {
@@ -36,14 +39,62 @@ impl CustomerPattern {
     }
 }
 
-/// A case-insensitive glob; `/` is an ordinary character in names.
-fn glob(text: &str) -> Result<GlobMatcher, String> {
-    GlobBuilder::new(text)
-        .case_insensitive(true)
-        .literal_separator(false)
-        .build()
-        .map(|glob| glob.compile_matcher())
-        .map_err(|err| format!("{text:?} is not a usable glob: {}", err.kind()))
+/// A case-insensitive glob of `*`, `?` and literal characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    /// The pattern, lower-case, as characters.
+    pattern: Vec<char>,
+}
+
+impl Glob {
+    /// Whether `text` matches the whole pattern, whatever its case.
+    pub fn is_match(&self, text: &str) -> bool {
+        let text: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
+        let pattern = &self.pattern;
+        // The classic two-cursor wildcard match: on a mismatch after a
+        // `*`, the `*` takes one more character. Linear in practice,
+        // never exponential.
+        let (mut p, mut t) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while t < text.len() {
+            match pattern.get(p) {
+                Some('*') => {
+                    star = Some((p, t));
+                    p += 1;
+                }
+                Some(&c) if c == '?' || c == text[t] => {
+                    p += 1;
+                    t += 1;
+                }
+                _ => match star {
+                    Some((star_p, star_t)) => {
+                        p = star_p + 1;
+                        t = star_t + 1;
+                        star = Some((star_p, star_t + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        pattern[p..].iter().all(|c| *c == '*')
+    }
+}
+
+/// Compiles a glob. Character classes and escapes are not glob syntax
+/// here; a pattern that looks like one is refused rather than matched as
+/// literal text the operator did not mean.
+fn glob(text: &str) -> Result<Glob, String> {
+    if let Some(c) = text
+        .chars()
+        .find(|c| matches!(c, '[' | ']' | '{' | '}' | '\\'))
+    {
+        return Err(format!(
+            "{text:?} is not a usable glob: {c:?} is not supported (only * and ?)"
+        ));
+    }
+    Ok(Glob {
+        pattern: text.chars().flat_map(char::to_lowercase).collect(),
+    })
 }
 
 /// Whether `text` is a GUID such as `b44bb1fb-c595-45b0-9e09-d657365580bf`.
@@ -61,7 +112,7 @@ pub fn is_guid(text: &str) -> bool {
 pub struct Filters {
     include: Vec<CustomerPattern>,
     exclude: Vec<CustomerPattern>,
-    sku_exclude: Vec<GlobMatcher>,
+    sku_exclude: Vec<Glob>,
     /// 0: off.
     max_units: u64,
 }
@@ -200,6 +251,24 @@ mod tests {
         assert!(message.contains("[unclosed"), "{message}");
         assert_eq!(refused(&[], &[" "]).0, "skus.exclude");
         assert_eq!(refused(&[""], &[]).0, "customers.include");
+    }
+
+    #[test]
+    fn globs_match_whole_names_with_star_and_question_mark() {
+        let matches = |pattern: &str, text: &str| glob(pattern).expect("glob").is_match(text);
+        assert!(matches("contoso*", "Contoso Ltd"));
+        assert!(matches("*TEST*", "larachotest123"));
+        assert!(matches("f?brikam", "Fabrikam"));
+        assert!(matches("*", ""));
+        assert!(matches("a*b*c", "aXXbYYc"));
+        assert!(matches("a*b*c", "abcbc"));
+        assert!(matches("ÉCOLE*", "école du nord"));
+        assert!(!matches("contoso", "Contoso Ltd"), "the whole name");
+        assert!(!matches("?", ""));
+        assert!(!matches("a*b*c", "aXXbYY"));
+        // No blow-up on the inputs that make naive matchers exponential.
+        let long = "a".repeat(2_000);
+        assert!(!matches(&format!("{}b", "*a".repeat(50)), &long));
     }
 
     #[test]
