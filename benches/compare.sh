@@ -82,58 +82,10 @@ if ! nginx -V 2>&1 | grep -q -- --with-http_gzip_static_module; then
     die "this nginx lacks gzip_static: apt-get install -y --no-install-recommends nginx (or nginx-light)"
 fi
 
-# --- Scratch space and cleanup ---------------------------------------------
+# --- Scratch space and shared functions ------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/pce-compare.XXXXXX")
-declare -a pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM HUP
-
-# Stops one process started here and forgets it.
-stop() {
-    local pid=$1 kept=() p
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${pids[@]}"; do
-        [ "$p" = "$pid" ] || kept+=("$p")
-    done
-    pids=("${kept[@]}")
-}
-
-# A port on 127.0.0.1 that nothing listens on (a connection is refused).
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 30000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
-
-# Waits up to $2 seconds for command $1 (a function name) to succeed.
-wait_for() {
-    local check=$1 deadline=$((SECONDS + $2))
-    while [ "$SECONDS" -le "$deadline" ]; do
-        if "$check"; then return 0; fi
-        sleep 0.05
-    done
-    return 1
-}
-
-kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 # --- Build -------------------------------------------------------------------
 log "building the exporter and the fake upstream in release"
@@ -146,9 +98,6 @@ cargo build --release --locked --bin partner-center-exporter \
 cargo build --release --locked --bench compare_upstream \
     --target-dir "${CARGO_TARGET_DIR:-target}/compare-upstream" \
     --message-format=json-render-diagnostics >>"$build_json"
-executable_of() {
-    grep -F "\"name\":\"$1\"" "$build_json" | grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4
-}
 exporter_bin=$(executable_of partner-center-exporter)
 upstream_bin=$(executable_of compare_upstream)
 [ -x "$exporter_bin" ] || die "no exporter binary in cargo's output"
@@ -219,14 +168,7 @@ run_wrk() {
     fi
     log "  $url, $connections conn: $(wrk_rps "$out") req/s, p50 $(wrk_ms "$out" 50) ms, p99 $(wrk_ms "$out" 99) ms $(grep 'Socket errors' "$out" || true)"
 }
-wrk_rps() { awk '$1 == "Requests/sec:" { print $2 }' "$1"; }
 # A latency percentile of wrk's --latency table, in milliseconds.
-wrk_ms() {
-    awk -v p="$2%" '$1 == p {
-        v = $2; unit = v; sub(/^[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
-        f = (unit == "us") ? 0.001 : (unit == "ms") ? 1 : (unit == "s") ? 1000 : (unit == "m") ? 60000 : 0
-        printf "%.3f", v * f }' "$1"
-}
 
 # --- nginx serving the same bytes ---------------------------------------------
 mkdir -p "$work/www" "$work/nginx"
@@ -395,14 +337,11 @@ binary_bytes=$(stat -c %s "$work/stripped")
 
 # === The table ================================================================
 # ratio A B: A / B; verdict: PASS when every condition given holds.
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "n/a" && a + 0 <= b + 0) }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "n/a" && a + 0 >= b + 0) }'; }
 verdict() { if "$@"; then echo PASS; else echo MISS; fi; }
 both() { "$1" "$2" "$3" && "$4" "$5" "$6"; }
 
 rows=()
-row() { rows+=("$1|$2|$3|$4|$5"); }
 
 r=$(ratio "$small_exporter_rps" "$small_nginx_rps")
 row "/metrics throughput, 5-item snapshot, gzip, 32 conns" \

@@ -95,58 +95,10 @@ if ! nginx -V 2>&1 | grep -q -- --with-http_gzip_static_module; then
 fi
 ticks_per_second=$(getconf CLK_TCK)
 
-# --- Scratch space and cleanup ---------------------------------------------
+# --- Scratch space and shared functions ------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/pce-customers.XXXXXX")
-declare -a pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM HUP
-
-# Stops one process started here and forgets it.
-stop() {
-    local pid=$1 kept=() p
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${pids[@]}"; do
-        [ "$p" = "$pid" ] || kept+=("$p")
-    done
-    pids=("${kept[@]}")
-}
-
-# A port on 127.0.0.1 that nothing listens on (a connection is refused).
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 30000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
-
-# Waits up to $2 seconds for command $1 (a function name) to succeed.
-wait_for() {
-    local check=$1 deadline=$((SECONDS + $2))
-    while [ "$SECONDS" -le "$deadline" ]; do
-        if "$check"; then return 0; fi
-        sleep 0.05
-    done
-    return 1
-}
-
-kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
-mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 # utime + stime of every thread of process $1, in clock ticks. The fields
 # are counted after the command name's closing parenthesis, which may
 # itself hold spaces.
@@ -164,9 +116,6 @@ cargo build --release --locked --bin partner-center-exporter \
 cargo build --release --locked --bench compare_upstream \
     --target-dir "${CARGO_TARGET_DIR:-target}/compare-upstream" \
     --message-format=json-render-diagnostics >>"$build_json"
-executable_of() {
-    grep -F "\"name\":\"$1\"" "$build_json" | grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4
-}
 exporter_bin=$(executable_of partner-center-exporter)
 upstream_bin=$(executable_of compare_upstream)
 [ -x "$exporter_bin" ] || die "no exporter binary in cargo's output"
@@ -274,14 +223,7 @@ run_wrk() {
     fi
 }
 wrk_summary() { echo "$(wrk_rps "$1") req/s, p50 $(wrk_ms "$1" 50) ms, p99 $(wrk_ms "$1" 99) ms"; }
-wrk_rps() { awk '$1 == "Requests/sec:" { print $2 }' "$1"; }
 # A latency percentile of wrk's --latency table, in milliseconds.
-wrk_ms() {
-    awk -v p="$2%" '$1 == p {
-        v = $2; unit = v; sub(/^[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
-        f = (unit == "us") ? 0.001 : (unit == "ms") ? 1 : (unit == "s") ? 1000 : (unit == "m") ? 60000 : 0
-        printf "%.3f", v * f }' "$1"
-}
 
 # --- nginx serving the same bytes ---------------------------------------------
 mkdir -p "$work/www/big" "$work/nginx"
@@ -478,13 +420,10 @@ if [ "$BUDGET" -gt 0 ]; then
 fi
 
 # === The table ================================================================
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "n/a" && a + 0 <= b + 0) }'; }
 between() { awk -v a="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(a + 0 >= lo + 0 && a + 0 <= hi + 0) }'; }
 verdict() { if "$@"; then echo PASS; else echo FAIL; fi; }
 
 rows=()
-row() { rows+=("$1|$2|$3|$4|$5"); }
 
 row "poll wall time, $CUSTOMERS x $SKUS, $CONCURRENCY in flight, no budget" \
     "first $first_poll s, last $last_poll s (metric: $metric_poll s; all: ${poll_list% }; $(mib $((sku_bytes / 1024))) MiB of SKU answers a poll)" \

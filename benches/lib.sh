@@ -1,0 +1,76 @@
+# Shell functions the side-by-side benchmarks share (benches/compare.sh,
+# benches/customers.sh): scratch space cleaned up on exit, stopping what
+# they started, free ports, waiting, /proc readings, wrk's figures and
+# the results table. Sourced, not run; the sourcing script sets `work`
+# (its scratch directory) first, and defines `log`.
+
+# Every process started is remembered here and stopped on exit.
+declare -a pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+# Stops one process started here and forgets it.
+stop() {
+    local pid=$1 kept=() p
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${pids[@]}"; do
+        [ "$p" = "$pid" ] || kept+=("$p")
+    done
+    pids=("${kept[@]}")
+}
+
+# A port on 127.0.0.1 that nothing listens on (a connection is refused).
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 30000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+}
+
+# Waits up to $2 seconds for command $1 (a function name) to succeed.
+wait_for() {
+    local check=$1 deadline=$((SECONDS + $2))
+    while [ "$SECONDS" -le "$deadline" ]; do
+        if "$check"; then return 0; fi
+        sleep 0.05
+    done
+    return 1
+}
+
+kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+wrk_ms() {
+    awk -v p="$2%" '$1 == p {
+        v = $2; unit = v; sub(/^[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
+        f = (unit == "us") ? 0.001 : (unit == "ms") ? 1 : (unit == "s") ? 1000 : (unit == "m") ? 60000 : 0
+        printf "%.3f", v * f }' "$1"
+}
+
+executable_of() {
+    grep -F "\"name\":\"$1\"" "$build_json" | grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4
+}
+
+wrk_rps() { awk '$1 == "Requests/sec:" { print $2 }' "$1"; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "n/a" && a + 0 <= b + 0) }'; }
+
+row() { rows+=("$1|$2|$3|$4|$5"); }
