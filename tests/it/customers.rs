@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use common::{
-    CapturedLogs, Exposition, RunningExporter, Scrape, WAIT, collection, get, test_config,
-};
+use common::{CapturedLogs, Exposition, RunningExporter, Scrape, WAIT, collection, test_config};
 use partner_center_exporter::simulator::datasets::NextLink;
 use partner_center_exporter::simulator::demo_partner::{
     self, Customer, GDAP_REFUSAL_BODY, customer_listing, subscribed_skus_path,
@@ -134,35 +132,6 @@ fn error_body(code: u16, description: &str) -> String {
         "source": "PartnerFD"
     })
     .to_string()
-}
-
-/// Scrapes `/metrics` without promtool, for loops that wait for a state.
-async fn scrape_plain(exporter: &RunningExporter) -> Exposition {
-    let response = get(&exporter.url("/metrics")).await;
-    assert_eq!(response.status(), 200);
-    Exposition::parse(&response.text().await.expect("metrics body"))
-}
-
-/// Waits up to `limit` for a scrape satisfying `condition`.
-async fn metrics_until(
-    exporter: &RunningExporter,
-    limit: Duration,
-    what: &str,
-    condition: impl Fn(&Exposition) -> bool,
-) -> Exposition {
-    let deadline = Instant::now() + limit;
-    loop {
-        let metrics = scrape_plain(exporter).await;
-        if condition(&metrics) {
-            return metrics;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no scrape showed {what} within {limit:?}; last scrape:\n{}",
-            metrics.text
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// The customer tenant IDs among the samples of `family`.
@@ -447,11 +416,12 @@ async fn a_failing_customer_is_down_alone_with_its_reason_logged_once() {
     let exporter = RunningExporter::start_with(config, dir).await;
 
     let errors = |reason| [LICENCES_SOURCE, ("reason", reason)];
-    let metrics = metrics_until(&exporter, WAIT, "three polls with failing customers", |m| {
-        m.value(CUSTOMER_ERRORS, &errors("forbidden"))
-            .is_some_and(|count| count >= 3.0)
-    })
-    .await;
+    let metrics = exporter
+        .metrics_until(WAIT, "three polls with failing customers", |m| {
+            m.value(CUSTOMER_ERRORS, &errors("forbidden"))
+                .is_some_and(|count| count >= 3.0)
+        })
+        .await;
     assert_eq!(
         metrics.value(UP, &[LICENCES_SOURCE]),
         Some(1.0),
@@ -619,19 +589,21 @@ async fn a_customer_that_leaves_the_listing_leaves_and_a_failed_listing_keeps_th
             && customers_in(m, CUSTOMER_UP).contains(id)
             && customers_in(m, CUSTOMER_INFO).contains(id)
     };
-    metrics_until(&exporter, WAIT, "all three customers", |m| {
-        all.iter().all(|customer| present(m, customer))
-    })
-    .await;
+    exporter
+        .metrics_until(WAIT, "all three customers", |m| {
+            all.iter().all(|customer| present(m, customer))
+        })
+        .await;
 
     // From now on the listing names two of the three.
     let two: Vec<serde_json::Value> = staying.iter().map(Customer::listing_item).collect();
     let two = collection(two, None).to_string();
     upstream.script(LISTING_PATH, vec![], Some(Step::json(200, &two)));
-    let metrics = metrics_until(&exporter, WAIT, "the customer that left gone", |m| {
-        !mentions(m, &leaving.id)
-    })
-    .await;
+    let metrics = exporter
+        .metrics_until(WAIT, "the customer that left gone", |m| {
+            !mentions(m, &leaving.id)
+        })
+        .await;
     for customer in &staying {
         assert!(
             present(&metrics, customer),
@@ -663,18 +635,20 @@ async fn a_customer_that_leaves_the_listing_leaves_and_a_failed_listing_keeps_th
         Some(Step::json(500, &error_body(500, "Internal error"))),
     );
     let http_errors = [LICENCES_SOURCE, ("reason", "http")];
-    let failed = metrics_until(&exporter, WAIT, "a failed listing", |m| {
-        m.value(POLL_ERRORS, &http_errors).is_some_and(|n| n >= 1.0)
-    })
-    .await;
+    let failed = exporter
+        .metrics_until(WAIT, "a failed listing", |m| {
+            m.value(POLL_ERRORS, &http_errors).is_some_and(|n| n >= 1.0)
+        })
+        .await;
     let asked: Vec<u64> = staying
         .iter()
         .map(|customer| upstream.request_count(&subscribed_skus_path(&customer.id)))
         .collect();
-    let metrics = metrics_until(&exporter, WAIT, "two more failed polls", |m| {
-        m.value(POLL_ERRORS, &http_errors).is_some_and(|n| n >= 3.0)
-    })
-    .await;
+    let metrics = exporter
+        .metrics_until(WAIT, "two more failed polls", |m| {
+            m.value(POLL_ERRORS, &http_errors).is_some_and(|n| n >= 3.0)
+        })
+        .await;
     for scrape in [&failed, &metrics] {
         assert_eq!(
             scrape.value(UP, &[LICENCES_SOURCE]),
@@ -785,10 +759,11 @@ async fn filtered_customers_and_skus_cost_no_requests_and_publish_nothing() {
     config.skus.exclude = vec!["FLOW_FREE".to_owned()];
     config.skus.max_units = 10_000;
     let exporter = RunningExporter::start_with(config, dir).await;
-    let metrics = metrics_until(&exporter, WAIT, "the licences polled", |m| {
-        m.value(UP, &[LICENCES_SOURCE]) == Some(1.0)
-    })
-    .await;
+    let metrics = exporter
+        .metrics_until(WAIT, "the licences polled", |m| {
+            m.value(UP, &[LICENCES_SOURCE]) == Some(1.0)
+        })
+        .await;
 
     let covered = BTreeSet::from([contoso.id.clone(), northwind.id.clone()]);
     for family in [LICENSES, CONSUMED, SKU_INFO, CUSTOMER_INFO, CUSTOMER_UP] {
@@ -901,10 +876,11 @@ async fn the_reports_prefix_falls_back_once_is_remembered_and_logged() {
         .wait_for_path(&format!("/v1/{USAGE_REPORT}"), 3, WAIT)
         .await
         .expect("three polls");
-    let metrics = metrics_until(&exporter, WAIT, "the usage report polled", |m| {
-        m.value(UP, &[USAGE_SOURCE]) == Some(1.0)
-    })
-    .await;
+    let metrics = exporter
+        .metrics_until(WAIT, "the usage report polled", |m| {
+            m.value(UP, &[USAGE_SOURCE]) == Some(1.0)
+        })
+        .await;
     exporter.stop().await.expect("clean stop");
     assert_eq!(metrics.family(WORKLOAD_ACTIVE).len(), 1, "{}", metrics.text);
 
@@ -964,11 +940,12 @@ async fn a_pinned_prefix_is_used_alone_even_where_the_other_would_answer() {
     let (mut config, dir) = report_config(&upstream, SourceName::CustomerUsage, OFTEN);
     config.partner_center.commercial_api_prefix = CommercialApiPrefix::PartnerV1;
     let exporter = RunningExporter::start_with(config, dir).await;
-    let metrics = metrics_until(&exporter, WAIT, "two failed polls", |m| {
-        m.value(POLL_ERRORS, &[USAGE_SOURCE, ("reason", "http")])
-            .is_some_and(|n| n >= 2.0)
-    })
-    .await;
+    let metrics = exporter
+        .metrics_until(WAIT, "two failed polls", |m| {
+            m.value(POLL_ERRORS, &[USAGE_SOURCE, ("reason", "http")])
+                .is_some_and(|n| n >= 2.0)
+        })
+        .await;
     assert_eq!(metrics.value(UP, &[USAGE_SOURCE]), Some(0.0));
     assert!(
         metrics.family(WORKLOAD_ACTIVE).is_empty(),
@@ -1299,10 +1276,11 @@ async fn a_fan_out_goes_at_the_request_budget_never_faster() {
         .wait_for_requests(requests, WAIT)
         .await
         .expect("the listing and every customer");
-    metrics_until(&exporter, WAIT, "the fan-out done", |m| {
-        m.value(UP, &[LICENCES_SOURCE]) == Some(1.0)
-    })
-    .await;
+    exporter
+        .metrics_until(WAIT, "the fan-out done", |m| {
+            m.value(UP, &[LICENCES_SOURCE]) == Some(1.0)
+        })
+        .await;
     exporter.stop().await.expect("clean stop");
     let mut record = upstream.received();
     assert_eq!(record.len(), requests, "{:?}", upstream.log().counts());
@@ -1389,14 +1367,15 @@ async fn a_429_for_one_customer_pauses_every_request_to_the_tenant_then_the_fan_
     usage.enabled = Some(true);
     usage.interval = Some(Duration::from_secs(1));
     let exporter = RunningExporter::start_with(config, dir).await;
-    let metrics = metrics_until(&exporter, WAIT, "the throttled customer served", |m| {
-        m.value(UP, &[LICENCES_SOURCE]) == Some(1.0)
-            && m.value(
-                CUSTOMER_UP,
-                &[LICENCES_SOURCE, ("customer_tenant_id", &throttled.id)],
-            ) == Some(1.0)
-    })
-    .await;
+    let metrics = exporter
+        .metrics_until(WAIT, "the throttled customer served", |m| {
+            m.value(UP, &[LICENCES_SOURCE]) == Some(1.0)
+                && m.value(
+                    CUSTOMER_UP,
+                    &[LICENCES_SOURCE, ("customer_tenant_id", &throttled.id)],
+                ) == Some(1.0)
+        })
+        .await;
     // A few more of the report's polls, after the pause.
     let reports = upstream.request_count(&format!("/v1/{USAGE_REPORT}"));
     upstream
@@ -1504,12 +1483,13 @@ async fn every_source_on_one_scrape_passes_promtool_with_each_family_once() {
         entry.interval = Some(ONCE);
     }
     let exporter = RunningExporter::start_with(config, dir).await;
-    metrics_until(&exporter, WAIT, "every source up", |m| {
-        SourceName::ALL
-            .iter()
-            .all(|source| m.value(UP, &[("source", source.as_str())]) == Some(1.0))
-    })
-    .await;
+    exporter
+        .metrics_until(WAIT, "every source up", |m| {
+            SourceName::ALL
+                .iter()
+                .all(|source| m.value(UP, &[("source", source.as_str())]) == Some(1.0))
+        })
+        .await;
     // `scrape` runs promtool on the body.
     let body = exporter.scrape().await;
     let metrics = Exposition::parse(&body);

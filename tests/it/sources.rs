@@ -109,34 +109,6 @@ async fn requests_to(server: &MockServer, request_path: &str) -> usize {
         .count()
 }
 
-/// Scrapes `/metrics` without promtool, for loops that wait for a state.
-async fn scrape_plain(exporter: &RunningExporter) -> Exposition {
-    let response = get(&exporter.url("/metrics")).await;
-    assert_eq!(response.status(), 200);
-    Exposition::parse(&response.text().await.expect("metrics body"))
-}
-
-/// Waits up to [`WAIT`] for a scrape satisfying `condition`.
-async fn metrics_until(
-    exporter: &RunningExporter,
-    what: &str,
-    condition: impl Fn(&Exposition) -> bool,
-) -> Exposition {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let metrics = scrape_plain(exporter).await;
-        if condition(&metrics) {
-            return metrics;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no scrape showed {what} within {WAIT:?}; last scrape:\n{}",
-            metrics.text
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 /// `/readyz`: status and body.
 async fn readiness(exporter: &RunningExporter) -> (u16, String) {
     let response = get(&exporter.url("/readyz")).await;
@@ -362,10 +334,11 @@ async fn both_sources_share_one_valid_scrape_with_exactly_the_documented_series(
     .await;
     let (config, dir) = both_sources(&upstream.uri(), ONCE);
     let exporter = RunningExporter::start_with(config, dir).await;
-    metrics_until(&exporter, "both sources up", |m| {
-        m.value(UP, &USAGE) == Some(1.0) && m.value(UP, &DEPLOYMENT) == Some(1.0)
-    })
-    .await;
+    exporter
+        .metrics_until(WAIT, "both sources up", |m| {
+            m.value(UP, &USAGE) == Some(1.0) && m.value(UP, &DEPLOYMENT) == Some(1.0)
+        })
+        .await;
     // Both polls are done (one each, an hour apart): this scrape holds
     // everything, and must pass `promtool check metrics`.
     let body = get(&exporter.url("/metrics"))
@@ -644,10 +617,11 @@ async fn a_429_on_one_source_holds_back_every_request_to_the_tenant() {
     // poll is stretched: doubled for one throttled poll in a row, raised
     // to the Retry-After (2 s), and capped at 8 intervals: 1.6 s.
     let stretched = interval * 8;
-    let metrics = metrics_until(&exporter, "the usage poll stretched after its 429", |m| {
-        m.value(POLL_INTERVAL, &USAGE) == Some(stretched.as_secs_f64())
-    })
-    .await;
+    let metrics = exporter
+        .metrics_until(WAIT, "the usage poll stretched after its 429", |m| {
+            m.value(POLL_INTERVAL, &USAGE) == Some(stretched.as_secs_f64())
+        })
+        .await;
     assert_eq!(metrics.value(UP, &USAGE), Some(0.0));
     assert_eq!(
         metrics.value(POLL_ERRORS, &[USAGE[0], ("reason", "throttled")]),
@@ -664,16 +638,17 @@ async fn a_429_on_one_source_holds_back_every_request_to_the_tenant() {
     // fails); the first deployment poll may finish now.
     release_first_deployment.cancel();
 
-    let metrics = metrics_until(
-        &exporter,
-        "both sources up again and usage back on its interval",
-        |m| {
-            m.value(UP, &USAGE) == Some(1.0)
-                && m.value(UP, &DEPLOYMENT) == Some(1.0)
-                && m.value(POLL_INTERVAL, &USAGE) == Some(interval.as_secs_f64())
-        },
-    )
-    .await;
+    let metrics = exporter
+        .metrics_until(
+            WAIT,
+            "both sources up again and usage back on its interval",
+            |m| {
+                m.value(UP, &USAGE) == Some(1.0)
+                    && m.value(UP, &DEPLOYMENT) == Some(1.0)
+                    && m.value(POLL_INTERVAL, &USAGE) == Some(interval.as_secs_f64())
+            },
+        )
+        .await;
     assert_eq!(deployment_series(&metrics), documented_deployment_series());
     assert_no_poll_errors(&metrics, "license_deployment");
     wait_for(WAIT, "a deployment request after the first", || async {

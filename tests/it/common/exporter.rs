@@ -165,6 +165,38 @@ impl Scrape for RunningExporter {
 }
 
 impl RunningExporter {
+    /// Scrapes `/metrics` without promtool, for loops that wait for a
+    /// state (promtool on every round would slow the loop, and some
+    /// tests time what the exporter does meanwhile).
+    pub async fn scrape_plain(&self) -> Exposition {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status(), 200);
+        Exposition::parse(&response.text().await.expect("metrics body"))
+    }
+
+    /// Waits up to `limit` for a plain scrape satisfying `condition`;
+    /// `what` names the awaited state in the failure.
+    pub async fn metrics_until(
+        &self,
+        limit: Duration,
+        what: &str,
+        condition: impl Fn(&Exposition) -> bool,
+    ) -> Exposition {
+        let deadline = Instant::now() + limit;
+        loop {
+            let metrics = self.scrape_plain().await;
+            if condition(&metrics) {
+                return metrics;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no scrape showed {what} within {limit:?}; last scrape:\n{}",
+                metrics.text
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Starts an exporter polling `base_url` every `interval`.
     pub async fn start(base_url: &str, interval: Duration) -> Self {
         let (config, dir) = test_config(base_url, interval);
