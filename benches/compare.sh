@@ -168,7 +168,6 @@ run_wrk() {
     fi
     log "  $url, $connections conn: $(wrk_rps "$out") req/s, p50 $(wrk_ms "$out" 50) ms, p99 $(wrk_ms "$out" 99) ms $(grep 'Socket errors' "$out" || true)"
 }
-# A latency percentile of wrk's --latency table, in milliseconds.
 
 # --- nginx serving the same bytes ---------------------------------------------
 mkdir -p "$work/www" "$work/nginx"
@@ -182,48 +181,7 @@ keep() {
     grep -qi '^content-encoding: gzip' "$dir/headers" || die "the exporter did not gzip /metrics ($name)"
     gzip -dc "$dir/metrics.gz" >"$dir/metrics"
 }
-start_nginx() {
-    local user_line=""
-    # Run as root, nginx hands the work to "nobody"; the files must be readable.
-    if [ "$(id -u)" -eq 0 ]; then
-        user_line="user nobody nogroup;"
-        chmod -R a+rX "$work"
-    fi
-    cat >"$work/nginx/nginx.conf" <<EOF
-# Serves the exporter's /metrics bytes as static files (gzip_static: the
-# .gz copy when gzip is asked), for benches/compare.sh.
-$user_line
-daemon off;
-worker_processes auto;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx/client_body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-    types { }
-    default_type "text/plain; version=0.0.4; charset=utf-8";
-    gzip_static on;
-    gzip_vary on;
-    server {
-        listen 127.0.0.1:$nginx_port;
-        root $work/www;
-    }
-}
-EOF
-    nginx -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-    pids+=($!)
-    nginx_up() { curl -sf -o /dev/null "http://127.0.0.1:$nginx_port/small/metrics"; }
-    wait_for nginx_up 20 || die "nginx did not start: $(cat "$work/nginx/error.log")"
-}
+
 # Checks that nginx sends exactly what the exporter sent, encoding included.
 check_same_bytes() {
     local name=$1
@@ -263,7 +221,7 @@ stop "$node_pid"
 log "throughput: 5-item snapshot, 32 connections, ${WRK_SECONDS}s each"
 start_exporter small-throughput small "$IDLE_INTERVAL"
 keep small
-start_nginx
+start_nginx small
 check_same_bytes small
 small_body_bytes=$(stat -c %s "$work/www/small/metrics.gz")
 run_wrk "$work/wrk-small-exporter" "http://127.0.0.1:$exporter_port/metrics" 32

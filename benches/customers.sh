@@ -223,53 +223,10 @@ run_wrk() {
     fi
 }
 wrk_summary() { echo "$(wrk_rps "$1") req/s, p50 $(wrk_ms "$1" 50) ms, p99 $(wrk_ms "$1" 99) ms"; }
-# A latency percentile of wrk's --latency table, in milliseconds.
 
 # --- nginx serving the same bytes ---------------------------------------------
 mkdir -p "$work/www/big" "$work/nginx"
 nginx_port=$(free_port)
-start_nginx() {
-    local user_line=""
-    # Run as root, nginx hands the work to "nobody"; the files must be readable.
-    if [ "$(id -u)" -eq 0 ]; then
-        user_line="user nobody nogroup;"
-        chmod -R a+rX "$work"
-    fi
-    cat >"$work/nginx/nginx.conf" <<EOF
-# Serves the exporter's /metrics bytes as static files (gzip_static: the
-# .gz copy when gzip is asked), for benches/customers.sh.
-$user_line
-daemon off;
-worker_processes auto;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $work/nginx/client_body;
-    proxy_temp_path $work/nginx/proxy;
-    fastcgi_temp_path $work/nginx/fastcgi;
-    uwsgi_temp_path $work/nginx/uwsgi;
-    scgi_temp_path $work/nginx/scgi;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-    types { }
-    default_type "text/plain; version=0.0.4; charset=utf-8";
-    gzip_static on;
-    gzip_vary on;
-    server {
-        listen 127.0.0.1:$nginx_port;
-        root $work/www;
-    }
-}
-EOF
-    nginx -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-    pids+=($!)
-    nginx_up() { curl -sf -o /dev/null "http://127.0.0.1:$nginx_port/big/metrics"; }
-    wait_for nginx_up 20 || die "nginx did not start: $(cat "$work/nginx/error.log")"
-}
 
 # === 1. CUSTOMERS customers, no budget: polls back to back, then idle =========
 pages=$(((CUSTOMERS + PAGE_SIZE - 1) / PAGE_SIZE))
@@ -354,7 +311,7 @@ if command -v promtool >/dev/null 2>&1; then
         promtool_verdict="promtool check metrics: $(grep -c . "$work/promtool") lines of problems, first: $(head -n 1 "$work/promtool")"
     fi
 fi
-start_nginx
+start_nginx big
 scrape "http://127.0.0.1:$nginx_port/big/metrics" "$dir/nginx.gz" "$dir/nginx.headers"
 grep -qi '^content-encoding: gzip' "$dir/nginx.headers" || die "nginx did not send the gzip copy"
 cmp -s "$dir/metrics.gz" "$dir/nginx.gz" || die "nginx sent other bytes than the exporter"

@@ -1,7 +1,7 @@
 # Shell functions the side-by-side benchmarks share (benches/compare.sh,
 # benches/customers.sh): scratch space cleaned up on exit, stopping what
-# they started, free ports, waiting, /proc readings, wrk's figures and
-# the results table. Sourced, not run; the sourcing script sets `work`
+# they started, free ports, waiting, /proc readings, wrk's figures, nginx
+# serving the same bytes, and the results table. Sourced, not run; the sourcing script sets `work`
 # (its scratch directory) first, and defines `log`.
 
 # Every process started is remembered here and stopped on exit.
@@ -56,6 +56,7 @@ wait_for() {
 kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
+# A latency percentile of wrk's --latency table, in milliseconds.
 wrk_ms() {
     awk -v p="$2%" '$1 == p {
         v = $2; unit = v; sub(/^[0-9.]+/, "", unit); sub(/[a-z]+$/, "", v)
@@ -74,3 +75,49 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "n/a" && a + 0 <= b + 0) }'; }
 
 row() { rows+=("$1|$2|$3|$4|$5"); }
+
+# Starts nginx on $nginx_port serving $work/www, the exporter's /metrics
+# bytes (the .gz copy when gzip is asked), its own files in $work/nginx,
+# and waits until it serves $work/www/$1/metrics.
+start_nginx() {
+    local probe=$1 user_line=""
+    # Run as root, nginx hands the work to "nobody"; the files must be readable.
+    if [ "$(id -u)" -eq 0 ]; then
+        user_line="user nobody nogroup;"
+        chmod -R a+rX "$work"
+    fi
+    cat >"$work/nginx/nginx.conf" <<EOF
+# Serves the exporter's /metrics bytes as static files (gzip_static: the
+# .gz copy when gzip is asked), for the side-by-side benchmarks.
+$user_line
+daemon off;
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/client_body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    types { }
+    default_type "text/plain; version=0.0.4; charset=utf-8";
+    gzip_static on;
+    gzip_vary on;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        root $work/www;
+    }
+}
+EOF
+    nginx -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+    pids+=($!)
+    nginx_up() { curl -sf -o /dev/null "http://127.0.0.1:$nginx_port/$probe/metrics"; }
+    wait_for nginx_up 20 || die "nginx did not start: $(cat "$work/nginx/error.log")"
+}
