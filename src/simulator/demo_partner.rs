@@ -180,14 +180,22 @@ pub fn deployment_rows_at(now: SystemTime) -> Vec<serde_json::Value> {
     deployment_rows(&tenants, now)
 }
 
-/// A customer's tenant ID derived from its name: 128 bits of two FNV-1a
-/// hashes, shaped as a version-4 GUID, lower-case.
+/// A customer's tenant ID derived from its name.
 fn tenant_id(name: &str) -> String {
-    let high = hash(&["tenant-id", "high", name]);
-    let low = hash(&["tenant-id", "low", name]);
+    derived_guid("tenant-id", &[name])
+}
+
+/// A GUID fixed by `kind` (what it identifies) and `parts`: 128 bits of
+/// two FNV-1a hashes, shaped as a version-4 GUID, lower-case.
+pub(super) fn derived_guid(kind: &str, parts: &[&str]) -> String {
+    let half = |which: &str| {
+        let mut all = vec![kind, which];
+        all.extend_from_slice(parts);
+        hash(&all)
+    };
     let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&high.to_be_bytes());
-    bytes[8..].copy_from_slice(&low.to_be_bytes());
+    bytes[..8].copy_from_slice(&half("high").to_be_bytes());
+    bytes[8..].copy_from_slice(&half("low").to_be_bytes());
     uuid::Builder::from_random_bytes(bytes)
         .into_uuid()
         .to_string()
@@ -195,7 +203,7 @@ fn tenant_id(name: &str) -> String {
 
 /// FNV-1a over the parts, each ended by a zero byte so that ("ab", "c")
 /// and ("a", "bc") differ.
-fn hash(parts: &[&str]) -> u64 {
+pub(super) fn hash(parts: &[&str]) -> u64 {
     crate::secret::fnv1a(
         parts
             .iter()
@@ -204,7 +212,7 @@ fn hash(parts: &[&str]) -> u64 {
 }
 
 /// A fraction in [0, 1) fixed by `parts`.
-fn fraction(parts: &[&str]) -> f64 {
+pub(super) fn fraction(parts: &[&str]) -> f64 {
     (hash(parts) % 10_000) as f64 / 10_000.0
 }
 
@@ -218,7 +226,7 @@ fn wave(parts: &[&str], unix_seconds: f64) -> f64 {
     (TAU * unix_seconds / WAVE_PERIOD_SECONDS + phase).sin()
 }
 
-fn unix_seconds(now: SystemTime) -> f64 {
+pub(super) fn unix_seconds(now: SystemTime) -> f64 {
     now.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64()
@@ -342,10 +350,10 @@ const PLAN_FLOW_FREE: ServicePlan = (
 
 /// A SKU of the demo's catalogue, with Microsoft's real IDs and part
 /// numbers, so that what the exporter publishes reads as in production.
-struct Sku {
-    id: &'static str,
-    part_number: &'static str,
-    name: &'static str,
+pub(super) struct Sku {
+    pub(super) id: &'static str,
+    pub(super) part_number: &'static str,
+    pub(super) name: &'static str,
     plans: &'static [ServicePlan],
     /// The workloads its usage rows are about; none for products the
     /// usage analytics do not count.
@@ -354,7 +362,7 @@ struct Sku {
     seats_per_hundred: u32,
 }
 
-const SPE_E3: Sku = Sku {
+pub(super) const SPE_E3: Sku = Sku {
     id: "05e9a617-0261-4cee-bb44-138d3ef5d965",
     part_number: "SPE_E3",
     name: "Microsoft 365 E3",
@@ -411,7 +419,7 @@ const BUSINESS_PREMIUM: Sku = Sku {
     workloads: &[EXCHANGE, SHAREPOINT, ONEDRIVE, TEAMS, APPS],
     seats_per_hundred: 100,
 };
-const EMS: Sku = Sku {
+pub(super) const EMS: Sku = Sku {
     id: "efccb6f7-5641-4e0e-bd10-b4976e1bf68e",
     part_number: "EMS",
     name: "Enterprise Mobility + Security E3",
@@ -427,7 +435,7 @@ const POWER_BI_PRO: Sku = Sku {
     workloads: &[],
     seats_per_hundred: 20,
 };
-const TEAMS_EXPLORATORY: Sku = Sku {
+pub(super) const TEAMS_EXPLORATORY: Sku = Sku {
     id: "710779e8-3d4a-4c88-adb9-386c958d1fdf",
     part_number: "TEAMS_EXPLORATORY",
     name: "Microsoft Teams Exploratory",
@@ -443,7 +451,7 @@ const EXCHANGESTANDARD: Sku = Sku {
     workloads: &[EXCHANGE],
     seats_per_hundred: 25,
 };
-const VISIOCLIENT: Sku = Sku {
+pub(super) const VISIOCLIENT: Sku = Sku {
     id: "c5928f49-12ba-48f7-ada3-0d743a3601d5",
     part_number: "VISIOCLIENT",
     name: "Visio Plan 2",
@@ -459,7 +467,7 @@ const PROJECTPROFESSIONAL: Sku = Sku {
     workloads: &[SHAREPOINT],
     seats_per_hundred: 5,
 };
-const FLOW_FREE: Sku = Sku {
+pub(super) const FLOW_FREE: Sku = Sku {
     id: "f30db892-07e9-47e9-837c-80727f46fd3d",
     part_number: "FLOW_FREE",
     name: "Microsoft Power Automate Free",
@@ -487,7 +495,7 @@ const FREE_UNITS: u32 = 10_000;
 
 /// What is out of the ordinary about a customer's licences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Anomaly {
+pub(super) enum Anomaly {
     /// Unused seats only, as most customers have.
     None,
     /// Its suite has more licences assigned than it has.
@@ -503,13 +511,13 @@ enum Anomaly {
 }
 
 /// A demo customer as written in the table.
-struct Profile {
-    name: &'static str,
+pub(super) struct Profile {
+    pub(super) name: &'static str,
     label: &'static str,
     relationship: &'static str,
     /// People in the company, which sizes its licences.
     people: u32,
-    anomaly: Anomaly,
+    pub(super) anomaly: Anomaly,
     /// Whether it has the free Power Automate SKU with its 10,000 units.
     flow_free: bool,
 }
@@ -537,7 +545,7 @@ const ADVISOR: &str = "advisor";
 
 /// The demo's customers.
 #[rustfmt::skip]
-const DEMO_CUSTOMERS: [Profile; 32] = [
+pub(super) const DEMO_CUSTOMERS: [Profile; 32] = [
     profile("Contoso", "contoso", RESELLER, 850, Anomaly::None, true),
     profile("Fabrikam", "fabrikam", RESELLER, 420, Anomaly::None, false),
     profile("Northwind Traders", "northwindtraders", RESELLER, 120, Anomaly::None, false),
@@ -587,11 +595,11 @@ struct Assignment {
 }
 
 /// One SKU of one customer.
-struct Holding {
-    sku: &'static Sku,
-    active: u32,
-    warning: u32,
-    suspended: u32,
+pub(super) struct Holding {
+    pub(super) sku: &'static Sku,
+    pub(super) active: u32,
+    pub(super) warning: u32,
+    pub(super) suspended: u32,
     capability: &'static str,
     assignment: Assignment,
 }
@@ -616,12 +624,12 @@ impl Holding {
     }
 
     /// `totalUnits`: the units that can be assigned, as Microsoft defines it.
-    fn total(&self) -> u32 {
+    pub(super) fn total(&self) -> u32 {
         self.active + self.warning
     }
 
     /// `consumedUnits` at `unix_seconds`.
-    fn consumed(&self, series: &[&str], unix_seconds: f64) -> u32 {
+    pub(super) fn consumed(&self, series: &[&str], unix_seconds: f64) -> u32 {
         let Assignment { centre, swing } = self.assignment;
         let value = centre + swing * wave(series, unix_seconds);
         // Rounded and clamped: a count of people is a whole number, and
@@ -669,16 +677,16 @@ impl Holding {
 }
 
 /// A demo customer with its licences.
-struct Tenant {
-    profile: &'static Profile,
-    customer: Customer,
+pub(super) struct Tenant {
+    pub(super) profile: &'static Profile,
+    pub(super) customer: Customer,
     /// The channel its commercial analytics rows name.
     channel: &'static str,
-    holdings: Vec<Holding>,
+    pub(super) holdings: Vec<Holding>,
 }
 
 impl Tenant {
-    fn new(profile: &'static Profile) -> Self {
+    pub(super) fn new(profile: &'static Profile) -> Self {
         let name = profile.name;
         let people = profile.people;
         let fill = |what: &str| 0.62 + 0.3 * fraction(&[name, what, "fill"]);
@@ -773,7 +781,7 @@ impl Tenant {
         }
     }
 
-    fn subscribed_skus(&self, now: SystemTime) -> serde_json::Value {
+    pub(super) fn subscribed_skus(&self, now: SystemTime) -> serde_json::Value {
         let seconds = unix_seconds(now);
         let items: Vec<serde_json::Value> = self
             .holdings
@@ -788,7 +796,7 @@ impl Tenant {
     }
 
     /// The holdings the commercial analytics count: paid ones only.
-    fn paid(&self) -> impl Iterator<Item = &Holding> {
+    pub(super) fn paid(&self) -> impl Iterator<Item = &Holding> {
         self.holdings
             .iter()
             .filter(|holding| holding.sku.part_number != FLOW_FREE.part_number)
