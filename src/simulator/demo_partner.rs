@@ -9,6 +9,11 @@
 //! - [`subscribed_skus_path`] of each customer: its licences per SKU,
 //!   moving with the wall clock; [`GDAP_REFUSED_CUSTOMER`]'s answers `403`
 //!   as a customer without the partner's GDAP role does.
+//! - [`subscriptions_path`] of each customer and
+//!   [`provisioning_status_path`] of each of its subscriptions: one
+//!   subscription per SKU bought, seats matching licences, renewing on
+//!   dates that follow the wall clock ([`super::demo_subscriptions`]);
+//!   served for every customer, [`GDAP_REFUSED_CUSTOMER`] included.
 //! - [`COMMERCIAL_USAGE_PATH`] and [`COMMERCIAL_DEPLOYMENT_PATH`]: the
 //!   commercial analytics rows of every customer, in server pages of
 //!   [`COMMERCIAL_PAGE_SIZE`] rows, the usage paged by `skip` only, the
@@ -18,13 +23,16 @@
 //!
 //! Everything is derived from the customers' names: the same at every
 //! start, so dashboards and tests can rely on it. Only the counts of
-//! assigned and active licences move, on slow waves of their own.
+//! assigned and active licences move, on slow waves of their own, and the
+//! subscriptions' dates, with the calendar.
 
 use std::f64::consts::TAU;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::datasets::{Dataset, NextLink};
+use super::demo_subscriptions;
+pub use super::demo_subscriptions::{provisioning_status_path, subscriptions_path};
 
 /// The customer listing.
 pub const CUSTOMERS_PATH: &str = "/v1/customers";
@@ -146,6 +154,7 @@ pub fn datasets() -> Vec<(String, Dataset)> {
         };
         served.push((path, dataset));
     }
+    served.extend(demo_subscriptions::datasets(&tenants));
     let usage = tenants.clone();
     served.push((
         COMMERCIAL_USAGE_PATH.to_owned(),
@@ -1104,13 +1113,21 @@ mod tests {
     }
 
     #[test]
-    fn every_customer_but_one_is_served_its_licences() {
+    fn every_customer_but_one_is_served_its_licences_and_all_their_subscriptions() {
         let served = datasets();
         let paths: BTreeSet<&str> = served.iter().map(|(path, _)| path.as_str()).collect();
         assert_eq!(paths.len(), served.len());
-        assert_eq!(served.len(), DEMO_CUSTOMERS.len() + 3);
-        for customer in customers() {
+        let subscriptions = demo_subscriptions::of_tenants(&tenants());
+        let statuses: usize = subscriptions.iter().map(Vec::len).sum();
+        assert_eq!(served.len(), 2 * DEMO_CUSTOMERS.len() + statuses + 3);
+        for (customer, subscriptions) in customers().iter().zip(&subscriptions) {
             assert!(paths.contains(subscribed_skus_path(&customer.id).as_str()));
+            assert!(paths.contains(subscriptions_path(&customer.id).as_str()));
+            assert!(!subscriptions.is_empty(), "{}", customer.name);
+            for subscription in subscriptions {
+                let path = provisioning_status_path(&customer.id, &subscription.id);
+                assert!(paths.contains(path.as_str()), "{}: {path}", customer.name);
+            }
         }
         for path in [
             CUSTOMERS_PATH,

@@ -35,6 +35,8 @@
 //! - [`datasets`]: the collections, the demo's table among them.
 //! - [`demo_partner`]: the demo's partner with its customers, their
 //!   licences and the commercial analytics rows about them.
+//! - [`demo_subscriptions`]: the demo partner's subscriptions and their
+//!   provisioning status.
 //! - [`script`]: the steps and their queues.
 //! - [`record`]: the record of requests.
 
@@ -53,6 +55,7 @@ use crate::secret::Secret;
 
 pub mod datasets;
 pub mod demo_partner;
+pub mod demo_subscriptions;
 pub mod entra;
 pub mod http;
 pub mod record;

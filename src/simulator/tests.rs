@@ -857,6 +857,82 @@ async fn every_demo_customer_answers_its_licences_but_one_refused_for_gdap() {
     assert_eq!(refused, [GDAP_REFUSED_CUSTOMER]);
 }
 
+#[tokio::test]
+async fn every_demo_customer_answers_its_subscriptions_and_their_provisioning_status() {
+    use super::demo_partner::{self, provisioning_status_path, subscriptions_path};
+    use super::demo_subscriptions::{
+        AZURE_PLAN_CUSTOMER, RENEWING_WITH_UNASSIGNED_CUSTOMER, RENEWING_WITH_UNASSIGNED_SKU,
+        SOFTWARE_CUSTOMER, subscription_id,
+    };
+    let simulator = Simulator::builder()
+        .datasets(demo_partner::datasets())
+        .start()
+        .await
+        .expect("starts");
+    let (mut statuses, mut not_found) = (0, Vec::new());
+    for customer in demo_partner::customers() {
+        let (status, body) = get_json(
+            &simulator.url(&subscriptions_path(&customer.id)),
+            &[("MS-RequestId", "r-1")],
+        )
+        .await;
+        // The GDAP-refused customer too: listing subscriptions needs no role.
+        assert_eq!(status, 200, "{}: {body}", customer.name);
+        assert_eq!(body["attributes"]["objectType"], "Collection");
+        assert!(body["links"]["next"].is_null());
+        let items = body["items"].as_array().expect("items");
+        assert!(!items.is_empty(), "{}", customer.name);
+        assert_eq!(body["totalCount"], items.len());
+        for item in items {
+            let id = item["id"].as_str().expect("id");
+            let (status, body) = get_json(
+                &simulator.url(&provisioning_status_path(&customer.id, id)),
+                &[],
+            )
+            .await;
+            if status == 404 {
+                assert_eq!(body["code"], 800002, "{body}");
+                assert_eq!(body["source"], "PartnerFD");
+                assert_ne!(item["productType"]["id"], "OnlineServicesNCE", "{item}");
+                not_found.push(customer.name.clone());
+                continue;
+            }
+            assert_eq!(status, 200, "{}: {body}", customer.name);
+            statuses += 1;
+            let sku = body["skuId"].as_str().expect("skuId");
+            uuid::Uuid::parse_str(sku).expect("a GUID");
+            assert_eq!(sku, sku.to_uppercase());
+            assert_eq!(body["status"], "success");
+            assert_eq!(body["quantity"], item["quantity"]);
+            assert_eq!(body["endDate"], item["commitmentEndDate"]);
+            assert_eq!(
+                body["attributes"]["objectType"],
+                "SubscriptionProvisioningStatus"
+            );
+        }
+    }
+    assert!(statuses > 100, "{statuses}");
+    not_found.sort();
+    let mut expected = vec![AZURE_PLAN_CUSTOMER.to_owned(), SOFTWARE_CUSTOMER.to_owned()];
+    expected.sort();
+    assert_eq!(not_found, expected);
+    let contoso = demo_partner::customers()
+        .into_iter()
+        .find(|customer| customer.name == RENEWING_WITH_UNASSIGNED_CUSTOMER)
+        .expect("a demo customer");
+    let id = subscription_id(
+        RENEWING_WITH_UNASSIGNED_CUSTOMER,
+        RENEWING_WITH_UNASSIGNED_SKU,
+    );
+    let (status, body) = get_json(
+        &simulator.url(&provisioning_status_path(&contoso.id, &id)),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["skuId"], RENEWING_WITH_UNASSIGNED_SKU.to_uppercase());
+}
+
 /// Pages a commercial analytics path by `skip` alone, ignoring
 /// `@nextLink`, until `TotalCount` rows came; returns the rows and the
 /// number of pages.
