@@ -9,6 +9,8 @@
 //!   per-customer sources, and its `_info` series.
 //! - [`fan_out`]: a per-customer poll: one request per listed customer,
 //!   the last good rows kept per customer.
+//! - [`lookups`]: details looked up once per item of a per-customer
+//!   source (a subscription's SKU), kept in memory and in `state_dir`.
 //! - [`poll_thread`]: the pollers' own thread and runtime, at a lower
 //!   priority than the server's.
 //! - [`snapshot`]: one successful poll of one source, deduplicated and
@@ -21,6 +23,7 @@
 pub mod customers;
 pub mod fan_out;
 pub mod health;
+pub mod lookups;
 pub mod poll_thread;
 pub mod poller;
 pub mod scheduler;

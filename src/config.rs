@@ -61,6 +61,9 @@ pub struct Config {
     /// Which SKUs `customer_licenses` leaves out.
     #[serde(default)]
     pub skus: SkusConfig,
+    /// Which subscriptions `subscriptions` publishes.
+    #[serde(default)]
+    pub subscriptions: SubscriptionsConfig,
     /// Where rotated refresh tokens are kept across restarts. Without it a
     /// rotated token lives in memory only.
     #[serde(default)]
@@ -570,6 +573,31 @@ impl Default for SkusConfig {
     }
 }
 
+/// The `subscriptions` section: which subscriptions the `subscriptions`
+/// source publishes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionsConfig {
+    /// The statuses published; expired, disabled and deleted ones cost
+    /// nothing any more and would only add series.
+    #[serde(default = "default_subscription_statuses")]
+    pub statuses: Vec<String>,
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> Self {
+        Self {
+            statuses: default_subscription_statuses(),
+        }
+    }
+}
+
+fn default_subscription_statuses() -> Vec<String> {
+    ["active", "suspended", "pending"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
 fn default_customer_page_size() -> u32 {
     100
 }
@@ -816,6 +844,12 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
+        if self.subscriptions.statuses.is_empty() {
+            return Err(invalid(
+                "subscriptions.statuses",
+                "must name at least one status".to_owned(),
+            ));
+        }
         self.filters()
             .map_err(|(key, message)| invalid(key, message))?;
         if self.partner_center.max_pages == 0 {
@@ -935,6 +969,7 @@ impl Config {
             exclude: &self.customers.exclude,
             sku_exclude: &self.skus.exclude,
             max_units: self.skus.max_units,
+            subscription_statuses: &self.subscriptions.statuses,
         })
     }
 
@@ -1218,6 +1253,10 @@ mod tests {
         assert_eq!(config.customers.page_size, 100);
         assert!(config.skus.exclude.is_empty());
         assert_eq!(config.skus.max_units, 10_000);
+        assert_eq!(
+            config.subscriptions.statuses,
+            ["active", "suspended", "pending"]
+        );
     }
 
     #[test]
@@ -1233,6 +1272,7 @@ mod tests {
             (SourceName::CustomerLicenses, Some(hour)),
             (SourceName::CustomerUsage, Some(6 * hour)),
             (SourceName::CustomerDeployment, Some(6 * hour)),
+            (SourceName::Subscriptions, Some(6 * hour)),
         ] {
             let settings = config.sources.get(source);
             assert_eq!(settings.enabled, !source.is_per_customer(), "{source}");
@@ -1257,9 +1297,10 @@ mod tests {
         let dir = TokenDir::new();
         let config = dir
             .parse(
-                "auth:\n  bearer_token_file: token\npartner_center:\n  commercial_api_prefix: /v1\n  commercial_page_size: 500\ncustomers:\n  include: ['Contoso*']\n  exclude: [b44bb1fb-c595-45b0-9e09-d657365580bf]\n  page_size: 250\nskus:\n  exclude: [FLOW_FREE, STREAM]\n  max_units: 0\n",
+                "auth:\n  bearer_token_file: token\npartner_center:\n  commercial_api_prefix: /v1\n  commercial_page_size: 500\ncustomers:\n  include: ['Contoso*']\n  exclude: [b44bb1fb-c595-45b0-9e09-d657365580bf]\n  page_size: 250\nskus:\n  exclude: [FLOW_FREE, STREAM]\n  max_units: 0\nsubscriptions:\n  statuses: [Active, expired]\n",
             )
             .expect("valid");
+        assert_eq!(config.subscriptions.statuses, ["Active", "expired"]);
         assert_eq!(
             config.partner_center.commercial_api_prefix,
             CommercialApiPrefix::V1
@@ -1288,6 +1329,12 @@ mod tests {
                 "partner_center.commercial_api_prefix",
             ),
             ("customers:\n  includes: []\n", "includes"),
+            ("subscriptions:\n  statuses: []\n", "subscriptions.statuses"),
+            (
+                "subscriptions:\n  statuses: [active, cancelled]\n",
+                "subscriptions.statuses",
+            ),
+            ("subscriptions:\n  status: [active]\n", "status"),
         ] {
             let message = error_of(&format!("auth:\n  bearer_token_file: token\n{yaml}"));
             assert!(message.contains(key), "{yaml}: {message}");

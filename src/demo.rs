@@ -40,7 +40,8 @@ use reqwest::Url;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    AuthConfig, Config, CustomersConfig, PartnerCenterConfig, PollConfig, SkusConfig, SourcesConfig,
+    AuthConfig, Config, CustomersConfig, PartnerCenterConfig, PollConfig, SkusConfig,
+    SourcesConfig, SubscriptionsConfig,
 };
 use crate::secret::Secret;
 use crate::simulator::entra::random_token;
@@ -179,6 +180,10 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
         partner_center: PartnerCenterConfig {
             base_url: base_url.clone(),
             request_timeout: Duration::from_secs(5),
+            // Every source every 15 s, far more often than a partner would
+            // poll, plus the first poll's lookup of each subscription's
+            // SKU: four times the default budget keeps up, still paced.
+            max_requests_per_minute: 1200,
             ..PartnerCenterConfig::default()
         },
         auth: AuthConfig {
@@ -202,6 +207,7 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
             ..CustomersConfig::default()
         },
         skus: SkusConfig::default(),
+        subscriptions: SubscriptionsConfig::default(),
         // Not created here: the exporter prepares it, as in production.
         state_dir: Some(dir.path().join("state")),
     };

@@ -115,17 +115,31 @@ pub struct Filters {
     sku_exclude: Vec<Glob>,
     /// 0: off.
     max_units: u64,
+    /// Lower-case; empty: every status.
+    subscription_statuses: Vec<String>,
 }
 
 /// The filters as configured: `customers.include`, `customers.exclude`,
-/// `skus.exclude` and `skus.max_units`.
+/// `skus.exclude`, `skus.max_units` and `subscriptions.statuses`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FilterSettings<'a> {
     pub include: &'a [String],
     pub exclude: &'a [String],
     pub sku_exclude: &'a [String],
     pub max_units: u64,
+    pub subscription_statuses: &'a [String],
 }
+
+/// The subscription statuses Partner Center documents.
+pub const SUBSCRIPTION_STATUSES: [&str; 7] = [
+    "none",
+    "active",
+    "pending",
+    "suspended",
+    "expired",
+    "disabled",
+    "deleted",
+];
 
 impl Filters {
     /// Compiles the filters; an unusable entry is refused with the key it
@@ -149,6 +163,24 @@ impl Filters {
                 })
                 .collect::<Result<_, _>>()?,
             max_units: settings.max_units,
+            subscription_statuses: settings
+                .subscription_statuses
+                .iter()
+                .map(|status| {
+                    let status = status.trim().to_ascii_lowercase();
+                    if SUBSCRIPTION_STATUSES.contains(&status.as_str()) {
+                        Ok(status)
+                    } else {
+                        Err((
+                            "subscriptions.statuses",
+                            format!(
+                                "unknown status {status:?}, expected some of {}",
+                                SUBSCRIPTION_STATUSES.join(", ")
+                            ),
+                        ))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -175,6 +207,15 @@ impl Filters {
             .any(|glob| glob.is_match(part_number))
             && (self.max_units == 0 || units < self.max_units as f64)
     }
+
+    /// Whether a subscription with this (lower-case) status is published.
+    pub fn admits_subscription_status(&self, status: &str) -> bool {
+        self.subscription_statuses.is_empty()
+            || self
+                .subscription_statuses
+                .iter()
+                .any(|known| known == status)
+    }
 }
 
 #[cfg(test)]
@@ -191,6 +232,7 @@ mod tests {
             exclude: &list(exclude),
             sku_exclude: &list(skus),
             max_units,
+            ..Default::default()
         })
         .expect("valid filters")
     }
@@ -278,5 +320,33 @@ mod tests {
         assert!(!is_guid("Contoso"));
         assert!(!is_guid("b44bb1fb-c595-45b0-9e09-d657365580b"));
         assert!(!is_guid("b44bb1fbxc595-45b0-9e09-d657365580bf"));
+    }
+
+    #[test]
+    fn subscription_statuses_are_read_in_any_case_and_unknown_ones_refused() {
+        let statuses = list(&["Active", " suspended "]);
+        let filters = Filters::new(FilterSettings {
+            subscription_statuses: &statuses,
+            ..Default::default()
+        })
+        .expect("valid statuses");
+        assert!(filters.admits_subscription_status("active"));
+        assert!(filters.admits_subscription_status("suspended"));
+        assert!(!filters.admits_subscription_status("expired"));
+        assert!(
+            Filters::default().admits_subscription_status("expired"),
+            "no list: every status"
+        );
+        let unknown = list(&["active", "cancelled"]);
+        let (key, message) = Filters::new(FilterSettings {
+            subscription_statuses: &unknown,
+            ..Default::default()
+        })
+        .expect_err("an unknown status");
+        assert_eq!(key, "subscriptions.statuses");
+        assert!(
+            message.contains("\"cancelled\"") && message.contains("suspended"),
+            "{message}"
+        );
     }
 }

@@ -38,9 +38,10 @@
 //!   exporter configured for it.
 //! - [`app`]: wires the pieces together and runs them.
 //! - [`telemetry`], [`shutdown`], [`secret`], [`token_file`],
-//!   [`build_info`]: logging set-up; SIGTERM and SIGINT as one cancellation
-//!   token; a credential type that never prints its value; reading token
-//!   and secret files; version, revision and compiler of this build.
+//!   [`state_file`], [`build_info`]: logging set-up; SIGTERM and SIGINT as
+//!   one cancellation token; a credential type that never prints its
+//!   value; reading token and secret files; files in `state_dir` written
+//!   atomically; version, revision and compiler of this build.
 
 #![forbid(unsafe_code)]
 
@@ -55,6 +56,7 @@ mod http;
 mod partner_center;
 mod secret;
 mod sources;
+mod state_file;
 mod token_file;
 mod upstream;
 
@@ -96,5 +98,5 @@ pub use collect::state::ExporterState;
 pub use exposition::metrics::ExporterMetrics;
 pub use sources::{
     Source, SourceName, customer_deployment, customer_licenses, customer_usage, license_deployment,
-    license_usage,
+    license_usage, subscriptions,
 };

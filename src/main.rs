@@ -122,7 +122,7 @@ fn check_config(cli: &Cli) -> ExitCode {
                     "source {}: enabled, every {}{}",
                     schedule.source,
                     humantime::format_duration(schedule.interval),
-                    schedule.source.fetch().cost()
+                    schedule.source.cost()
                 );
             }
             true

@@ -26,6 +26,7 @@ pub mod customer_licenses;
 pub mod customer_usage;
 pub mod license_deployment;
 pub mod license_usage;
+pub mod subscriptions;
 
 /// The table of sources: for each, its [`SourceName`] variant, its key
 /// under `sources:` (and `source` label value), and the type that
@@ -74,6 +75,7 @@ source_table! {
     CustomerLicenses => "customer_licenses", customer_licenses::CustomerLicensesSource;
     CustomerUsage => "customer_usage", customer_usage::CustomerUsageSource;
     CustomerDeployment => "customer_deployment", customer_deployment::CustomerDeploymentSource;
+    Subscriptions => "subscriptions", subscriptions::SubscriptionsSource;
 }
 
 /// What is done with a source's type once its name is known: the
@@ -129,6 +131,25 @@ impl SourceName {
         self.visit(Interval)
     }
 
+    /// What a poll costs beyond one request, for `--config.check`: the
+    /// fetch's pages or customers, and any lookups.
+    pub fn cost(self) -> String {
+        struct LookupCost;
+        impl SourceVisitor for LookupCost {
+            type Output = String;
+            fn visit<S: Source>(self) -> String {
+                S::LOOKUP.map_or_else(String::new, |lookup| {
+                    format!(
+                        ", and one {} lookup per {} not seen before (kept in state_dir)",
+                        lookup.what,
+                        S::ITEM_NOUN
+                    )
+                })
+            }
+        }
+        format!("{}{}", self.fetch().cost(), self.visit(LookupCost))
+    }
+
     /// Whether the source's data is per customer (and needs the customer
     /// listing).
     pub fn is_per_customer(self) -> bool {
@@ -180,12 +201,14 @@ impl fmt::Display for SourceName {
     }
 }
 
-/// One metric family of a source: a gauge per series, its value taken
-/// from the series' item.
+/// One metric family of a source: a gauge per series that has the
+/// figure, its value taken from the series' item.
 pub struct Family<I> {
     pub name: &'static str,
     pub help: &'static str,
-    pub value: fn(&I) -> f64,
+    /// `None` leaves the series out of this family only, such as a date
+    /// Partner Center did not give.
+    pub value: fn(&I) -> Option<f64>,
 }
 
 /// How a sample's value is taken from its series' item.
@@ -215,6 +238,29 @@ pub struct InfoFamily<I: 'static> {
     /// The label values, in the order of `labels`; `None` when the item
     /// has no entity for this family.
     pub values: fn(&I) -> Option<Vec<&str>>,
+}
+
+/// A detail of an item that its collection lacks, asked for with one
+/// request per item below the item's customer, once: the answers are kept
+/// in memory and in `state_dir` (see [`crate::collect::lookups`]), so
+/// later polls and restarts ask only for items not seen before. A failed
+/// lookup leaves the detail out until a later poll gets it, and never
+/// fails the poll.
+pub struct Lookup<I: 'static> {
+    /// The file in `state_dir` that keeps the answers.
+    pub file: &'static str,
+    /// What is looked up, for log lines and `--config.check`.
+    pub what: &'static str,
+    /// The item's key among the kept answers (unique across customers),
+    /// `None` when the item has no such detail to ask for.
+    pub key: fn(&I) -> Option<&str>,
+    /// The request's path below `v1/customers/{customer id}/`.
+    pub path: fn(&I) -> String,
+    /// Reads the answer: the detail, or `None` when the answer says the
+    /// item has none (kept too, so it is not asked again).
+    pub decode: fn(&[u8]) -> Result<Option<String>, String>,
+    /// Puts a kept detail into the item.
+    pub apply: fn(&mut I, &str),
 }
 
 /// How a source's data is requested.
@@ -292,6 +338,8 @@ pub trait Source: Send + Sync + 'static {
     const INFO_FAMILIES: &'static [InfoFamily<Self::Item>] = &[];
     /// Values logged when they leave their expected range.
     const EXPECTED_RANGES: &'static [ExpectedRange<Self::Item>] = &[];
+    /// A detail looked up once per item of a per-customer collection.
+    const LOOKUP: Option<Lookup<Self::Item>> = None;
 
     /// Decodes one element of `items` from its raw JSON text.
     fn decode_item(item: &RawValue) -> Result<Self::Item, SkipReason>;
@@ -322,6 +370,13 @@ pub trait Source: Send + Sync + 'static {
     /// Sets the customer an item of a per-customer collection belongs to:
     /// the items themselves do not name it.
     fn assign_customer(_item: &mut Self::Item, _customer_tenant_id: &str) {}
+
+    /// Why parts of a usable item were left out (a date that cannot be
+    /// read leaves out only the series it feeds): counted with the
+    /// skipped items, while the rest of the item is published.
+    fn parts_left_out(_item: &Self::Item) -> impl Iterator<Item = SkipReason> {
+        std::iter::empty()
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Fuzz target: any bytes as a Partner Center answer, through every
 //! source's decoding, snapshot and rendering (license usage with the full
-//! `/metrics` body, license deployment, a customer's subscribed SKUs, the
-//! two commercial reports), which must never panic and must always give
+//! `/metrics` body, license deployment, a customer's subscribed SKUs and
+//! subscriptions, a provisioning status, the two commercial reports),
+//! which must never panic and must always give
 //! UTF-8 with one line per series (and status) and every decoded item.
 //!
 //! From the repository root, with the stable toolchain:
@@ -27,6 +28,9 @@ use partner_center_exporter::license_deployment::{
     LicenseDeploymentSource, decode_deployment_page,
 };
 use partner_center_exporter::license_usage::{LicenseUsageSource, decode_usage_page};
+use partner_center_exporter::subscriptions::{
+    SubscriptionsSource, decode_provisioning_status, decode_subscriptions_page,
+};
 use partner_center_exporter::{Snapshot, Source};
 
 /// The exporter's own metrics, made once: making them per input would
@@ -126,6 +130,56 @@ fn check_samples(exposition: &str, families: &[&str], expected: &[String]) {
     }
 }
 
+/// The bytes as a customer's subscriptions, and as a provisioning status.
+fn subscriptions(body: &[u8]) {
+    if let Ok(found) = decode_provisioning_status(body) {
+        assert!(found.is_none_or(|sku| !sku.is_empty() && sku == sku.to_ascii_lowercase()));
+    }
+    let Ok(mut page) = decode_subscriptions_page(body) else {
+        return;
+    };
+    for item in &mut page.items {
+        SubscriptionsSource::assign_customer(item, "954ca09a-1132-4088-bb58-30438dea2756");
+        // Whatever a part's fault, it leaves out only that part.
+        assert!(SubscriptionsSource::parts_left_out(item).count() <= 4);
+    }
+    let snapshot = Snapshot::<SubscriptionsSource>::from_items(page.items.iter().cloned());
+    assert_eq!(
+        page.items.len(),
+        snapshot.series().len() + snapshot.duplicates()
+    );
+    let exposition = snapshot.text();
+    assert_eq!(
+        exposition
+            .lines()
+            .filter(|line| line.starts_with("partner_center_subscription_info{"))
+            .count(),
+        snapshot.series().len(),
+        "one info series per subscription"
+    );
+    let expected: Vec<String> = page
+        .items
+        .iter()
+        .map(|item| {
+            format!(
+                "subscription_id=\"{}\",",
+                escaped(&item.subscription_id)
+            )
+        })
+        .collect();
+    check_samples(
+        &exposition,
+        &[
+            "partner_center_subscription_licenses",
+            "partner_center_subscription_commitment_end_timestamp_seconds",
+            "partner_center_subscription_cancellation_allowed_until_timestamp_seconds",
+            "partner_center_subscription_auto_renew",
+            "partner_center_subscription_info",
+        ],
+        &expected,
+    );
+}
+
 /// The bytes as a customer's subscribed SKUs and as the two commercial reports.
 fn per_customer(body: &[u8]) {
     if let Ok(mut page) = decode_subscribed_skus_page(body) {
@@ -223,6 +277,7 @@ fn per_customer(body: &[u8]) {
 fuzz_target!(|body: &[u8]| {
     deployment(body);
     per_customer(body);
+    subscriptions(body);
     let page = match decode_usage_page(body) {
         Ok(page) => page,
         Err(err) => {

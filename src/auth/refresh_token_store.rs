@@ -3,30 +3,20 @@
 //!
 //! Entra ID replaces the refresh token on every use and the configured one
 //! dies 90 days after it was issued, so the newest token must be on disk
-//! at all times. Each save writes a temporary file in the same directory
-//! (mode 0600), flushes it to disk, renames it over the state file and
-//! flushes the directory: a crash at any moment leaves either the previous
-//! state file or the new one, never a partial file.
+//! at all times. Saves go through [`crate::state_file`]: a crash at any
+//! moment leaves either the previous state file or the new one, never a
+//! partial file.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+use crate::state_file::{self, WriteStep};
 
 /// The state file's name inside `state_dir`.
 pub const STATE_FILE_NAME: &str = "refresh-token.json";
-
-/// Temporary files start with this; leftovers of a crash are removed at startup.
-const TEMP_FILE_PREFIX: &str = ".refresh-token.json.tmp-";
-
-/// A temporary file younger than this may belong to a save in progress (a
-/// `login` running beside the exporter), so it is left alone.
-const STALE_TEMP_FILE_AGE: Duration = Duration::from_secs(60);
 
 /// Largest state file read; a refresh token is a few kilobytes.
 const MAX_STATE_FILE_BYTES: u64 = 256 * 1024;
@@ -75,20 +65,6 @@ pub enum StoreError {
     Write { path: PathBuf, message: String },
 }
 
-/// The steps of a save, named so tests can stop a save between any two of
-/// them as a crash would.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SaveStep {
-    /// The temporary file exists but is empty.
-    Created,
-    /// Half of the content is written.
-    PartlyWritten,
-    /// All content is written but not yet flushed to disk.
-    Written,
-    /// The content is on disk; the rename has not happened.
-    Synced,
-}
-
 /// The refresh token state kept in one directory.
 #[derive(Debug, Clone)]
 pub struct RefreshTokenStore {
@@ -117,58 +93,28 @@ impl RefreshTokenStore {
             path: self.dir.clone(),
             message,
         };
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder
-            .create(&self.dir)
+        state_file::create_dir(&self.dir).map_err(|err| directory_error(err.to_string()))?;
+        state_file::remove_stale_temp_files(&self.dir, STATE_FILE_NAME);
+        let (probe_path, probe) = state_file::create_temp_file(&self.dir, STATE_FILE_NAME)
             .map_err(|err| directory_error(err.to_string()))?;
-        self.remove_stale_temp_files();
-        let (probe_path, probe) =
-            create_temp_file(&self.dir).map_err(|err| directory_error(err.to_string()))?;
         drop(probe);
         std::fs::remove_file(&probe_path).map_err(|err| directory_error(err.to_string()))?;
         Ok(())
     }
 
-    fn remove_stale_temp_files(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let is_temp = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|name| name.starts_with(TEMP_FILE_PREFIX));
-            let stale = entry
-                .metadata()
-                .and_then(|meta| meta.modified())
-                .ok()
-                .and_then(|modified| SystemTime::now().duration_since(modified).ok())
-                .is_some_and(|age| age >= STALE_TEMP_FILE_AGE);
-            if is_temp && stale {
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => {
-                        tracing::debug!(path = %entry.path().display(), "removed a temporary file left by an interrupted save")
-                    }
-                    Err(err) => {
-                        tracing::debug!(path = %entry.path().display(), error = %err, "cannot remove a leftover temporary file")
-                    }
-                }
-            }
-        }
-    }
-
     /// The stored token, or `None` when nothing has been stored yet.
     pub fn load(&self) -> Result<Option<StoredRefreshToken>, StoreError> {
         let path = self.path();
-        let file = match File::open(&path) {
-            Ok(file) => file,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: path.clone(),
+            message,
+        };
+        let bytes = match state_file::read(&self.dir, STATE_FILE_NAME, MAX_STATE_FILE_BYTES) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(err) if err.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(corrupt(err.to_string()));
+            }
             Err(err) => {
                 return Err(StoreError::Read {
                     path,
@@ -176,20 +122,6 @@ impl RefreshTokenStore {
                 });
             }
         };
-        let mut bytes = Vec::new();
-        file.take(MAX_STATE_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|err| StoreError::Read {
-                path: path.clone(),
-                message: err.to_string(),
-            })?;
-        let corrupt = |message: String| StoreError::Corrupt {
-            path: path.clone(),
-            message,
-        };
-        if bytes.len() as u64 > MAX_STATE_FILE_BYTES {
-            return Err(corrupt(format!("larger than {MAX_STATE_FILE_BYTES} bytes")));
-        }
         // serde_json's messages quote no input, so the token cannot leak through them.
         let state: StateFile =
             serde_json::from_slice(&bytes).map_err(|err| corrupt(err.to_string()))?;
@@ -224,7 +156,7 @@ impl RefreshTokenStore {
     pub(crate) fn save_until(
         &self,
         token: &StoredRefreshToken,
-        crash_after: Option<SaveStep>,
+        crash_after: Option<WriteStep>,
     ) -> Result<(), StoreError> {
         let state = StateFile {
             version: FORMAT_VERSION,
@@ -234,93 +166,23 @@ impl RefreshTokenStore {
             tenant_id: token.tenant_id.clone(),
             seed_fingerprint: token.seed_fingerprint.clone(),
         };
-        let mut content = serde_json::to_vec_pretty(&state).map_err(|err| StoreError::Write {
+        let write_error = |message: String| StoreError::Write {
             path: self.path(),
-            message: err.to_string(),
-        })?;
-        content.push(b'\n');
-
-        let (temp_path, mut file) =
-            create_temp_file(&self.dir).map_err(|err| StoreError::Write {
-                path: self.path(),
-                message: format!("cannot create a temporary file: {err}"),
-            })?;
-        let crash = |step: SaveStep| crash_after == Some(step);
-        let simulated = || StoreError::Write {
-            path: self.path(),
-            message: "simulated crash".to_owned(),
+            message,
         };
-        if crash(SaveStep::Created) {
-            return Err(simulated());
-        }
-        let result = (|| {
-            let half = content.len() / 2;
-            file.write_all(&content[..half])?;
-            if crash(SaveStep::PartlyWritten) {
-                return Ok(false);
-            }
-            file.write_all(&content[half..])?;
-            if crash(SaveStep::Written) {
-                return Ok(false);
-            }
-            file.sync_all()?;
-            if crash(SaveStep::Synced) {
-                return Ok(false);
-            }
-            drop(file);
-            std::fs::rename(&temp_path, self.path())?;
-            sync_directory(&self.dir)?;
-            Ok::<bool, std::io::Error>(true)
-        })();
-        match result {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(simulated()),
-            Err(err) => {
-                // The state file is untouched; only the temporary file goes.
-                let _ = std::fs::remove_file(&temp_path);
-                Err(StoreError::Write {
-                    path: self.path(),
-                    message: err.to_string(),
-                })
-            }
-        }
-    }
-}
-
-/// A new, empty, owner-only file with a unique name in `dir`.
-fn create_temp_file(dir: &Path) -> std::io::Result<(PathBuf, File)> {
-    let path = dir.join(format!(
-        "{TEMP_FILE_PREFIX}{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let file = options.open(&path)?;
-    Ok((path, file))
-}
-
-/// Flushes a directory, so a rename inside it survives a power loss.
-fn sync_directory(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
+        let mut content =
+            serde_json::to_vec_pretty(&state).map_err(|err| write_error(err.to_string()))?;
+        content.push(b'\n');
+        state_file::write_until(&self.dir, STATE_FILE_NAME, &content, crash_after)
+            .map_err(|err| write_error(err.to_string()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+    use std::time::{Duration, SystemTime};
 
     fn token(value: &str, seconds: i64) -> StoredRefreshToken {
         StoredRefreshToken {
@@ -337,7 +199,7 @@ mod tests {
             .expect("read dir")
             .flatten()
             .filter_map(|entry| entry.file_name().into_string().ok())
-            .filter(|name| name.starts_with(TEMP_FILE_PREFIX))
+            .filter(|name| name.starts_with(&state_file::temp_prefix(STATE_FILE_NAME)))
             .collect()
     }
 
@@ -379,10 +241,10 @@ mod tests {
     #[test]
     fn a_crash_at_any_step_leaves_the_previous_token() {
         for step in [
-            SaveStep::Created,
-            SaveStep::PartlyWritten,
-            SaveStep::Written,
-            SaveStep::Synced,
+            WriteStep::Created,
+            WriteStep::PartlyWritten,
+            WriteStep::Written,
+            WriteStep::Synced,
         ] {
             let dir = tempfile::tempdir().expect("temp dir");
             let store = RefreshTokenStore::new(dir.path());
@@ -416,7 +278,7 @@ mod tests {
         let store = RefreshTokenStore::new(dir.path());
         store.prepare().expect("prepare");
         store
-            .save_until(&token("rt-1", 0), Some(SaveStep::Synced))
+            .save_until(&token("rt-1", 0), Some(WriteStep::Synced))
             .expect_err("crashed");
         assert_eq!(store.load().expect("load"), None);
     }
@@ -425,8 +287,13 @@ mod tests {
     fn stale_temporary_files_are_removed_at_startup_and_fresh_ones_kept() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = RefreshTokenStore::new(dir.path());
-        let stale = dir.path().join(format!("{TEMP_FILE_PREFIX}old"));
-        let fresh = dir.path().join(format!("{TEMP_FILE_PREFIX}in-progress"));
+        let stale = dir
+            .path()
+            .join(format!("{}old", state_file::temp_prefix(STATE_FILE_NAME)));
+        let fresh = dir.path().join(format!(
+            "{}in-progress",
+            state_file::temp_prefix(STATE_FILE_NAME)
+        ));
         std::fs::write(&stale, "{").expect("write");
         std::fs::write(&fresh, "{").expect("write");
         let old = SystemTime::now() - Duration::from_secs(3600);

@@ -9,6 +9,13 @@
 //! has `poll.timeout`. A customer whose request fails keeps its last good
 //! rows, `partner_center_customer_up` goes to 0 for it, the reason is
 //! counted, and the log says once per customer and reason what to do.
+//!
+//! A source with a [`Lookup`] has one more request per item not seen
+//! before, made once every customer's collection is in, under the same
+//! budget and in the time the fan-out has left; the answers are kept
+//! ([`KeptLookups`]) and put into every poll's rows. A failed lookup, or
+//! one the time did not reach, leaves that item's detail out until a later
+//! poll gets it, and fails neither the customer nor the poll.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -20,10 +27,12 @@ use uuid::Uuid;
 
 use crate::auth::Authenticator;
 use crate::collect::customers::{CUSTOMERS_PATH, CustomerDirectory};
-use crate::collect::health::{CustomerFailure, CustomerHealth};
+use crate::collect::health::{CustomerFailure, CustomerHealth, LookupCounts};
+use crate::collect::lookups::KeptLookups;
 use crate::filters::Filters;
 use crate::partner_center::client::{Client, ClientError, Collection, FetchTrace};
-use crate::sources::Source;
+use crate::partner_center::collection::SkippedItem;
+use crate::sources::{Lookup, Source};
 
 /// One customer's part of the source: its rows from the last request that
 /// worked, and how the last request went.
@@ -50,22 +59,46 @@ pub struct FanOut<S: Source> {
     /// Customer and reason pairs already logged; a customer's are
     /// forgotten when a request for it works again.
     logged: HashSet<(String, CustomerFailure)>,
+    /// The answers of the source's lookups, if it has any.
+    lookups: Option<Arc<KeptLookups>>,
+    /// Whether a failure to write the kept lookups has been logged.
+    save_failure_logged: bool,
 }
 
-impl<S: Source> Default for FanOut<S> {
-    fn default() -> Self {
-        Self {
-            customers: BTreeMap::new(),
-            health: CustomerHealth::default(),
-            logged: HashSet::new(),
-        }
-    }
+/// The lookups of one poll.
+#[derive(Debug, Default)]
+struct LookupTally {
+    asked: usize,
+    failed: usize,
+    /// Left for the next poll: the fan-out's time ran out first.
+    deferred: usize,
+    /// What went wrong with the first that failed.
+    first_failure: Option<String>,
 }
 
 /// What one customer's request brought.
-type Outcome<T> = (Arc<str>, Result<Collection<T>, ClientError>, FetchTrace);
+struct Outcome<T> {
+    customer: Arc<str>,
+    result: Result<Collection<T>, ClientError>,
+    trace: FetchTrace,
+}
 
 impl<S: Source> FanOut<S> {
+    /// A fan-out with nothing polled yet; the source's kept lookups are
+    /// read from `state_dir`, if given.
+    pub fn new(state_dir: Option<&std::path::Path>) -> Self {
+        Self {
+            customers: BTreeMap::new(),
+            health: CustomerHealth {
+                lookups: S::LOOKUP.map(|_| LookupCounts::default()),
+                ..CustomerHealth::default()
+            },
+            logged: HashSet::new(),
+            lookups: S::LOOKUP.map(|lookup| Arc::new(KeptLookups::load(state_dir, lookup.file))),
+            save_failure_logged: false,
+        }
+    }
+
     /// One poll: the listing (whose failure fails the poll), then every
     /// covered customer's collection at `v1/customers/{id}/{path}`, until
     /// `deadline`; customers not reached by then count as timed out.
@@ -100,21 +133,23 @@ impl<S: Source> FanOut<S> {
                 next = outcomes.next() => next,
                 () = tokio::time::sleep_until(deadline) => None,
             };
-            let Some((customer, result, customer_trace)) = next else {
+            let Some(outcome) = next else {
                 break;
             };
-            trace.retries.extend(customer_trace.retries);
-            if let Some(throttled) = customer_trace.throttled {
+            let customer = outcome.customer;
+            trace.retries.extend(outcome.trace.retries);
+            if let Some(throttled) = outcome.trace.throttled {
                 trace.throttled = Some(trace.throttled.map_or(throttled, |t| t.max(throttled)));
             }
-            match result {
+            match outcome.result {
                 // Without a token no customer can be asked: the poll's
                 // failure, not the customers'.
                 Err(err @ ClientError::Auth(_)) => return Err(err),
                 Ok(mut fetched) => {
                     collection.pages += fetched.pages;
                     collection.skipped.append(&mut fetched.skipped);
-                    self.succeeded(&customer, fetched.items, context.filters);
+                    let parts_left_out = self.succeeded(&customer, fetched.items, context.filters);
+                    collection.skipped.extend(parts_left_out);
                 }
                 Err(err) => self.failed(&customer, &err),
             }
@@ -135,6 +170,18 @@ impl<S: Source> FanOut<S> {
             .retain(|customer, _| listed.contains(customer.as_str()));
         self.logged
             .retain(|(customer, _)| listed.contains(customer.as_str()));
+        // The customers' rows first, then their lookups, in the time left:
+        // a customer's series never wait for them.
+        if let (Some(lookup), Some(kept)) = (S::LOOKUP, self.lookups.clone()) {
+            let tally = self
+                .look_up_new(context, &lookup, &kept, correlation_id, deadline, trace)
+                .await;
+            log_lookups::<S>(&tally);
+            if let Some(counts) = &mut self.health.lookups {
+                counts.succeeded += (tally.asked - tally.failed) as u64;
+                counts.failed += tally.failed as u64;
+            }
+        }
         let mut health = self.health.clone();
         health.customers = self
             .customers
@@ -146,14 +193,122 @@ impl<S: Source> FanOut<S> {
             .values()
             .flat_map(|customer| customer.rows.iter().cloned())
             .collect();
+        if let (Some(lookup), Some(kept)) = (S::LOOKUP, &self.lookups) {
+            apply_kept(&lookup, kept, &mut collection.items);
+            self.save_lookups(kept.clone()).await;
+        }
         Ok((collection, health))
     }
 
-    fn succeeded(&mut self, customer: &str, mut rows: Vec<S::Item>, filters: &Filters) {
+    /// Looks up what the rows need and `kept` does not hold yet, as many
+    /// at a time as customers are requested, until `deadline`; the rest
+    /// are left for the next poll.
+    async fn look_up_new(
+        &self,
+        context: &FanOutContext<'_>,
+        lookup: &Lookup<S::Item>,
+        kept: &KeptLookups,
+        correlation_id: Uuid,
+        deadline: Instant,
+        trace: &mut FetchTrace,
+    ) -> LookupTally {
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        let mut seen = HashSet::new();
+        for (customer, rows) in &self.customers {
+            for row in &rows.rows {
+                if let Some(key) = (lookup.key)(row)
+                    && kept.get(key).is_none()
+                    && seen.insert(key)
+                {
+                    let path = format!("{CUSTOMERS_PATH}/{customer}/{}", (lookup.path)(row));
+                    wanted.push((key.to_owned(), path));
+                }
+            }
+        }
+        let mut tally = LookupTally {
+            deferred: wanted.len(),
+            ..LookupTally::default()
+        };
+        let mut answers = futures_util::stream::iter(wanted)
+            .map(|(key, path)| async move {
+                let answer = look_up(context, lookup, path, correlation_id, deadline).await;
+                (key, answer)
+            })
+            .buffer_unordered(context.client.throttle().max_concurrent());
+        loop {
+            let next = tokio::select! {
+                next = answers.next() => next,
+                () = tokio::time::sleep_until(deadline) => None,
+            };
+            let Some((key, (detail, lookup_trace, without_token))) = next else {
+                break;
+            };
+            tally.deferred -= 1;
+            tally.asked += 1;
+            trace.retries.extend(lookup_trace.retries);
+            if let Some(throttled) = lookup_trace.throttled {
+                trace.throttled = Some(trace.throttled.map_or(throttled, |t| t.max(throttled)));
+            }
+            match detail {
+                Ok(detail) => kept.insert(&key, detail),
+                Err(message) => {
+                    tracing::debug!(
+                        source = S::NAME.as_str(),
+                        key,
+                        error = %message,
+                        "a {} lookup failed",
+                        lookup.what
+                    );
+                    tally.failed += 1;
+                    tally.first_failure.get_or_insert(message);
+                }
+            }
+            // Without a token the rest would fail the same way.
+            if without_token {
+                break;
+            }
+        }
+        tally
+    }
+
+    /// Writes the kept lookups if they changed, off the runtime's threads.
+    async fn save_lookups(&mut self, kept: Arc<KeptLookups>) {
+        match tokio::task::spawn_blocking(move || kept.save()).await {
+            Ok(Ok(())) => self.save_failure_logged = false,
+            Ok(Err(message)) => {
+                if !std::mem::replace(&mut self.save_failure_logged, true) {
+                    tracing::warn!(
+                        source = S::NAME.as_str(),
+                        error = %message,
+                        "cannot keep the looked-up details in state_dir; they are kept in \
+                         memory and asked for again after a restart"
+                    );
+                }
+            }
+            // Cancelled: the runtime is shutting down.
+            Err(_) => {}
+        }
+    }
+
+    /// Takes a customer's new rows, and returns why parts of them were
+    /// left out, as skipped items (by their place among the rows).
+    fn succeeded(
+        &mut self,
+        customer: &str,
+        mut rows: Vec<S::Item>,
+        filters: &Filters,
+    ) -> Vec<(u32, SkippedItem)> {
         for row in &mut rows {
             S::assign_customer(row, customer);
         }
         rows.retain(|row| S::admit(row, filters));
+        let parts_left_out = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(index, row)| {
+                S::parts_left_out(row).map(move |reason| (1, SkippedItem { index, reason }))
+            })
+            .collect();
         self.logged.retain(|(logged, _)| logged != customer);
         self.customers.insert(
             customer.to_owned(),
@@ -162,6 +317,7 @@ impl<S: Source> FanOut<S> {
                 failure: None,
             },
         );
+        parts_left_out
     }
 
     fn failed(&mut self, customer: &Arc<str>, error: &ClientError) {
@@ -219,5 +375,82 @@ async fn fetch_customer<S: Source>(
         Ok(result) => result,
         Err(_) => Err(ClientError::DeadlineReached),
     };
-    (customer, result, trace)
+    Outcome {
+        customer,
+        result,
+        trace,
+    }
+}
+
+/// One lookup: the detail its answer gives (`None`: the item has none),
+/// or why it failed.
+async fn look_up<I>(
+    context: &FanOutContext<'_>,
+    lookup: &Lookup<I>,
+    path: String,
+    correlation_id: Uuid,
+    deadline: Instant,
+) -> (Result<Option<String>, String>, FetchTrace, bool) {
+    let mut trace = FetchTrace::default();
+    let limit = deadline.min(Instant::now() + context.request_limit);
+    let answer = tokio::time::timeout_at(
+        limit,
+        context.client.fetch_resource(
+            &path,
+            context.authenticator,
+            correlation_id,
+            limit,
+            &mut trace,
+        ),
+    )
+    .await
+    .unwrap_or(Err(ClientError::DeadlineReached));
+    let without_token = matches!(answer, Err(ClientError::Auth(_)));
+    let detail = answer
+        .map_err(|err| err.to_string())
+        .and_then(|body| (lookup.decode)(&body));
+    (detail, trace, without_token)
+}
+
+/// Puts the kept details into the items that have one.
+fn apply_kept<I>(lookup: &Lookup<I>, kept: &KeptLookups, items: &mut [I]) {
+    let mut seen = HashSet::new();
+    for item in items.iter_mut() {
+        let Some(key) = (lookup.key)(item) else {
+            continue;
+        };
+        seen.insert(key.to_owned());
+        if let Some(Some(detail)) = kept.get(key) {
+            (lookup.apply)(item, &detail);
+        }
+    }
+    kept.retain(|key| seen.contains(key));
+}
+
+/// Says how a poll's lookups went, when it made any.
+fn log_lookups<S: Source>(tally: &LookupTally) {
+    let Some(lookup) = S::LOOKUP else {
+        return;
+    };
+    if tally.failed > 0 {
+        tracing::warn!(
+            source = S::NAME.as_str(),
+            asked = tally.asked,
+            failed = tally.failed,
+            deferred = tally.deferred,
+            first_error = tally.first_failure.as_deref().unwrap_or(""),
+            "some {} lookups failed; those {}s go without it until a later poll gets it",
+            lookup.what,
+            S::ITEM_NOUN
+        );
+    } else if tally.asked > 0 || tally.deferred > 0 {
+        tracing::info!(
+            source = S::NAME.as_str(),
+            asked = tally.asked,
+            deferred = tally.deferred,
+            "looked up the {} of {}s not seen before",
+            lookup.what,
+            S::ITEM_NOUN
+        );
+    }
 }

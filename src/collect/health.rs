@@ -114,6 +114,16 @@ pub struct CustomerHealth {
     pub customers: Vec<(String, Option<CustomerFailure>)>,
     /// Failed requests by reason, summed over all polls.
     pub errors: Vec<(CustomerFailure, u64)>,
+    /// For a source with lookups, those made so far.
+    pub lookups: Option<LookupCounts>,
+}
+
+/// The lookups a source has made (see [`crate::sources::Lookup`]), summed
+/// over all polls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupCounts {
+    pub succeeded: u64,
+    pub failed: u64,
 }
 
 impl Default for CustomerHealth {
@@ -124,6 +134,7 @@ impl Default for CustomerHealth {
                 .iter()
                 .map(|reason| (*reason, 0))
                 .collect(),
+            lookups: None,
         }
     }
 }
@@ -367,6 +378,29 @@ fn render_customer_health(out: &mut Vec<u8>, sources: &[(SourceName, &PollHealth
                 &[("source", source.as_str()), ("reason", reason.as_str())],
                 *count as f64,
             );
+        }
+    }
+    const LOOKUPS: &str = "partner_center_lookups_total";
+    if fanned.iter().any(|(_, health)| health.lookups.is_some()) {
+        write_header(
+            out,
+            LOOKUPS,
+            "Lookups of a detail the source's collection lacks (a subscription's SKU), by result: \
+             each item is looked up once and kept; a failed one is tried again at the next poll.",
+            "counter",
+        );
+        for (source, health) in &fanned {
+            if let Some(lookups) = health.lookups {
+                for (result, count) in [("success", lookups.succeeded), ("failure", lookups.failed)]
+                {
+                    write_sample(
+                        out,
+                        LOOKUPS,
+                        &[("source", source.as_str()), ("result", result)],
+                        count as f64,
+                    );
+                }
+            }
         }
     }
 }

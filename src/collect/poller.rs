@@ -88,6 +88,9 @@ pub struct PollContext {
     /// `partner_center.commercial_page_size`.
     pub report_page_size: u32,
     pub filters: Arc<Filters>,
+    /// Where looked-up details are kept across restarts; `None` keeps
+    /// them in memory only.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Polls source `S` on an interval and hands every result to the shared state.
@@ -118,10 +121,10 @@ impl<S: Source> Poller<S> {
         Self {
             client: context.client.clone(),
             state: context.state.clone(),
+            fan_out: FanOut::new(context.state_dir.as_deref()),
             context,
             interval,
             timeout,
-            fan_out: FanOut::default(),
             out_of_range: HashSet::new(),
             withdrawal_logged: false,
             source: PhantomData,

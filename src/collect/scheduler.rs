@@ -98,6 +98,7 @@ impl Scheduler {
                 )),
                 report_page_size: config.partner_center.commercial_page_size,
                 filters,
+                state_dir: config.state_dir.clone(),
             }),
         })
     }

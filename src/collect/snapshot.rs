@@ -114,25 +114,32 @@ pub fn render<S: Source>(series: &[S::Item]) -> RenderedFamilies {
     }
     let mut families: Vec<FamilyParts> = S::FAMILIES
         .iter()
-        .map(|family| {
-            let mut header = Vec::with_capacity(256);
-            write_header(&mut header, family.name, family.help, "gauge");
+        .filter_map(|family| {
             // About 150 bytes per sample line.
             let mut samples = Vec::with_capacity(series.len() * 150);
             for item in series {
-                write_sample_of(
-                    &mut samples,
-                    family.name,
-                    S::LABELS,
-                    S::label_values(item).as_ref(),
-                    (family.value)(item),
-                );
+                if let Some(value) = (family.value)(item) {
+                    write_sample_of(
+                        &mut samples,
+                        family.name,
+                        S::LABELS,
+                        S::label_values(item).as_ref(),
+                        value,
+                    );
+                }
             }
-            FamilyParts {
+            // A family none of whose series has the figure is left out
+            // whole, as an `_info` family without entities is.
+            if samples.is_empty() {
+                return None;
+            }
+            let mut header = Vec::with_capacity(256);
+            write_header(&mut header, family.name, family.help, "gauge");
+            Some(FamilyParts {
                 name: family.name,
                 header: Part::new(header),
                 samples: Part::new(samples),
-            }
+            })
         })
         .collect();
     families.extend(S::FAMILIES_BY_LABEL.iter().map(|family| {

@@ -535,6 +535,28 @@ impl Client {
         }
     }
 
+    /// The body of the single JSON resource at `path` (not a collection:
+    /// nothing is paged or decoded here), with the retries, the token
+    /// renewal and the tenant's budget of [`Client::fetch_collection`].
+    pub async fn fetch_resource(
+        &self,
+        path: &str,
+        auth: &Authenticator,
+        correlation_id: Uuid,
+        deadline: Instant,
+        trace: &mut FetchTrace,
+    ) -> Result<Vec<u8>, ClientError> {
+        let request = PageRequest {
+            url: self.url_of(path)?,
+            correlation_id,
+            extra_headers: &[],
+        };
+        let (body, _ids) = self
+            .get_with_retries(&request, auth, deadline, trace)
+            .await?;
+        Ok(body)
+    }
+
     /// One page, tried again after failures worth it while retries and time
     /// are left. The `MS-RequestId` stays the same after a timeout or a
     /// network error (Partner Center may have received the request and

@@ -42,6 +42,9 @@ pub enum SkipReason {
     /// The item is well-formed JSON that cannot be read: a number beyond
     /// the range of a 64-bit float, or a `\u` escape that is no character.
     Malformed,
+    /// A field of an otherwise usable item is missing or unreadable: the
+    /// item is published without the series that field feeds.
+    PartLeftOut(&'static str),
 }
 
 impl fmt::Display for SkipReason {
@@ -55,6 +58,10 @@ impl fmt::Display for SkipReason {
             Self::Malformed => f.write_str(
                 "item is not valid JSON within the exporter's limits \
                  (a number out of range or a \\u escape that is no character)",
+            ),
+            Self::PartLeftOut(field) => write!(
+                f,
+                "{field} is missing or unreadable: only the series it feeds is left out"
             ),
         }
     }
@@ -191,6 +198,8 @@ pub enum FieldKind {
     Number,
     /// A JSON object, kept as its text for [`Field::object_fields`].
     Object,
+    /// A JSON boolean, or a string `"true"` or `"false"` in any case.
+    Flag,
 }
 
 /// A field as found, before the source decides whether the item is usable.
@@ -203,6 +212,7 @@ pub enum Field {
     Number(f64),
     /// A JSON object's raw text.
     Object(String),
+    Flag(bool),
     /// Present with a JSON type its [`FieldKind`] cannot read.
     WrongType,
 }
@@ -213,7 +223,9 @@ impl Field {
         match self {
             Self::Text(value) if !value.trim().is_empty() => Ok(value),
             Self::Text(_) | Self::Absent => Err(SkipReason::MissingField(name)),
-            Self::Number(_) | Self::Object(_) | Self::WrongType => Err(SkipReason::WrongType(name)),
+            Self::Number(_) | Self::Object(_) | Self::Flag(_) | Self::WrongType => {
+                Err(SkipReason::WrongType(name))
+            }
         }
     }
 
@@ -238,7 +250,9 @@ impl Field {
                 read_fields(&raw, spec)
             }
             Self::Absent => Err(SkipReason::MissingField(name)),
-            Self::Text(_) | Self::Number(_) | Self::WrongType => Err(SkipReason::WrongType(name)),
+            Self::Text(_) | Self::Number(_) | Self::Flag(_) | Self::WrongType => {
+                Err(SkipReason::WrongType(name))
+            }
         }
     }
 
@@ -247,7 +261,7 @@ impl Field {
         match self {
             Self::Number(value) if value.is_finite() => Ok(value),
             Self::Absent => Err(SkipReason::MissingField(name)),
-            Self::Number(_) | Self::Text(_) | Self::Object(_) | Self::WrongType => {
+            Self::Number(_) | Self::Text(_) | Self::Object(_) | Self::Flag(_) | Self::WrongType => {
                 Err(SkipReason::InvalidNumber(name))
             }
         }
@@ -259,10 +273,29 @@ impl Field {
         match self {
             Self::Text(text) => parse_processed_date_time(&text).ok_or(SkipReason::InvalidDate),
             Self::Absent => Err(SkipReason::MissingField("processedDateTime")),
-            Self::Number(_) | Self::Object(_) | Self::WrongType => {
+            Self::Number(_) | Self::Object(_) | Self::Flag(_) | Self::WrongType => {
                 Err(SkipReason::WrongType("processedDateTime"))
             }
         }
+    }
+}
+
+/// A [`FieldKind::Flag`] field from its raw JSON text.
+fn flag(raw: &str) -> Field {
+    let text = raw.trim();
+    let text = text
+        .strip_prefix('"')
+        .and_then(|quoted| quoted.strip_suffix('"'))
+        .unwrap_or(text)
+        .trim();
+    if text.eq_ignore_ascii_case("true") {
+        Field::Flag(true)
+    } else if text.eq_ignore_ascii_case("false") {
+        Field::Flag(false)
+    } else if text == "null" {
+        Field::Absent
+    } else {
+        Field::WrongType
     }
 }
 
@@ -320,6 +353,7 @@ impl<'de, const N: usize> Visitor<'de> for ItemSeed<'_, N> {
                                 Field::WrongType
                             }
                         }
+                        FieldKind::Flag => flag(map.next_value::<&RawValue>()?.get()),
                     };
                 }
                 None => {

@@ -557,6 +557,7 @@ async fn the_exporter_client_follows_the_pages_of_a_paged_dataset() {
         sources: crate::config::SourcesConfig::default(),
         customers: crate::config::CustomersConfig::default(),
         skus: crate::config::SkusConfig::default(),
+        subscriptions: crate::config::SubscriptionsConfig::default(),
         state_dir: None,
     };
     let metrics = ExporterMetrics::new().expect("metrics");

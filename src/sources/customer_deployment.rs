@@ -59,12 +59,12 @@ impl Source for CustomerDeploymentSource {
         Family {
             name: "partner_center_customer_product_licenses_deployed",
             help: "Licences of the product deployed (assigned) at the customer, per channel (licensesDeployed).",
-            value: |item| item.deployed,
+            value: |item| Some(item.deployed),
         },
         Family {
             name: "partner_center_customer_product_licenses_sold",
             help: "Licences of the product sold to the customer, per channel (licensesSold).",
-            value: |item| item.sold,
+            value: |item| Some(item.sold),
         },
     ];
 

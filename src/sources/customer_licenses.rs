@@ -74,7 +74,7 @@ impl Source for CustomerLicensesSource {
     const FAMILIES: &'static [Family<CustomerSku>] = &[Family {
         name: "partner_center_customer_licenses_consumed",
         help: "Licences of the SKU assigned to the customer's users (consumedUnits).",
-        value: |item| item.consumed,
+        value: |item| Some(item.consumed),
     }];
     const FAMILIES_BY_LABEL: &'static [FamilyByLabel<CustomerSku>] = &[FamilyByLabel {
         name: "partner_center_customer_licenses",

@@ -80,13 +80,13 @@ impl Source for CustomerUsageSource {
             name: "partner_center_customer_workload_licenses_active",
             help: "Licences of the product whose users are active in the workload, per customer \
                    and channel (licensesActive).",
-            value: |item| item.active,
+            value: |item| Some(item.active),
         },
         Family {
             name: "partner_center_customer_workload_licenses_qualified",
             help: "Licences of the product that qualify for the workload, per customer and \
                    channel (licensesQualified).",
-            value: |item| item.qualified,
+            value: |item| Some(item.qualified),
         },
     ];
     const INFO_FAMILIES: &'static [InfoFamily<CustomerWorkloadUsage>] = &[

@@ -56,17 +56,17 @@ impl Source for LicenseDeploymentSource {
             name: "partner_center_license_deployment_prorated_percent",
             help: "Prorated license deployment per service and channel: \
                    proratedDeploymentPercent exactly as Partner Center reports it.",
-            value: |item| item.prorated_percent,
+            value: |item| Some(item.prorated_percent),
         },
         Family {
             name: "partner_center_license_deployment_licenses_sold",
             help: "Licenses sold per service and channel (licensesSold).",
-            value: |item| item.licenses_sold,
+            value: |item| Some(item.licenses_sold),
         },
         Family {
             name: "partner_center_license_deployment_processed_timestamp_seconds",
             help: "When Partner Center processed the deployment figures (processedDateTime), in Unix seconds.",
-            value: |item| unix_seconds(item.processed_at),
+            value: |item| Some(unix_seconds(item.processed_at)),
         },
     ];
     const EXPECTED_RANGES: &'static [ExpectedRange<LicenseDeployment>] = &[ExpectedRange {

@@ -59,12 +59,12 @@ impl Source for LicenseUsageSource {
             name: "partner_center_license_usage_prorated_percent",
             help: "Prorated license usage per workload, service and channel: \
                    proratedLicensesUsagePercent exactly as Partner Center reports it.",
-            value: |item| item.prorated_percent,
+            value: |item| Some(item.prorated_percent),
         },
         Family {
             name: "partner_center_license_usage_processed_timestamp_seconds",
             help: "When Partner Center processed the usage figure (processedDateTime), in Unix seconds.",
-            value: |item| unix_seconds(item.processed_at),
+            value: |item| Some(unix_seconds(item.processed_at)),
         },
     ];
     const EXPECTED_RANGES: &'static [ExpectedRange<LicenseUsage>] = &[ExpectedRange {

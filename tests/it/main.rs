@@ -24,4 +24,5 @@ mod logging;
 mod login;
 mod resilience;
 mod sources;
+mod subscriptions;
 mod web_config;

@@ -936,7 +936,7 @@ fn config_check_lists_each_enabled_source_with_its_interval() {
     // The per-customer sources are off unless asked for, on intervals of
     // their own, and say what a poll costs.
     let file = ConfigFile::new(
-        "auth:\n  bearer_token_file: token\nsources:\n  license_usage:\n    enabled: false\n  customer_licenses:\n    enabled: true\n  customer_usage:\n    enabled: true\n    interval: 12h\n",
+        "auth:\n  bearer_token_file: token\nsources:\n  license_usage:\n    enabled: false\n  customer_licenses:\n    enabled: true\n  customer_usage:\n    enabled: true\n    interval: 12h\n  subscriptions:\n    enabled: true\n",
     );
     let output = run(&[&file.flag(), "--config.check"]);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
@@ -946,7 +946,8 @@ fn config_check_lists_each_enabled_source_with_its_interval() {
             "{}: configuration is valid\n\
              source license_deployment: enabled, every 15m\n\
              source customer_licenses: enabled, every 1h, the customer listing and one request per covered customer\n\
-             source customer_usage: enabled, every 12h, one request per page of the report\n",
+             source customer_usage: enabled, every 12h, one request per page of the report\n\
+             source subscriptions: enabled, every 6h, the customer listing and one request per covered customer, and one SKU lookup per subscription not seen before (kept in state_dir)\n",
             file.path().display()
         ),
         "{}",

@@ -81,6 +81,7 @@ pub fn test_config(base_url: &str, interval: Duration) -> (Config, tempfile::Tem
         sources: SourcesConfig::default(),
         customers: Default::default(),
         skus: Default::default(),
+        subscriptions: Default::default(),
         state_dir: None,
     };
     // The suites script the license usage endpoint, request by request;
