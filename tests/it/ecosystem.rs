@@ -4,7 +4,11 @@
 //! `alerts.yml`); every PromQL expression of the Grafana dashboard and of
 //! the rules runs against it; the demo's customer problems (over-assigned
 //! SKUs, a customer answering 403) raise the customer alerts, named and
-//! explained; and an outage of
+//! explained; its subscription problems (an annual subscription renewing
+//! within days with unassigned seats, a reduction window closing within a
+//! day, a suspended subscription) raise the subscription alerts, the
+//! renewal one reaching Alertmanager's licence-management receiver; and an
+//! outage of
 //! the simulated Partner Center (SIGUSR1) makes an exporter-health alert
 //! fire, reach Debian's Alertmanager running
 //! `deploy/alertmanager/alertmanager.yml`, and resolve again.
@@ -61,6 +65,15 @@ const OVER_ASSIGNED_ALERT: &str = "PartnerCenterCustomerOverAssigned";
 /// The alert the demo's one customer answering 403 must raise, for that
 /// customer only.
 const UNREACHABLE_ALERT: &str = "PartnerCenterCustomerUnreachable";
+/// The alert the demo's annual subscriptions renewing within days with
+/// unassigned seats must raise.
+const RENEWAL_ALERT: &str = "PartnerCenterSubscriptionRenewsWithUnassignedLicenses";
+/// Where the shipped Alertmanager configuration routes the subscription alerts.
+const LICENCE_RECEIVER: &str = "license-management";
+/// The alert the demo's reduction window closing within a day must raise.
+const WINDOW_ALERT: &str = "PartnerCenterSubscriptionCancellationWindowClosing";
+/// The alert the demo's one suspended subscription must raise.
+const SUSPENDED_ALERT: &str = "PartnerCenterSubscriptionSuspended";
 
 /// Longest wait for an outage's start or end to show in Prometheus and
 /// Alertmanager: a demo poll interval (15 s), the retries of a failing
@@ -129,9 +142,28 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
         },
     )
     .await;
+    // The subscriptions' SKUs are looked up after their first listing;
+    // the renewal figures need them, and the recording rule on top.
+    s.eventually(
+        START_LIMIT,
+        "three samples of the subscriptions' unassigned-licences recording rule",
+        || async move {
+            let result = s
+                .query(
+                    "count_over_time(customer_subscription:partner_center_customer_licenses_unassigned:sum[1m]) >= 3",
+                )
+                .await
+                .ok()?;
+            (!result.is_empty()).then_some(())
+        },
+    )
+    .await;
     s.dashboard_queries_return_data().await;
     s.rule_expressions_parse_and_stay_quiet().await;
     s.customer_alerts_fire_named_and_explained().await;
+    // Before the outage, whose inhibit rules would silence it.
+    s.renewal_alert_fires_named_and_reaches_licence_management()
+        .await;
 
     // Outage: the next poll fails, the health alert fires and is routed.
     s.exporter.signal("-USR1");
@@ -702,6 +734,17 @@ impl Stack {
                     !result.is_empty(),
                     "{name} matches none of the demo's over-assigned customers: {expr}"
                 );
+            } else if name == RENEWAL_ALERT || name == WINDOW_ALERT {
+                assert!(
+                    !result.is_empty(),
+                    "{name} matches none of the demo's subscriptions: {expr}"
+                );
+            } else if name == SUSPENDED_ALERT {
+                assert_eq!(
+                    result.len(),
+                    1,
+                    "{name} matches the demo's one suspended subscription: {expr} gave {result:?}"
+                );
             } else if !BUSINESS_ALERTS.contains(&name.as_str()) && name != UNASSIGNED_ALERT {
                 assert!(
                     result.is_empty(),
@@ -824,6 +867,77 @@ impl Stack {
             format!("{name} has more users assigned to {part_number} than licences."),
             "{over}"
         );
+    }
+}
+
+impl Stack {
+    /// The renewal alert fires for the demo's annual subscriptions that
+    /// renew within days while seats of their SKU are unassigned, names
+    /// the customer and the product, and reaches the licence-management
+    /// receiver.
+    async fn renewal_alert_fires_named_and_reaches_licence_management(&self) {
+        let renewal = self
+            .eventually(FIRING_LIMIT, "the renewal alert firing", || {
+                self.prometheus_alert(RENEWAL_ALERT, "firing")
+            })
+            .await;
+        let labels = &renewal["labels"];
+        assert_eq!(labels["severity"], "warning", "{renewal}");
+        assert_eq!(labels["job"], JOB, "{renewal}");
+        let tenant = labels["customer_tenant_id"].as_str().expect("customer");
+        let subscription = labels["subscription_id"].as_str().expect("subscription");
+        assert!(labels["sku_id"].as_str().is_some(), "{renewal}");
+        assert_annotations_expanded(&renewal);
+        let name = self
+            .only_label(
+                &format!("partner_center_customer_info{{customer_tenant_id=\"{tenant}\"}}"),
+                "customer_name",
+            )
+            .await;
+        let offer = self
+            .only_label(
+                &format!("partner_center_subscription_info{{subscription_id=\"{subscription}\"}}"),
+                "offer_name",
+            )
+            .await;
+        let term = self
+            .only_label(
+                &format!("partner_center_subscription_info{{subscription_id=\"{subscription}\"}}"),
+                "term_duration",
+            )
+            .await;
+        assert!(
+            term == "P1Y" || term == "P3Y",
+            "never a monthly term: {term}"
+        );
+        let summary = renewal["annotations"]["summary"]
+            .as_str()
+            .unwrap_or_default();
+        for wanted in [name.as_str(), offer.as_str(), "unassigned licences"] {
+            assert!(
+                summary.contains(wanted),
+                "the summary says {wanted:?}:\n{renewal}"
+            );
+        }
+        let routed = self
+            .eventually(FIRING_LIMIT, "the renewal alert in Alertmanager", || {
+                self.alertmanager_alert(RENEWAL_ALERT)
+            })
+            .await;
+        assert_eq!(routed["status"]["state"], "active", "{routed}");
+        let receivers: Vec<&str> = routed["receivers"]
+            .as_array()
+            .expect("receivers")
+            .iter()
+            .filter_map(|receiver| receiver["name"].as_str())
+            .collect();
+        assert_eq!(receivers, [LICENCE_RECEIVER], "{routed}");
+        self.eventually(
+            FIRING_LIMIT,
+            "a renewal notification at the webhook",
+            || self.notification(LICENCE_RECEIVER, RENEWAL_ALERT, "firing"),
+        )
+        .await;
     }
 }
 
