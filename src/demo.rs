@@ -13,10 +13,12 @@
 //!   source ([`crate::simulator::datasets::DEMO_DATASETS`]): the series of
 //!   Microsoft's documented examples, with values that move over time,
 //!   served only to access tokens it issued that have not expired.
-//! - A partner with some thirty customers ([`demo_partner`]): the customer
+//! - A partner with some thirty customers ([`demo_paths`]): the customer
 //!   listing, each customer's licences per SKU (one of them refused for
 //!   want of GDAP), and the commercial analytics rows about them, paged;
-//!   the commercial analytics only on one of their two documented paths.
+//!   the commercial analytics only on one of their two documented paths;
+//!   each customer's subscriptions, renewing on dates that follow the
+//!   calendar, and their SKUs.
 //!
 //! The exporter is configured for the App+User method, with the client
 //! secret and first refresh token in a private temporary directory and
@@ -45,7 +47,7 @@ use crate::config::{
 };
 use crate::secret::Secret;
 use crate::simulator::entra::random_token;
-use crate::simulator::{self, EntraSettings, PartnerCenterAuth, Simulator, datasets, demo_partner};
+use crate::simulator::{self, EntraSettings, PartnerCenterAuth, Simulator, datasets, demo_paths};
 use crate::sources::SourceName;
 
 pub use crate::simulator::datasets::{deployment_body, usage_body};
@@ -158,7 +160,7 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
     let outage = OutageSwitch::default();
     let simulator = Simulator::builder()
         .datasets(datasets::demo())
-        .datasets(demo_partner::datasets())
+        .datasets(demo_paths::datasets())
         .entra(EntraSettings {
             tenant_id: DEMO_TENANT_ID.to_owned(),
             client_id: client_id.clone(),

@@ -2,15 +2,16 @@
 //! fictitious companies, their licences per SKU and the commercial
 //! analytics rows about them, served as Partner Center serves them.
 //!
-//! Paths, below the API root ([`datasets`] returns them all):
+//! Paths, below the API root ([`super::demo_paths::datasets`] returns
+//! them all):
 //!
 //! - [`CUSTOMERS_PATH`]: the customer listing, paged by the request's
 //!   `size` ([`customer_listing`]).
 //! - [`subscribed_skus_path`] of each customer: its licences per SKU,
 //!   moving with the wall clock; [`GDAP_REFUSED_CUSTOMER`]'s answers `403`
 //!   as a customer without the partner's GDAP role does.
-//! - [`subscriptions_path`] of each customer and
-//!   [`provisioning_status_path`] of each of its subscriptions: one
+//! - the subscriptions of each customer and the provisioning status of
+//!   each of its subscriptions: one
 //!   subscription per SKU bought, seats matching licences, renewing on
 //!   dates that follow the wall clock ([`super::demo_subscriptions`]);
 //!   served for every customer, [`GDAP_REFUSED_CUSTOMER`] included.
@@ -31,8 +32,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::datasets::{Dataset, NextLink};
-use super::demo_subscriptions;
-pub use super::demo_subscriptions::{provisioning_status_path, subscriptions_path};
 
 /// The customer listing.
 pub const CUSTOMERS_PATH: &str = "/v1/customers";
@@ -131,9 +130,16 @@ pub fn customers() -> Vec<Customer> {
         .collect()
 }
 
-/// Every path of the demo partner and the dataset served there.
-pub fn datasets() -> Vec<(String, Dataset)> {
-    let tenants: Arc<[Tenant]> = DEMO_CUSTOMERS.iter().map(Tenant::new).collect();
+/// The demo's customers with their licences, as the datasets share them.
+pub(super) fn demo_tenants() -> Arc<[Tenant]> {
+    DEMO_CUSTOMERS.iter().map(Tenant::new).collect()
+}
+
+/// The paths of the customer listing, the customers' licences and the
+/// commercial reports, and the dataset served at each: all the demo
+/// partner serves but its subscriptions (see [`super::demo_paths`]).
+pub(super) fn licence_datasets(tenants: &Arc<[Tenant]>) -> Vec<(String, Dataset)> {
+    let tenants = tenants.clone();
     let mut served = vec![(
         CUSTOMERS_PATH.to_owned(),
         customer_listing(&customers(), CUSTOMER_PAGE_SIZE),
@@ -154,7 +160,6 @@ pub fn datasets() -> Vec<(String, Dataset)> {
         };
         served.push((path, dataset));
     }
-    served.extend(demo_subscriptions::datasets(&tenants));
     let usage = tenants.clone();
     served.push((
         COMMERCIAL_USAGE_PATH.to_owned(),
@@ -1110,40 +1115,5 @@ mod tests {
         assert_ne!(deployment, deployment_rows(&tenants, at(1_764_600_300)));
         assert_eq!(deployment_rows_at(at(1_764_600_000)), deployment);
         assert_eq!(usage_rows_at(at(1_764_600_000)), first);
-    }
-
-    #[test]
-    fn every_customer_but_one_is_served_its_licences_and_all_their_subscriptions() {
-        let served = datasets();
-        let paths: BTreeSet<&str> = served.iter().map(|(path, _)| path.as_str()).collect();
-        assert_eq!(paths.len(), served.len());
-        let subscriptions = demo_subscriptions::of_tenants(&tenants());
-        let statuses: usize = subscriptions.iter().map(Vec::len).sum();
-        assert_eq!(served.len(), 2 * DEMO_CUSTOMERS.len() + statuses + 3);
-        for (customer, subscriptions) in customers().iter().zip(&subscriptions) {
-            assert!(paths.contains(subscribed_skus_path(&customer.id).as_str()));
-            assert!(paths.contains(subscriptions_path(&customer.id).as_str()));
-            assert!(!subscriptions.is_empty(), "{}", customer.name);
-            for subscription in subscriptions {
-                let path = provisioning_status_path(&customer.id, &subscription.id);
-                assert!(paths.contains(path.as_str()), "{}: {path}", customer.name);
-            }
-        }
-        for path in [
-            CUSTOMERS_PATH,
-            COMMERCIAL_USAGE_PATH,
-            COMMERCIAL_DEPLOYMENT_PATH,
-        ] {
-            assert!(paths.contains(path), "{path}");
-            assert!(!path.starts_with("/partner/"), "{path}");
-        }
-        let refusal: serde_json::Value = serde_json::from_str(GDAP_REFUSAL_BODY).expect("JSON");
-        assert_eq!(refusal["code"], 3000);
-        assert_eq!(refusal["source"], "PartnerFD");
-        assert!(
-            refusal["description"]
-                .as_str()
-                .is_some_and(|d| d.contains("GDAP"))
-        );
     }
 }

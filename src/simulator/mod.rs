@@ -37,6 +37,7 @@
 //!   licences and the commercial analytics rows about them.
 //! - [`demo_subscriptions`]: the demo partner's subscriptions and their
 //!   provisioning status.
+//! - [`demo_paths`]: every path of the demo partner, from the two above.
 //! - [`script`]: the steps and their queues.
 //! - [`record`]: the record of requests.
 
@@ -55,6 +56,7 @@ use crate::secret::Secret;
 
 pub mod datasets;
 pub mod demo_partner;
+pub mod demo_paths;
 pub mod demo_subscriptions;
 pub mod entra;
 pub mod http;

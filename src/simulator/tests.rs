@@ -746,7 +746,7 @@ async fn follow_links(simulator: &Simulator, path: &str) -> Vec<Vec<serde_json::
 async fn the_customer_listing_pages_by_size_to_exactly_every_customer() {
     use super::demo_partner::{self, CUSTOMERS_PATH, Customer, customer_listing};
     let simulator = Simulator::builder()
-        .datasets(demo_partner::datasets())
+        .datasets(demo_paths::datasets())
         .dataset(
             "/small/v1/customers",
             customer_listing(
@@ -812,7 +812,7 @@ async fn the_customer_listing_pages_by_size_to_exactly_every_customer() {
 async fn every_demo_customer_answers_its_licences_but_one_refused_for_gdap() {
     use super::demo_partner::{self, GDAP_REFUSED_CUSTOMER, subscribed_skus_path};
     let simulator = Simulator::builder()
-        .datasets(demo_partner::datasets())
+        .datasets(demo_paths::datasets())
         .start()
         .await
         .expect("starts");
@@ -860,13 +860,14 @@ async fn every_demo_customer_answers_its_licences_but_one_refused_for_gdap() {
 
 #[tokio::test]
 async fn every_demo_customer_answers_its_subscriptions_and_their_provisioning_status() {
-    use super::demo_partner::{self, provisioning_status_path, subscriptions_path};
+    use super::demo_partner;
     use super::demo_subscriptions::{
         AZURE_PLAN_CUSTOMER, RENEWING_WITH_UNASSIGNED_CUSTOMER, RENEWING_WITH_UNASSIGNED_SKU,
         SOFTWARE_CUSTOMER, subscription_id,
     };
+    use super::demo_subscriptions::{provisioning_status_path, subscriptions_path};
     let simulator = Simulator::builder()
-        .datasets(demo_partner::datasets())
+        .datasets(demo_paths::datasets())
         .start()
         .await
         .expect("starts");
@@ -967,9 +968,9 @@ fn row_key(row: &serde_json::Value) -> String {
 
 #[tokio::test]
 async fn commercial_analytics_page_by_skip_and_by_next_link_to_every_row_once() {
-    use super::demo_partner::{self, COMMERCIAL_DEPLOYMENT_PATH, COMMERCIAL_USAGE_PATH};
+    use super::demo_partner::{COMMERCIAL_DEPLOYMENT_PATH, COMMERCIAL_USAGE_PATH};
     let simulator = Simulator::builder()
-        .datasets(demo_partner::datasets())
+        .datasets(demo_paths::datasets())
         .start()
         .await
         .expect("starts");

@@ -18,6 +18,7 @@ use partner_center_exporter::simulator::datasets::NextLink;
 use partner_center_exporter::simulator::demo_partner::{
     self, Customer, GDAP_REFUSAL_BODY, customer_listing, subscribed_skus_path,
 };
+use partner_center_exporter::simulator::demo_paths;
 use partner_center_exporter::simulator::{
     Dataset, ReceivedRequest, Simulator, SimulatorBuilder, Step,
 };
@@ -1471,7 +1472,7 @@ async fn a_429_for_one_customer_pauses_every_request_to_the_tenant_then_the_fan_
 #[tokio::test]
 async fn every_source_on_one_scrape_passes_promtool_with_each_family_once() {
     let upstream = Simulator::builder()
-        .datasets(demo_partner::datasets())
+        .datasets(demo_paths::datasets())
         .datasets(partner_center_exporter::simulator::datasets::demo())
         .start()
         .await
