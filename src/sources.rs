@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
 use crate::filters::Filters;
-use crate::partner_center::collection::SkipReason;
+use crate::partner_center::collection::{SkipReason, SkippedItem};
 
 mod commercial_rows;
 pub mod customer_deployment;
@@ -308,6 +308,18 @@ pub struct ExpectedRange<I> {
     pub field: &'static str,
     pub range: std::ops::RangeInclusive<f64>,
     pub value: fn(&I) -> f64,
+}
+
+/// Why parts of `items` were left out ([`Source::parts_left_out`]), as
+/// skipped items by their place among `items`, for the skipped count.
+pub fn parts_left_out_of<S: Source>(items: &[S::Item]) -> Vec<(u32, SkippedItem)> {
+    items
+        .iter()
+        .enumerate()
+        .flat_map(|(index, item)| {
+            S::parts_left_out(item).map(move |reason| (1, SkippedItem { index, reason }))
+        })
+        .collect()
 }
 
 /// A Partner Center dataset.

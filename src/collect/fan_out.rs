@@ -32,7 +32,7 @@ use crate::collect::lookups::KeptLookups;
 use crate::filters::Filters;
 use crate::partner_center::client::{Client, ClientError, Collection, FetchTrace};
 use crate::partner_center::collection::SkippedItem;
-use crate::sources::{Lookup, Source};
+use crate::sources::{Lookup, Source, parts_left_out_of};
 
 /// One customer's part of the source: its rows from the last request that
 /// worked, and how the last request went.
@@ -302,13 +302,7 @@ impl<S: Source> FanOut<S> {
             S::assign_customer(row, customer);
         }
         rows.retain(|row| S::admit(row, filters));
-        let parts_left_out = rows
-            .iter()
-            .enumerate()
-            .flat_map(|(index, row)| {
-                S::parts_left_out(row).map(move |reason| (1, SkippedItem { index, reason }))
-            })
-            .collect();
+        let parts_left_out = parts_left_out_of::<S>(&rows);
         self.logged.retain(|(logged, _)| logged != customer);
         self.customers.insert(
             customer.to_owned(),

@@ -26,7 +26,7 @@ use crate::collect::state::ExporterState;
 use crate::filters::Filters;
 use crate::partner_center::client::{Client, ClientError, Collection, FailureReason, FetchTrace};
 use crate::partner_center::commercial::{ReportRequest, ReportRoute};
-use crate::sources::{Fetch, Source};
+use crate::sources::{Fetch, Source, parts_left_out_of};
 
 /// At most this many skipped items (or out-of-range values) are logged one
 /// by one per poll; the rest are summed up, so a broken answer cannot flood
@@ -335,10 +335,14 @@ impl<S: Source> Poller<S> {
         }
     }
 
-    /// The collection without the items the operator's filters leave out.
+    /// The collection without the items the operator's filters leave out,
+    /// with the parts of the others left out counted as skipped (by their
+    /// place among the published items).
     fn admitted(&self, mut collection: Collection<S::Item>) -> Collection<S::Item> {
         let filters = &self.context.filters;
         collection.items.retain(|item| S::admit(item, filters));
+        let parts_left_out = parts_left_out_of::<S>(&collection.items);
+        collection.skipped.extend(parts_left_out);
         collection
     }
 

@@ -2,7 +2,7 @@
 //! as Partner Center serves them, so that the `subscriptions` source has
 //! renewals, seat reductions and unassigned seats to show.
 //!
-//! Paths, below the API root (part of [`super::demo_partner::datasets`]):
+//! Paths, below the API root (part of [`super::demo_paths::datasets`]):
 //!
 //! - [`subscriptions_path`] of each customer: its subscriptions, one page
 //!   without `links.next`, shaped as Microsoft's NCE example.

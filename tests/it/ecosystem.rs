@@ -126,38 +126,26 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
     )
     .await;
     // The per-customer fan-out paces its requests under the tenant's
-    // budget and finishes seconds after the partner-level polls: wait for
-    // its figures, and for the recording rules to have evaluated them.
-    s.eventually(
-        START_LIMIT,
-        "three samples of the unassigned-licences recording rule",
-        || async move {
-            let result = s
-                .query(
-                    "count_over_time(customer_sku:partner_center_customer_licenses_unassigned:sum[1m]) >= 3",
-                )
-                .await
-                .ok()?;
-            (!result.is_empty()).then_some(())
-        },
-    )
-    .await;
-    // The subscriptions' SKUs are looked up after their first listing;
-    // the renewal figures need them, and the recording rule on top.
-    s.eventually(
-        START_LIMIT,
-        "three samples of the subscriptions' unassigned-licences recording rule",
-        || async move {
-            let result = s
-                .query(
-                    "count_over_time(customer_subscription:partner_center_customer_licenses_unassigned:sum[1m]) >= 3",
-                )
-                .await
-                .ok()?;
-            (!result.is_empty()).then_some(())
-        },
-    )
-    .await;
+    // budget and finishes seconds after the partner-level polls, and the
+    // subscriptions' SKUs are looked up after their first listing: wait
+    // for both figures, and for the recording rules to have evaluated them.
+    for record in [
+        "customer_sku:partner_center_customer_licenses_unassigned:sum",
+        "customer_subscription:partner_center_customer_licenses_unassigned:sum",
+    ] {
+        s.eventually(
+            START_LIMIT,
+            &format!("three samples of {record}"),
+            || async move {
+                let result = s
+                    .query(&format!("count_over_time({record}[1m]) >= 3"))
+                    .await
+                    .ok()?;
+                (!result.is_empty()).then_some(())
+            },
+        )
+        .await;
+    }
     s.dashboard_queries_return_data().await;
     s.rule_expressions_parse_and_stay_quiet().await;
     s.customer_alerts_fire_named_and_explained().await;
