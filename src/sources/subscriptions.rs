@@ -18,6 +18,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::value::RawValue;
 
 use super::{Family, Fetch, InfoFamily, Lookup, Source, SourceName};
+use crate::exposition::unix_seconds;
 use crate::filters::Filters;
 use crate::partner_center::collection::{
     DecodeError, Field, FieldKind, Page, SkipReason, decode_page, parse_processed_date_time,
@@ -113,10 +114,6 @@ fn text(field: Field) -> String {
         .optional_text()
         .map(|text| text.trim().to_owned())
         .unwrap_or_default()
-}
-
-fn unix_seconds(at: DateTime<Utc>) -> f64 {
-    at.timestamp_millis() as f64 / 1000.0
 }
 
 /// The end of the inclusive day a `commitmentEndDate` names, read from its
