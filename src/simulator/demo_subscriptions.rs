@@ -902,6 +902,12 @@ mod tests {
         (0..60 * 24).map(|step| at(START + step * 3_607))
     }
 
+    /// Every second of one wave of the licence counts, then the 60-day
+    /// [`sweep`]: the instants a special case must hold at.
+    fn every_instant() -> impl Iterator<Item = SystemTime> {
+        (0..900).map(|second| at(START + second)).chain(sweep())
+    }
+
     #[test]
     fn every_sku_bought_has_one_subscription_whose_seats_match_its_licences() {
         let tenants = tenants();
@@ -1142,9 +1148,7 @@ mod tests {
             RENEWING_WITH_UNASSIGNED_CUSTOMER,
             RENEWING_WITH_UNASSIGNED_SKU,
         );
-        // A fine sweep over one wave of the licence counts, then 60 days.
-        let fine = (0..900).map(|second| at(START + second));
-        for now in fine.chain(sweep()) {
+        for now in every_instant() {
             let item = subscription.item(now);
             assert_eq!(item["termDuration"], "P1Y");
             assert_eq!(item["billingCycle"], "annual");
@@ -1175,8 +1179,7 @@ mod tests {
             CANCELLATION_WINDOW_CUSTOMER,
             CANCELLATION_WINDOW_SKU,
         );
-        let fine = (0..900).map(|second| at(START + second));
-        for now in fine.chain(sweep()) {
+        for now in every_instant() {
             let item = subscription.item(now);
             let wall = DateTime::<Utc>::from(now);
             let left = date(&item, "cancellationAllowedUntilDate") - wall;

@@ -11,8 +11,7 @@ use crate::common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use common::pacing::{arrivals, assert_spaced, timeline};
 use common::{CapturedLogs, Exposition, RunningExporter, Scrape, WAIT, collection, test_config};
 use partner_center_exporter::simulator::datasets::NextLink;
 use partner_center_exporter::simulator::demo_partner::{
@@ -155,21 +154,6 @@ fn mentions(metrics: &Exposition, customer: &str) -> bool {
 /// The requests to `path`, oldest first.
 fn requests_to(upstream: &Simulator, path: &str) -> Vec<ReceivedRequest> {
     upstream.log().requests_to(path)
-}
-
-/// The record as path and offset from `origin`, for assertion messages.
-fn timeline(requests: &[ReceivedRequest], origin: Instant) -> Vec<String> {
-    requests
-        .iter()
-        .map(|request| {
-            let offset = if request.at >= origin {
-                format!("+{:?}", request.at - origin)
-            } else {
-                format!("-{:?}", origin - request.at)
-            };
-            format!("{offset} {}", request.target)
-        })
-        .collect()
 }
 
 /// The `/metrics` labels of one customer's licences of one SKU.
@@ -1283,22 +1267,9 @@ async fn a_fan_out_goes_at_the_request_budget_never_faster() {
         })
         .await;
     exporter.stop().await.expect("clean stop");
-    let mut record = upstream.received();
-    assert_eq!(record.len(), requests, "{:?}", upstream.log().counts());
-    record.sort_by_key(|request| request.at);
-    let arrivals: Vec<Instant> = record.iter().map(|request| request.at).collect();
-    let shown = timeline(&record, arrivals[0]);
-    // An arrival lags its request's start by however long the machine
-    // takes to get round to it, so two arrivals can be closer than their
-    // starts were: by up to a few tens of milliseconds here, more on a
-    // loaded machine. A burst, or a budget ignored, shows as gaps near 0.
-    for pair in arrivals.windows(2) {
-        assert!(
-            pair[1] - pair[0] >= spacing.mul_f64(0.5),
-            "two requests {:?} apart under a budget of one per {spacing:?}: {shown:#?}",
-            pair[1] - pair[0]
-        );
-    }
+    let (arrivals, shown) = arrivals(&upstream);
+    assert_eq!(arrivals.len(), requests, "{:?}", upstream.log().counts());
+    assert_spaced(&arrivals, spacing, &shown);
     // The minute scaled down to the budget's share in one second: no such
     // window holds more than 2 requests, less one lagging arrival's slack.
     let per_window = (BUDGET / 60) as usize;

@@ -208,12 +208,7 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
         })
         .await;
     assert_eq!(routed["status"]["state"], "active", "{routed}");
-    let receivers: Vec<&str> = routed["receivers"]
-        .as_array()
-        .expect("receivers")
-        .iter()
-        .filter_map(|receiver| receiver["name"].as_str())
-        .collect();
+    let receivers = receiver_names(&routed);
     assert_eq!(receivers, [OUTAGE_RECEIVER], "{routed}");
     s.eventually(OUTAGE_LIMIT, "a firing notification at the webhook", || {
         s.notification(OUTAGE_RECEIVER, OUTAGE_ALERT, "firing")
@@ -816,12 +811,7 @@ impl Stack {
                 || self.alertmanager_alert(UNREACHABLE_ALERT),
             )
             .await;
-        let receivers: Vec<&str> = routed["receivers"]
-            .as_array()
-            .expect("receivers")
-            .iter()
-            .filter_map(|receiver| receiver["name"].as_str())
-            .collect();
+        let receivers = receiver_names(&routed);
         assert_eq!(receivers, ["operations"], "{routed}");
         assert_eq!(routed["status"]["state"], "active", "{routed}");
 
@@ -913,12 +903,7 @@ impl Stack {
             })
             .await;
         assert_eq!(routed["status"]["state"], "active", "{routed}");
-        let receivers: Vec<&str> = routed["receivers"]
-            .as_array()
-            .expect("receivers")
-            .iter()
-            .filter_map(|receiver| receiver["name"].as_str())
-            .collect();
+        let receivers = receiver_names(&routed);
         assert_eq!(receivers, [LICENCE_RECEIVER], "{routed}");
         self.eventually(
             FIRING_LIMIT,
@@ -927,6 +912,16 @@ impl Stack {
         )
         .await;
     }
+}
+
+/// The receivers Alertmanager routed an alert to, by name.
+fn receiver_names(alert: &Json) -> Vec<&str> {
+    alert["receivers"]
+        .as_array()
+        .expect("receivers")
+        .iter()
+        .filter_map(|receiver| receiver["name"].as_str())
+        .collect()
 }
 
 /// Every annotation of a firing alert is there and fully expanded.

@@ -9,8 +9,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use common::pacing::{arrivals, assert_spaced};
 use common::{Exposition, RunningExporter, WAIT, collection, test_config};
 use partner_center_exporter::simulator::demo_partner::{self, Customer, customer_listing};
 use partner_center_exporter::simulator::{Dataset, Simulator, SimulatorBuilder, Step};
@@ -501,16 +500,7 @@ async fn lookups_are_paced_by_the_request_budget_with_the_collections() {
         })
         .await;
     exporter.stop().await.expect("clean stop");
-    let mut record = upstream.received();
-    assert_eq!(record.len(), requests, "{:?}", upstream.log().counts());
-    record.sort_by_key(|request| request.at);
-    let arrivals: Vec<Instant> = record.iter().map(|request| request.at).collect();
-    for pair in arrivals.windows(2) {
-        assert!(
-            pair[1] - pair[0] >= spacing.mul_f64(0.5),
-            "two requests {:?} apart under a budget of one per {spacing:?}: {:?}",
-            pair[1] - pair[0],
-            upstream.log().counts()
-        );
-    }
+    let (arrivals, shown) = arrivals(&upstream);
+    assert_eq!(arrivals.len(), requests, "{:?}", upstream.log().counts());
+    assert_spaced(&arrivals, spacing, &shown);
 }

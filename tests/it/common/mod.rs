@@ -1,7 +1,8 @@
 //! What the test areas share: the harness that starts the exporter and
 //! scrapes it (`exporter`), the exposition format and promtool
 //! (`exposition`), captured logs (`logs`), Prometheus and Alertmanager
-//! (`processes`), wiremock helpers for the tests it reads best in, a
+//! (`processes`), the request budget as the simulator saw it (`pacing`),
+//! wiremock helpers for the tests it reads best in, a
 //! throwaway PKI (`web`), and configurations, clients and child
 //! processes. The simulated Partner Center the other tests script is the
 //! crate's own (`partner_center_exporter::simulator`), as the demo's and
@@ -10,6 +11,7 @@
 pub mod exporter;
 pub mod exposition;
 pub mod logs;
+pub mod pacing;
 pub mod processes;
 pub mod web;
 
