@@ -48,6 +48,14 @@ fn escaped(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The snapshot of `items`, every one of which is a series or folded
+/// into one: none may be lost on the way.
+fn snapshot_of<S: Source>(items: &[S::Item]) -> Snapshot<S> {
+    let snapshot = Snapshot::<S>::from_items(items.iter().cloned());
+    assert_eq!(items.len(), snapshot.series().len() + snapshot.duplicates());
+    snapshot
+}
+
 /// Checks that `exposition` has `families` families of one line per series,
 /// each after its HELP and TYPE, every sample of a known family with a
 /// finite value: a label value that broke out of its quotes would add lines.
@@ -78,11 +86,7 @@ fn deployment(body: &[u8]) {
     let Ok(page) = decode_deployment_page(body) else {
         return;
     };
-    let snapshot = Snapshot::<LicenseDeploymentSource>::from_items(page.items.iter().cloned());
-    assert_eq!(
-        page.items.len(),
-        snapshot.series().len() + snapshot.duplicates()
-    );
+    let snapshot = snapshot_of::<LicenseDeploymentSource>(&page.items);
     let exposition = snapshot.text();
     check_lines(
         &exposition,
@@ -143,11 +147,7 @@ fn subscriptions(body: &[u8]) {
         // Whatever a part's fault, it leaves out only that part.
         assert!(SubscriptionsSource::parts_left_out(item).count() <= 4);
     }
-    let snapshot = Snapshot::<SubscriptionsSource>::from_items(page.items.iter().cloned());
-    assert_eq!(
-        page.items.len(),
-        snapshot.series().len() + snapshot.duplicates()
-    );
+    let snapshot = snapshot_of::<SubscriptionsSource>(&page.items);
     let exposition = snapshot.text();
     assert_eq!(
         exposition
@@ -160,12 +160,7 @@ fn subscriptions(body: &[u8]) {
     let expected: Vec<String> = page
         .items
         .iter()
-        .map(|item| {
-            format!(
-                "subscription_id=\"{}\",",
-                escaped(&item.subscription_id)
-            )
-        })
+        .map(|item| format!("subscription_id=\"{}\",", escaped(&item.subscription_id)))
         .collect();
     check_samples(
         &exposition,
@@ -186,11 +181,7 @@ fn per_customer(body: &[u8]) {
         for item in &mut page.items {
             CustomerLicensesSource::assign_customer(item, "b44bb1fb-c595-45b0-9e09-d657365580bf");
         }
-        let snapshot = Snapshot::<CustomerLicensesSource>::from_items(page.items.iter().cloned());
-        assert_eq!(
-            page.items.len(),
-            snapshot.series().len() + snapshot.duplicates()
-        );
+        let snapshot = snapshot_of::<CustomerLicensesSource>(&page.items);
         let exposition = snapshot.text();
         assert_eq!(
             exposition
@@ -216,11 +207,7 @@ fn per_customer(body: &[u8]) {
         );
     }
     if let Ok(page) = decode_customer_usage_page(body) {
-        let snapshot = Snapshot::<CustomerUsageSource>::from_items(page.items.iter().cloned());
-        assert_eq!(
-            page.items.len(),
-            snapshot.series().len() + snapshot.duplicates()
-        );
+        let snapshot = snapshot_of::<CustomerUsageSource>(&page.items);
         let expected: Vec<String> = page
             .items
             .iter()
@@ -246,11 +233,7 @@ fn per_customer(body: &[u8]) {
         );
     }
     if let Ok(page) = decode_customer_deployment_page(body) {
-        let snapshot = Snapshot::<CustomerDeploymentSource>::from_items(page.items.iter().cloned());
-        assert_eq!(
-            page.items.len(),
-            snapshot.series().len() + snapshot.duplicates()
-        );
+        let snapshot = snapshot_of::<CustomerDeploymentSource>(&page.items);
         let expected: Vec<String> = page
             .items
             .iter()
