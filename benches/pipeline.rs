@@ -13,14 +13,15 @@
 //! `cargo bench --bench pipeline`; one stage: `cargo bench --bench pipeline -- decode/`.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use partner_center_exporter::ExporterMetrics;
-use partner_center_exporter::ExporterState;
 use partner_center_exporter::SourceName;
 use partner_center_exporter::license_usage::{LicenseUsage, LicenseUsageSource, decode_usage_page};
+use partner_center_exporter::{ExporterState, TenantLabel};
 use partner_center_exporter::{Snapshot, fold_items, render};
 
 const SIZES: [usize; 3] = [5, 10_000, 100_000];
@@ -96,7 +97,7 @@ fn stages(c: &mut Criterion) {
         let (series, _) = fold_items::<LicenseUsageSource>(items_of(body));
         group.throughput(Throughput::Elements(*n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &series, |b, series| {
-            b.iter(|| render::<LicenseUsageSource>(black_box(series)))
+            b.iter(|| render::<LicenseUsageSource>(&TenantLabel::NONE, black_box(series)))
         });
     }
     group.finish();
@@ -116,8 +117,11 @@ fn stages(c: &mut Criterion) {
     let mut group = c.benchmark_group("scrape");
     for (n, body) in &bodies {
         let metrics = ExporterMetrics::new().expect("metrics");
-        let state = ExporterState::new(metrics, Some(Duration::from_secs(3600)), SourceName::ALL);
-        state.record_snapshot(
+        let state = Arc::new(ExporterState::new(metrics, Some(Duration::from_secs(3600))));
+        let tenant = state
+            .add_tenant(TenantLabel::NONE, SourceName::ALL)
+            .expect("tenant metrics");
+        tenant.record_snapshot(
             Snapshot::<LicenseUsageSource>::from_vec(items_of(body)),
             0,
             Duration::from_millis(10),

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::exposition::metrics::ExporterMetrics;
 use crate::http::server::{self, ServerSettings};
 use crate::partner_center::client::{Client, ClientError};
+use crate::tenant::TenantLabel;
 
 /// Why the exporter could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,15 +66,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
     let metrics = ExporterMetrics::new()?;
-    let authenticator = Authenticator::from_config(&config, &metrics)?;
+    let authenticator = Authenticator::from_config(&config, &TenantLabel::NONE, &metrics)?;
     let client = Client::new(&config.partner_center)?;
     let schedules = Schedule::from_config(&config);
     let sources: Vec<_> = schedules.iter().map(|schedule| schedule.source).collect();
-    let state = Arc::new(ExporterState::new(
-        metrics,
-        config.poll.max_staleness,
-        &sources,
-    ));
+    let state = Arc::new(ExporterState::new(metrics, config.poll.max_staleness));
+    let tenant = state.add_tenant(TenantLabel::NONE, &sources)?;
 
     for listener in &listeners {
         if let Ok(address) = listener.local_addr() {
@@ -96,7 +94,7 @@ pub async fn run(
         );
     }
 
-    let scheduler = Scheduler::new(&config, &schedules, client, authenticator, state.clone())
+    let scheduler = Scheduler::new(&config, &schedules, client, authenticator, tenant)
         .map_err(AppError::Setup)?;
     // On a thread and runtime of its own, so that receiving and decoding a
     // large answer never holds up a scrape (see `poll_thread`).

@@ -20,6 +20,7 @@ pub use crate::token_file::TokenFileError;
 use crate::config::{AuthMethod, Config};
 use crate::exposition::metrics::ExporterMetrics;
 use crate::secret::Secret;
+use crate::tenant::TenantLabel;
 use app_user::AppUserAuthenticator;
 use entra::EntraError;
 
@@ -63,10 +64,14 @@ impl AuthError {
 }
 
 impl Authenticator {
-    /// The authenticator the configuration describes. For the App+User
-    /// method this prepares `state_dir`, picks the refresh token to start
-    /// from and registers the token metrics.
-    pub fn from_config(config: &Config, metrics: &ExporterMetrics) -> Result<Self, AuthError> {
+    /// The authenticator `tenant`'s configuration describes. For the
+    /// App+User method this prepares `state_dir`, picks the refresh token
+    /// to start from and registers the tenant's token metrics.
+    pub fn from_config(
+        config: &Config,
+        tenant: &TenantLabel,
+        metrics: &ExporterMetrics,
+    ) -> Result<Self, AuthError> {
         match config
             .auth
             .method()
@@ -80,7 +85,7 @@ impl Authenticator {
                     .collect();
                 let token_metrics =
                     metrics
-                        .register_token_metrics(&results)
+                        .register_token_metrics(tenant, &results)
                         .map_err(|err| AuthError::Config {
                             key: "auth",
                             message: format!("cannot register the token metrics: {err}"),

@@ -385,7 +385,9 @@ mod tests {
         assert!(state_dir.starts_with(std::env::temp_dir()), "{state_dir:?}");
 
         let metrics = ExporterMetrics::new().expect("metrics");
-        let authenticator = Authenticator::from_config(config, &metrics).expect("authenticator");
+        let authenticator =
+            Authenticator::from_config(config, &crate::tenant::TenantLabel::NONE, &metrics)
+                .expect("authenticator");
         assert!(matches!(authenticator, Authenticator::AppUser(_)));
         let client = Client::new(&config.partner_center).expect("client");
         let report = client
@@ -643,7 +645,9 @@ mod tests {
         let store = RefreshTokenStore::new(config.state_dir.clone().expect("state_dir"));
 
         let metrics = ExporterMetrics::new().expect("metrics");
-        let authenticator = Authenticator::from_config(config, &metrics).expect("authenticator");
+        let authenticator =
+            Authenticator::from_config(config, &crate::tenant::TenantLabel::NONE, &metrics)
+                .expect("authenticator");
         assert!(store.load().expect("readable").is_none(), "nothing yet");
         let first_access = authenticator.access_token().await.expect("access token");
         let first_stored = store

@@ -27,6 +27,8 @@ use std::io::Write as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+use crate::tenant::TenantLabel;
+
 /// How hard parts are compressed. A part is compressed once and sent many
 /// times, but a 100 000-series snapshot is tens of megabytes of text and
 /// is compressed on every poll: the fastest level keeps that to a fraction
@@ -249,13 +251,40 @@ pub fn write_sample(out: &mut Vec<u8>, name: &str, labels: &[(&str, &str)], valu
     write_labelled_sample(out, name, labels.iter().copied(), value);
 }
 
-/// Writes one sample line with label names and values given apart, as a
-/// source holds them.
-pub fn write_sample_of(out: &mut Vec<u8>, name: &str, names: &[&str], values: &[&str], value: f64) {
+/// Writes one sample line of `tenant`'s: its `tenant` label (if it has
+/// one) before `labels`.
+pub fn write_tenant_sample(
+    out: &mut Vec<u8>,
+    tenant: &TenantLabel,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: f64,
+) {
     write_labelled_sample(
         out,
         name,
-        names.iter().copied().zip(values.iter().copied()),
+        tenant.pair().into_iter().chain(labels.iter().copied()),
+        value,
+    );
+}
+
+/// As [`write_tenant_sample`], with label names and values given apart,
+/// as a source holds them.
+pub fn write_tenant_sample_of(
+    out: &mut Vec<u8>,
+    tenant: &TenantLabel,
+    name: &str,
+    names: &[&str],
+    values: &[&str],
+    value: f64,
+) {
+    write_labelled_sample(
+        out,
+        name,
+        tenant
+            .pair()
+            .into_iter()
+            .chain(names.iter().copied().zip(values.iter().copied())),
         value,
     );
 }
@@ -403,5 +432,26 @@ mod tests {
             write_value(&mut out, value);
             assert_eq!(String::from_utf8(out).expect("utf-8"), value.to_string());
         }
+    }
+
+    #[test]
+    fn a_named_tenant_leads_its_samples_labels_and_the_unnamed_one_adds_none() {
+        let contoso = TenantLabel::named("contoso-eu");
+        let mut out = Vec::new();
+        write_tenant_sample(&mut out, &contoso, "m", &[("source", "s")], 1.0);
+        write_tenant_sample(&mut out, &contoso, "m", &[], 2.0);
+        write_tenant_sample(&mut out, &TenantLabel::NONE, "m", &[("source", "s")], 3.0);
+        write_tenant_sample(&mut out, &TenantLabel::NONE, "m", &[], 4.0);
+        write_tenant_sample_of(&mut out, &contoso, "m", &["a", "b"], &["x", "y"], 5.0);
+        write_tenant_sample_of(&mut out, &TenantLabel::NONE, "m", &["a"], &["x"], 6.0);
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "m{tenant=\"contoso-eu\",source=\"s\"} 1\n\
+             m{tenant=\"contoso-eu\"} 2\n\
+             m{source=\"s\"} 3\n\
+             m 4\n\
+             m{tenant=\"contoso-eu\",a=\"x\",b=\"y\"} 5\n\
+             m{a=\"x\"} 6\n"
+        );
     }
 }

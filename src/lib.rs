@@ -57,6 +57,7 @@ mod partner_center;
 mod secret;
 mod sources;
 mod state_file;
+mod tenant;
 mod token_file;
 mod upstream;
 
@@ -89,12 +90,13 @@ pub use http::web::{ReloadOutcome, WebOptions, WebSecurity};
 pub use auth::Authenticator;
 pub use auth::refresh_token_store::{RefreshTokenStore, STATE_FILE_NAME};
 pub use secret::Secret;
+pub use tenant::TenantLabel;
 
 // The pipeline of a poll, for the benchmarks, the fuzz target and the
 // property tests: each source's decoding, the snapshot and the state a
 // scrape reads.
 pub use collect::snapshot::{Snapshot, fold_items, render};
-pub use collect::state::ExporterState;
+pub use collect::state::{ExporterState, TenantState};
 pub use exposition::metrics::ExporterMetrics;
 pub use sources::{
     Source, SourceName, customer_deployment, customer_licenses, customer_usage, license_deployment,

@@ -17,11 +17,12 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::auth::Authenticator;
-use crate::collect::state::ExporterState;
-use crate::exposition::{FamilyParts, Part, RenderedFamilies, write_header, write_sample};
+use crate::collect::state::TenantState;
+use crate::exposition::{FamilyParts, Part, RenderedFamilies, write_header, write_tenant_sample};
 use crate::filters::{Filters, is_guid};
 use crate::partner_center::client::{Client, ClientError, FetchTrace};
 use crate::partner_center::collection::{FieldKind, SkipReason, read_fields};
+use crate::tenant::TenantLabel;
 
 /// The customer listing's path below the API root.
 pub const CUSTOMERS_PATH: &str = "v1/customers";
@@ -84,7 +85,7 @@ struct Listing {
 pub struct CustomerDirectory {
     client: Client,
     authenticator: Authenticator,
-    state: Arc<ExporterState>,
+    state: TenantState,
     filters: Arc<Filters>,
     /// `customers.page_size`.
     page_size: u32,
@@ -99,7 +100,7 @@ impl CustomerDirectory {
     pub fn new(
         client: Client,
         authenticator: Authenticator,
-        state: Arc<ExporterState>,
+        state: TenantState,
         filters: Arc<Filters>,
         page_size: u32,
         reuse_for: Duration,
@@ -171,7 +172,7 @@ impl CustomerDirectory {
             "listed the partner's customers"
         );
         self.state
-            .record_customer_info(render_customer_info(&customers));
+            .record_customer_info(render_customer_info(self.state.tenant(), &customers));
         *latest = Some(Listing {
             at: Instant::now(),
             customers: customers.clone(),
@@ -180,9 +181,9 @@ impl CustomerDirectory {
     }
 }
 
-/// `partner_center_customer_info`, one series per covered customer,
-/// ordered by tenant ID.
-pub fn render_customer_info(customers: &[Customer]) -> RenderedFamilies {
+/// `partner_center_customer_info` of `tenant`'s listing, one series per
+/// covered customer, ordered by customer tenant ID.
+pub fn render_customer_info(tenant: &TenantLabel, customers: &[Customer]) -> RenderedFamilies {
     const NAME: &str = "partner_center_customer_info";
     if customers.is_empty() {
         return RenderedFamilies::default();
@@ -198,8 +199,9 @@ pub fn render_customer_info(customers: &[Customer]) -> RenderedFamilies {
     );
     let mut samples = Vec::with_capacity(sorted.len() * 200);
     for customer in sorted {
-        write_sample(
+        write_tenant_sample(
             &mut samples,
+            tenant,
             NAME,
             &[
                 ("customer_tenant_id", customer.tenant_id.as_str()),
@@ -277,8 +279,10 @@ mod tests {
             domain: "example.onmicrosoft.com".to_owned(),
             relationship: "reseller".to_owned(),
         };
-        let rendered =
-            render_customer_info(&[customer("b", "Fabrikam \"EU\""), customer("a", "Contoso")]);
+        let rendered = render_customer_info(
+            &TenantLabel::NONE,
+            &[customer("b", "Fabrikam \"EU\""), customer("a", "Contoso")],
+        );
         let text = String::from_utf8(rendered.to_plain()).expect("utf-8");
         assert_eq!(
             text.lines()
@@ -289,6 +293,15 @@ mod tests {
                 "partner_center_customer_info{customer_tenant_id=\"b\",customer_name=\"Fabrikam \\\"EU\\\"\",domain=\"example.onmicrosoft.com\",relationship=\"reseller\"} 1",
             ]
         );
-        assert!(render_customer_info(&[]).0.is_empty());
+        assert!(render_customer_info(&TenantLabel::NONE, &[]).0.is_empty());
+        let named = render_customer_info(&TenantLabel::named("contoso-eu"), &[customer("a", "A")]);
+        assert!(
+            String::from_utf8(named.to_plain())
+                .expect("utf-8")
+                .contains(
+                    "partner_center_customer_info{tenant=\"contoso-eu\",customer_tenant_id=\"a\","
+                ),
+            "a named tenant labels its customers"
+        );
     }
 }

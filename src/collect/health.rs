@@ -5,9 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::exposition::{unix_seconds, write_header, write_sample};
+use crate::exposition::{unix_seconds, write_header, write_tenant_sample};
 use crate::partner_center::client::{ClientError, FailureReason};
 use crate::sources::SourceName;
+use crate::tenant::TenantLabel;
 
 /// Why one customer's request failed: the `reason` label of
 /// `partner_center_customer_errors_total`. Fixed, so the label set stays
@@ -199,11 +200,14 @@ impl PollHealth {
     }
 }
 
+/// One slot's health, with whose and which source's it is.
+pub type SlotHealth<'a> = (&'a TenantLabel, SourceName, &'a PollHealth);
+
 /// Renders the polls' health, one series per source (labelled `source`,
 /// the way node_exporter labels each collector's): `up`, the last success,
 /// the last duration and the poll counters. Each family's header is
 /// written once, followed by every source's samples.
-pub fn render_poll_health(sources: &[(SourceName, &PollHealth)]) -> Vec<u8> {
+pub fn render_poll_health(sources: &[SlotHealth<'_>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024 + sources.len() * 1024);
     type ValueOf = fn(&PollHealth) -> f64;
     let gauges: [(&str, &str, ValueOf); 3] = [
@@ -225,9 +229,10 @@ pub fn render_poll_health(sources: &[(SourceName, &PollHealth)]) -> Vec<u8> {
     ];
     for (name, help, value_of) in gauges {
         write_header(&mut out, name, help, "gauge");
-        for (source, health) in sources {
-            write_sample(
+        for (tenant, source, health) in sources {
+            write_tenant_sample(
                 &mut out,
+                tenant,
                 name,
                 &[("source", source.as_str())],
                 value_of(health),
@@ -240,10 +245,11 @@ pub fn render_poll_health(sources: &[(SourceName, &PollHealth)]) -> Vec<u8> {
         "Failed polls of the source, by reason.",
         "counter",
     );
-    for (source, health) in sources {
+    for (tenant, source, health) in sources {
         for (reason, count) in &health.errors {
-            write_sample(
+            write_tenant_sample(
                 &mut out,
+                tenant,
                 "partner_center_poll_errors_total",
                 &[("source", source.as_str()), ("reason", reason.as_str())],
                 *count as f64,
@@ -266,15 +272,21 @@ pub fn render_poll_health(sources: &[(SourceName, &PollHealth)]) -> Vec<u8> {
     for (name, help, value_of) in processed {
         let held: Vec<_> = sources
             .iter()
-            .filter_map(|(source, health)| health.processed.as_ref().map(|range| (source, range)))
+            .filter_map(|(tenant, source, health)| {
+                health
+                    .processed
+                    .as_ref()
+                    .map(|range| (tenant, source, range))
+            })
             .collect();
         if held.is_empty() {
             continue;
         }
         write_header(&mut out, name, help, "gauge");
-        for (source, range) in held {
-            write_sample(
+        for (tenant, source, range) in held {
+            write_tenant_sample(
                 &mut out,
+                tenant,
                 name,
                 &[("source", source.as_str())],
                 unix_seconds(value_of(range)),
@@ -287,9 +299,10 @@ pub fn render_poll_health(sources: &[(SourceName, &PollHealth)]) -> Vec<u8> {
         "Items of the source's collection left out because a field was missing or unusable.",
         "counter",
     );
-    for (source, health) in sources {
-        write_sample(
+    for (tenant, source, health) in sources {
+        write_tenant_sample(
             &mut out,
+            tenant,
             "partner_center_items_skipped_total",
             &[("source", source.as_str())],
             health.items_skipped as f64,
@@ -300,10 +313,12 @@ pub fn render_poll_health(sources: &[(SourceName, &PollHealth)]) -> Vec<u8> {
 }
 
 /// The per-customer health of the sources that request each customer.
-fn render_customer_health(out: &mut Vec<u8>, sources: &[(SourceName, &PollHealth)]) {
-    let fanned: Vec<(SourceName, &CustomerHealth)> = sources
+fn render_customer_health(out: &mut Vec<u8>, sources: &[SlotHealth<'_>]) {
+    let fanned: Vec<(&TenantLabel, SourceName, &CustomerHealth)> = sources
         .iter()
-        .filter_map(|(source, health)| health.customers.as_ref().map(|c| (*source, c)))
+        .filter_map(|(tenant, source, health)| {
+            health.customers.as_ref().map(|c| (*tenant, *source, c))
+        })
         .collect();
     if fanned.is_empty() {
         return;
@@ -313,7 +328,7 @@ fn render_customer_health(out: &mut Vec<u8>, sources: &[(SourceName, &PollHealth
     const ERRORS: &str = "partner_center_customer_errors_total";
     if fanned
         .iter()
-        .any(|(_, health)| !health.customers.is_empty())
+        .any(|(_, _, health)| !health.customers.is_empty())
     {
         write_header(
             out,
@@ -321,10 +336,11 @@ fn render_customer_health(out: &mut Vec<u8>, sources: &[(SourceName, &PollHealth
             "Whether the source's last request for the customer worked (1) or failed (0).",
             "gauge",
         );
-        for (source, health) in &fanned {
+        for (tenant, source, health) in &fanned {
             for (customer, failure) in &health.customers {
-                write_sample(
+                write_tenant_sample(
                     out,
+                    tenant,
                     UP,
                     &[
                         ("source", source.as_str()),
@@ -335,7 +351,7 @@ fn render_customer_health(out: &mut Vec<u8>, sources: &[(SourceName, &PollHealth
             }
         }
     }
-    if fanned.iter().any(|(_, health)| {
+    if fanned.iter().any(|(_, _, health)| {
         health
             .customers
             .iter()
@@ -347,11 +363,12 @@ fn render_customer_health(out: &mut Vec<u8>, sources: &[(SourceName, &PollHealth
             "Why the source's last request for the customer failed, with the value 1; only while it fails.",
             "gauge",
         );
-        for (source, health) in &fanned {
+        for (tenant, source, health) in &fanned {
             for (customer, failure) in &health.customers {
                 if let Some(reason) = failure {
-                    write_sample(
+                    write_tenant_sample(
                         out,
+                        tenant,
                         REASON,
                         &[
                             ("source", source.as_str()),
@@ -370,10 +387,11 @@ fn render_customer_health(out: &mut Vec<u8>, sources: &[(SourceName, &PollHealth
         "Failed requests of the source for single customers, by reason.",
         "counter",
     );
-    for (source, health) in &fanned {
+    for (tenant, source, health) in &fanned {
         for (reason, count) in &health.errors {
-            write_sample(
+            write_tenant_sample(
                 out,
+                tenant,
                 ERRORS,
                 &[("source", source.as_str()), ("reason", reason.as_str())],
                 *count as f64,
@@ -381,7 +399,7 @@ fn render_customer_health(out: &mut Vec<u8>, sources: &[(SourceName, &PollHealth
         }
     }
     const LOOKUPS: &str = "partner_center_lookups_total";
-    if fanned.iter().any(|(_, health)| health.lookups.is_some()) {
+    if fanned.iter().any(|(_, _, health)| health.lookups.is_some()) {
         write_header(
             out,
             LOOKUPS,
@@ -389,12 +407,13 @@ fn render_customer_health(out: &mut Vec<u8>, sources: &[(SourceName, &PollHealth
              each item is looked up once and kept; a failed one is tried again at the next poll.",
             "counter",
         );
-        for (source, health) in &fanned {
+        for (tenant, source, health) in &fanned {
             if let Some(lookups) = health.lookups {
                 for (result, count) in [("success", lookups.succeeded), ("failure", lookups.failed)]
                 {
-                    write_sample(
+                    write_tenant_sample(
                         out,
+                        tenant,
                         LOOKUPS,
                         &[("source", source.as_str()), ("result", result)],
                         count as f64,
@@ -422,8 +441,8 @@ mod tests {
         };
         let without = PollHealth::default();
         let text = String::from_utf8(render_poll_health(&[
-            (SourceName::LicenseUsage, &with_data),
-            (SourceName::LicenseDeployment, &without),
+            (&TenantLabel::NONE, SourceName::LicenseUsage, &with_data),
+            (&TenantLabel::NONE, SourceName::LicenseDeployment, &without),
         ]))
         .expect("utf-8");
         assert!(
@@ -446,8 +465,12 @@ mod tests {
             ),
             "no series, no age: {text}"
         );
-        let none = String::from_utf8(render_poll_health(&[(SourceName::LicenseUsage, &without)]))
-            .expect("utf-8");
+        let none = String::from_utf8(render_poll_health(&[(
+            &TenantLabel::NONE,
+            SourceName::LicenseUsage,
+            &without,
+        )]))
+        .expect("utf-8");
         assert!(
             !none.contains("partner_center_data_"),
             "no header without samples: {none}"
@@ -459,8 +482,12 @@ mod tests {
         let mut health = PollHealth::default();
         health.count_error(FailureReason::Http);
         health.count_error(FailureReason::Http);
-        let text = String::from_utf8(render_poll_health(&[(SourceName::LicenseUsage, &health)]))
-            .expect("utf-8");
+        let text = String::from_utf8(render_poll_health(&[(
+            &TenantLabel::NONE,
+            SourceName::LicenseUsage,
+            &health,
+        )]))
+        .expect("utf-8");
         assert!(
             text.contains(
                 "partner_center_poll_errors_total{source=\"license_usage\",reason=\"http\"} 2\n"
@@ -494,8 +521,8 @@ mod tests {
             ..PollHealth::default()
         };
         let text = String::from_utf8(render_poll_health(&[
-            (SourceName::LicenseUsage, &failing),
-            (SourceName::LicenseDeployment, &healthy),
+            (&TenantLabel::NONE, SourceName::LicenseUsage, &failing),
+            (&TenantLabel::NONE, SourceName::LicenseDeployment, &healthy),
         ]))
         .expect("utf-8");
         for family in [
@@ -536,6 +563,48 @@ mod tests {
         assert!(
             text.contains(
                 "partner_center_poll_errors_total{source=\"license_deployment\",reason=\"http\"} 0\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn two_tenants_share_each_header_and_label_their_own_series() {
+        let eu = TenantLabel::named("contoso-eu");
+        let us = TenantLabel::named("contoso-us");
+        let mut failing = PollHealth::default();
+        failing.count_error(FailureReason::Throttled);
+        let healthy = PollHealth {
+            up: true,
+            ..PollHealth::default()
+        };
+        let text = String::from_utf8(render_poll_health(&[
+            (&eu, SourceName::LicenseUsage, &failing),
+            (&us, SourceName::LicenseUsage, &healthy),
+        ]))
+        .expect("utf-8");
+        assert_eq!(
+            text.matches("# TYPE partner_center_up gauge\n").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("partner_center_up{tenant=\"contoso-eu\",source=\"license_usage\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partner_center_up{tenant=\"contoso-us\",source=\"license_usage\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "partner_center_poll_errors_total{tenant=\"contoso-eu\",source=\"license_usage\",reason=\"throttled\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "partner_center_poll_errors_total{tenant=\"contoso-us\",source=\"license_usage\",reason=\"throttled\"} 0\n"
             ),
             "{text}"
         );

@@ -22,7 +22,7 @@ use crate::collect::customers::CustomerDirectory;
 use crate::collect::fan_out::{FanOut, FanOutContext};
 use crate::collect::health::CustomerHealth;
 use crate::collect::snapshot::Snapshot;
-use crate::collect::state::ExporterState;
+use crate::collect::state::TenantState;
 use crate::filters::Filters;
 use crate::partner_center::client::{Client, ClientError, Collection, FailureReason, FetchTrace};
 use crate::partner_center::commercial::{ReportRequest, ReportRoute};
@@ -77,7 +77,8 @@ type OutOfRange = (usize, Vec<String>);
 pub struct PollContext {
     pub client: Client,
     pub authenticator: Authenticator,
-    pub state: Arc<ExporterState>,
+    /// The tenant's handle on the state its polls are published to.
+    pub state: TenantState,
     /// `poll.timeout`: the limit for a poll of a partner-level source or
     /// a report, and for each request of a per-customer one.
     pub timeout: Duration,
@@ -97,7 +98,7 @@ pub struct PollContext {
 pub struct Poller<S: Source> {
     context: Arc<PollContext>,
     client: Client,
-    state: Arc<ExporterState>,
+    state: TenantState,
     interval: Duration,
     /// The limit for one whole poll: `poll.timeout`, or for a source that
     /// requests each customer, its interval (each request has `poll.timeout`).
@@ -387,7 +388,7 @@ impl<S: Source> Poller<S> {
         let state = self.state.clone();
         let mut out_of_range = std::mem::take(&mut self.out_of_range);
         let built = tokio::task::spawn_blocking(move || {
-            let snapshot = Snapshot::<S>::from_vec(items);
+            let snapshot = Snapshot::<S>::of_tenant(state.tenant(), items);
             log_new_out_of_range(&mut out_of_range, &snapshot);
             let counts = (snapshot.series().len(), snapshot.duplicates());
             // The snapshot's items are freed here too, off the poller's runtime.

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::collect::customers::CustomerDirectory;
 use crate::collect::poller::{PollContext, Poller};
-use crate::collect::state::ExporterState;
+use crate::collect::state::TenantState;
 use crate::config::Config;
 use crate::partner_center::client::Client;
 use crate::partner_center::commercial::ReportRoute;
@@ -62,7 +62,7 @@ impl Scheduler {
         schedules: &[Schedule],
         client: Client,
         authenticator: Authenticator,
-        state: Arc<ExporterState>,
+        state: TenantState,
     ) -> Result<Self, String> {
         let filters = Arc::new(
             config

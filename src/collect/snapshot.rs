@@ -10,8 +10,11 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::exposition::{FamilyParts, Part, RenderedFamilies, write_header, write_sample_of};
+use crate::exposition::{
+    FamilyParts, Part, RenderedFamilies, write_header, write_tenant_sample_of,
+};
 use crate::sources::{InfoFamily, Source};
+use crate::tenant::TenantLabel;
 
 fn same_labels<S: Source>(a: &S::Item, b: &S::Item) -> bool {
     S::label_values(a).as_ref() == S::label_values(b).as_ref()
@@ -38,8 +41,14 @@ impl<S: Source> Snapshot<S> {
 
     /// As [`Snapshot::from_items`], taking the items' vector over.
     pub fn from_vec(items: Vec<S::Item>) -> Self {
+        Self::of_tenant(&TenantLabel::NONE, items)
+    }
+
+    /// As [`Snapshot::from_vec`], for `tenant`'s poll: its series carry its
+    /// `tenant` label.
+    pub fn of_tenant(tenant: &TenantLabel, items: Vec<S::Item>) -> Self {
         let (series, duplicates) = fold_items::<S>(items);
-        let families = render::<S>(&series);
+        let families = render::<S>(tenant, &series);
         Self {
             series,
             duplicates,
@@ -106,9 +115,10 @@ pub fn fold_items<S: Source>(mut items: Vec<S::Item>) -> (Vec<S::Item>, usize) {
     (items, duplicates)
 }
 
-/// Renders every family of `S` for `series`: a header part and a samples
-/// part each. Label values are escaped, whatever Partner Center sent.
-pub fn render<S: Source>(series: &[S::Item]) -> RenderedFamilies {
+/// Renders every family of `S` for `tenant`'s `series`: a header part and
+/// a samples part each. Label values are escaped, whatever Partner Center
+/// sent.
+pub fn render<S: Source>(tenant: &TenantLabel, series: &[S::Item]) -> RenderedFamilies {
     if series.is_empty() {
         return RenderedFamilies::default();
     }
@@ -119,8 +129,9 @@ pub fn render<S: Source>(series: &[S::Item]) -> RenderedFamilies {
             let mut samples = Vec::with_capacity(series.len() * 150);
             for item in series {
                 if let Some(value) = (family.value)(item) {
-                    write_sample_of(
+                    write_tenant_sample_of(
                         &mut samples,
+                        tenant,
                         family.name,
                         S::LABELS,
                         S::label_values(item).as_ref(),
@@ -155,7 +166,14 @@ pub fn render<S: Source>(series: &[S::Item]) -> RenderedFamilies {
                 if let Some(last) = values.last_mut() {
                     *last = label_value;
                 }
-                write_sample_of(&mut samples, family.name, &names, &values, value_of(item));
+                write_tenant_sample_of(
+                    &mut samples,
+                    tenant,
+                    family.name,
+                    &names,
+                    &values,
+                    value_of(item),
+                );
             }
         }
         FamilyParts {
@@ -167,7 +185,7 @@ pub fn render<S: Source>(series: &[S::Item]) -> RenderedFamilies {
     families.extend(
         S::INFO_FAMILIES
             .iter()
-            .filter_map(|family| render_info::<S>(family, series)),
+            .filter_map(|family| render_info::<S>(tenant, family, series)),
     );
     RenderedFamilies(families)
 }
@@ -175,7 +193,11 @@ pub fn render<S: Source>(series: &[S::Item]) -> RenderedFamilies {
 /// Renders one `_info` family: a sample of 1 per entity, the first
 /// series of each key winning, ordered by label values. `None` when no
 /// series has the entity.
-fn render_info<S: Source>(family: &InfoFamily<S::Item>, series: &[S::Item]) -> Option<FamilyParts> {
+fn render_info<S: Source>(
+    tenant: &TenantLabel,
+    family: &InfoFamily<S::Item>,
+    series: &[S::Item],
+) -> Option<FamilyParts> {
     let mut rows: Vec<Vec<&str>> = series.iter().filter_map(family.values).collect();
     if rows.is_empty() {
         return None;
@@ -187,7 +209,7 @@ fn render_info<S: Source>(family: &InfoFamily<S::Item>, series: &[S::Item]) -> O
     write_header(&mut header, family.name, family.help, "gauge");
     let mut samples = Vec::with_capacity(rows.len() * 200);
     for row in &rows {
-        write_sample_of(&mut samples, family.name, family.labels, row, 1.0);
+        write_tenant_sample_of(&mut samples, tenant, family.name, family.labels, row, 1.0);
     }
     Some(FamilyParts {
         name: family.name,

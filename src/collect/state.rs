@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
-use super::health::{CustomerHealth, PollHealth, render_poll_health};
+use super::health::{CustomerHealth, PollHealth, SlotHealth, render_poll_health};
 use crate::collect::snapshot::Snapshot;
-use crate::exposition::metrics::ExporterMetrics;
+use crate::exposition::metrics::{ExporterMetrics, TenantMetrics};
 use crate::exposition::{Exposition, Part, RenderedFamilies};
 use crate::partner_center::client::{FailureReason, RetryReason};
 use crate::sources::{Source, SourceName};
+use crate::tenant::TenantLabel;
 
 /// How long a reading of the process metrics is served: they are read
 /// from `/proc`, which costs more than the rest of a scrape together.
@@ -35,6 +36,8 @@ pub const PROCESS_METRICS_MAX_AGE: Duration = Duration::from_secs(1);
 /// readiness.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceStatus {
+    /// Whose source it is.
+    pub tenant: TenantLabel,
     pub source: SourceName,
     /// When the last poll ended, whatever its result.
     pub last_poll_at: Option<DateTime<Utc>>,
@@ -52,10 +55,11 @@ pub struct SourceStatus {
     pub customers: Option<(usize, usize)>,
 }
 
-/// What one source has published: its last good families and the
-/// outcome of its polls.
+/// What one source of one partner tenant has published: its last good
+/// families and the outcome of its polls.
 #[derive(Debug, Clone)]
 struct SourceSlot {
+    tenant: TenantLabel,
     source: SourceName,
     /// The last successful poll's families, rendered. Only byte buffers:
     /// the snapshot's items stay with the poller, so a scrape that
@@ -70,8 +74,9 @@ struct SourceSlot {
 }
 
 impl SourceSlot {
-    fn new(source: SourceName) -> Self {
+    fn new(tenant: TenantLabel, source: SourceName) -> Self {
         Self {
+            tenant,
             source,
             families: RenderedFamilies::default(),
             series: 0,
@@ -93,6 +98,7 @@ impl SourceSlot {
 
     fn status(&self, max_staleness: Option<Duration>, now: DateTime<Utc>) -> SourceStatus {
         SourceStatus {
+            tenant: self.tenant.clone(),
             source: self.source,
             last_poll_at: self.last_poll_at,
             last_error: self.last_error.clone(),
@@ -116,19 +122,21 @@ impl SourceSlot {
 /// change together.
 #[derive(Debug)]
 struct Published {
-    /// One slot per enabled source, in the order of the table of sources.
+    /// One slot per enabled source of each tenant: the tenants in the
+    /// order they were added, each tenant's sources in the order of the
+    /// table of sources.
     slots: Vec<SourceSlot>,
     /// Every slot's health, rendered.
     health_part: Part,
-    /// `partner_center_customer_info` of the last customer listing.
-    customer_info: RenderedFamilies,
+    /// `partner_center_customer_info` of each tenant's last customer listing.
+    customer_info: Vec<(TenantLabel, RenderedFamilies)>,
 }
 
 impl Published {
-    fn new(slots: Vec<SourceSlot>, customer_info: RenderedFamilies) -> Self {
-        let health: Vec<(SourceName, &PollHealth)> = slots
+    fn new(slots: Vec<SourceSlot>, customer_info: Vec<(TenantLabel, RenderedFamilies)>) -> Self {
+        let health: Vec<SlotHealth<'_>> = slots
             .iter()
-            .map(|slot| (slot.source, &slot.health))
+            .map(|slot| (&slot.tenant, slot.source, &slot.health))
             .collect();
         let health_part = Part::new(render_poll_health(&health));
         Self {
@@ -138,8 +146,10 @@ impl Published {
         }
     }
 
-    fn slot(&self, source: SourceName) -> Option<&SourceSlot> {
-        self.slots.iter().find(|slot| slot.source == source)
+    fn slot(&self, tenant: &TenantLabel, source: SourceName) -> Option<&SourceSlot> {
+        self.slots
+            .iter()
+            .find(|slot| slot.source == source && slot.tenant == *tenant)
     }
 }
 
@@ -174,15 +184,9 @@ pub struct ExporterState {
 }
 
 impl ExporterState {
-    /// State for the enabled `sources`, in the order given.
-    pub fn new(
-        metrics: ExporterMetrics,
-        max_staleness: Option<Duration>,
-        sources: &[SourceName],
-    ) -> Self {
-        // Every retry reason is shown from the first scrape on.
-        let reasons: Vec<&str> = RetryReason::ALL.iter().map(|r| r.as_str()).collect();
-        metrics.preset_retry_reasons(&reasons);
+    /// State without tenants yet; each is added with
+    /// [`ExporterState::add_tenant`] before its polls start.
+    pub fn new(metrics: ExporterMetrics, max_staleness: Option<Duration>) -> Self {
         Self {
             // Never matches a count, so the first scrape renders.
             own: ArcSwap::from_pointee(OwnRendering {
@@ -190,10 +194,7 @@ impl ExporterState {
                 part: Part::default(),
             }),
             metrics,
-            published: ArcSwap::from_pointee(Published::new(
-                sources.iter().copied().map(SourceSlot::new).collect(),
-                RenderedFamilies::default(),
-            )),
+            published: ArcSwap::from_pointee(Published::new(Vec::new(), Vec::new())),
             publishing: Mutex::new(()),
             process: ArcSwap::from_pointee(ProcessReading {
                 taken_at: None,
@@ -204,29 +205,62 @@ impl ExporterState {
         }
     }
 
-    /// Counts requests that were sent again, one `reason` per retry.
-    pub fn record_retries(&self, reasons: &[RetryReason]) {
-        let reasons: Vec<&str> = reasons.iter().map(|reason| reason.as_str()).collect();
-        self.metrics.count_retries(&reasons);
+    /// Adds `tenant` with its enabled `sources`, in the order given, and
+    /// registers its own metrics; what its pollers publish goes through
+    /// the handle returned. A tenant is added once.
+    pub fn add_tenant(
+        self: &Arc<Self>,
+        tenant: TenantLabel,
+        sources: &[SourceName],
+    ) -> Result<TenantState, prometheus::Error> {
+        // Every retry reason is shown from the first scrape on.
+        let reasons: Vec<&str> = RetryReason::ALL.iter().map(|r| r.as_str()).collect();
+        let metrics = self.metrics.register_tenant(&tenant, &reasons)?;
+        let _publishing = self
+            .publishing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let previous = self.published.load();
+        let mut slots = previous.slots.clone();
+        slots.extend(
+            sources
+                .iter()
+                .map(|source| SourceSlot::new(tenant.clone(), *source)),
+        );
+        self.published.store(Arc::new(Published::new(
+            slots,
+            previous.customer_info.clone(),
+        )));
+        Ok(TenantState {
+            shared: self.clone(),
+            tenant,
+            metrics,
+        })
     }
 
-    /// Publishes the time until `source`'s next poll starts.
-    pub fn record_poll_interval(&self, source: SourceName, interval: Duration) {
-        self.metrics
-            .set_poll_interval(source.as_str(), interval.as_secs_f64());
+    /// The exporter's own metrics, for the parts of a tenant that register
+    /// metrics of their own (the token metrics).
+    pub fn metrics(&self) -> &ExporterMetrics {
+        &self.metrics
     }
 
-    /// Whether, at `now`, `source`'s last success is older than `poll.max_staleness`.
-    pub fn is_stale(&self, source: SourceName, now: DateTime<Utc>) -> bool {
+    /// Whether, at `now`, `tenant`'s `source`'s last success is older than
+    /// `poll.max_staleness`.
+    fn is_stale(&self, tenant: &TenantLabel, source: SourceName, now: DateTime<Utc>) -> bool {
         self.published
             .load()
-            .slot(source)
+            .slot(tenant, source)
             .is_some_and(|slot| slot.is_stale(self.max_staleness, now))
     }
 
-    /// Replaces `source`'s slot by what `change` makes of it and renders
-    /// the health again, as one swap.
-    fn publish(&self, source: SourceName, change: impl FnOnce(&mut SourceSlot)) {
+    /// Replaces `tenant`'s `source`'s slot by what `change` makes of it and
+    /// renders the health again, as one swap.
+    fn publish(
+        &self,
+        tenant: &TenantLabel,
+        source: SourceName,
+        change: impl FnOnce(&mut SourceSlot),
+    ) {
         // The data under the lock is `published` itself, valid whatever a
         // panicking holder did.
         let _publishing = self
@@ -235,10 +269,13 @@ impl ExporterState {
             .unwrap_or_else(PoisonError::into_inner);
         let previous = self.published.load();
         let mut slots = previous.slots.clone();
-        let index = match slots.iter().position(|slot| slot.source == source) {
+        let index = match slots
+            .iter()
+            .position(|slot| slot.source == source && slot.tenant == *tenant)
+        {
             Some(index) => index,
             None => {
-                slots.push(SourceSlot::new(source));
+                slots.push(SourceSlot::new(tenant.clone(), source));
                 slots.len() - 1
             }
         };
@@ -249,14 +286,19 @@ impl ExporterState {
         )));
     }
 
-    /// Publishes the customer info of a new customer listing, replacing
-    /// the previous listing's whole.
-    pub fn record_customer_info(&self, customer_info: RenderedFamilies) {
+    /// Publishes the customer info of `tenant`'s new customer listing,
+    /// replacing its previous listing's whole.
+    fn record_customer_info(&self, tenant: &TenantLabel, info: RenderedFamilies) {
         let _publishing = self
             .publishing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let previous = self.published.load();
+        let mut customer_info = previous.customer_info.clone();
+        match customer_info.iter_mut().find(|(owner, _)| owner == tenant) {
+            Some((_, kept)) => *kept = info,
+            None => customer_info.push((tenant.clone(), info)),
+        }
         self.published.store(Arc::new(Published {
             slots: previous.slots.clone(),
             health_part: previous.health_part.clone(),
@@ -264,33 +306,11 @@ impl ExporterState {
         }));
     }
 
-    /// Publishes a successful poll of `S`: its snapshot replaces the
-    /// source's previous one whole, and the health is rendered here, once.
-    pub fn record_snapshot<S: Source>(
-        &self,
-        snapshot: Snapshot<S>,
-        skipped: u64,
-        duration: Duration,
-        finished_at: DateTime<Utc>,
-    ) {
-        self.record_poll::<S>(snapshot, skipped, None, duration, finished_at);
-    }
-
-    /// As [`ExporterState::record_snapshot`], for a source that requests
-    /// each customer: with how each customer fared, in the same swap.
-    pub fn record_fanned_out_snapshot<S: Source>(
-        &self,
-        snapshot: Snapshot<S>,
-        skipped: u64,
-        customers: CustomerHealth,
-        duration: Duration,
-        finished_at: DateTime<Utc>,
-    ) {
-        self.record_poll::<S>(snapshot, skipped, Some(customers), duration, finished_at);
-    }
-
+    /// Publishes a successful poll of `tenant`'s `S`: its snapshot replaces
+    /// the source's previous one whole, and the health is rendered here, once.
     fn record_poll<S: Source>(
         &self,
+        tenant: &TenantLabel,
         snapshot: Snapshot<S>,
         skipped: u64,
         customers: Option<CustomerHealth>,
@@ -300,7 +320,7 @@ impl ExporterState {
         let families = snapshot.families().clone();
         let series = snapshot.series().len();
         let processed = snapshot.processed_range();
-        self.publish(S::NAME, |slot| {
+        self.publish(tenant, S::NAME, |slot| {
             slot.health.up = true;
             slot.health.last_success_at = Some(finished_at);
             slot.health.last_duration_seconds = duration.as_secs_f64();
@@ -317,17 +337,18 @@ impl ExporterState {
         });
     }
 
-    /// Records a failed poll of `source`. Its last good snapshot stays in
-    /// place, and no other source's slot changes.
-    pub fn record_failure(
+    /// Records a failed poll of `tenant`'s `source`. Its last good snapshot
+    /// stays in place, and no other slot changes.
+    fn record_failure(
         &self,
+        tenant: &TenantLabel,
         source: SourceName,
         reason: FailureReason,
         message: String,
         duration: Duration,
         finished_at: DateTime<Utc>,
     ) {
-        self.publish(source, |slot| {
+        self.publish(tenant, source, |slot| {
             slot.health.up = false;
             slot.health.last_duration_seconds = duration.as_secs_f64();
             slot.health.count_error(reason);
@@ -342,8 +363,8 @@ impl ExporterState {
     }
 
     /// What a scrape at `now` sends: the exporter's own metrics, the
-    /// process metrics, the polls' health, and each source's families
-    /// unless they are older than `poll.max_staleness` at `now`.
+    /// process metrics, the polls' health, and each slot's families unless
+    /// they are older than `poll.max_staleness` at `now`.
     pub fn exposition_at(&self, now: DateTime<Utc>) -> Exposition {
         // The polls' outcome first: what a poll counts on the way (its
         // retries) is recorded before its outcome is published, so the own
@@ -354,14 +375,21 @@ impl ExporterState {
         exposition.push(self.own_part());
         exposition.push(self.process_part());
         exposition.push(published.health_part.clone());
-        // One slot per source today; a source's slots are put together so
-        // that each family is written once.
-        for slot in &published.slots {
-            if !slot.is_stale(self.max_staleness, now) {
-                exposition.push_families(&[&slot.families]);
-            }
-        }
-        exposition.push_families(&[&published.customer_info]);
+        // Every tenant's slots are put together, so that each family is
+        // written once.
+        let fresh: Vec<&RenderedFamilies> = published
+            .slots
+            .iter()
+            .filter(|slot| !slot.is_stale(self.max_staleness, now))
+            .map(|slot| &slot.families)
+            .collect();
+        exposition.push_families(&fresh);
+        let customer_info: Vec<&RenderedFamilies> = published
+            .customer_info
+            .iter()
+            .map(|(_, info)| info)
+            .collect();
+        exposition.push_families(&customer_info);
         exposition
     }
 
@@ -424,16 +452,16 @@ impl ExporterState {
                 .any(|slot| slot.last_success_at.is_some())
     }
 
-    /// The outcome of `source`'s most recent poll, if it is enabled.
-    pub fn status(&self, source: SourceName) -> Option<SourceStatus> {
+    /// The outcome of `tenant`'s `source`'s most recent poll, if it is enabled.
+    pub fn status(&self, tenant: &TenantLabel, source: SourceName) -> Option<SourceStatus> {
         self.published
             .load()
-            .slot(source)
+            .slot(tenant, source)
             .map(|slot| slot.status(self.max_staleness, Utc::now()))
     }
 
-    /// The outcome of every enabled source's most recent poll, in the
-    /// order of the table of sources.
+    /// The outcome of every enabled source's most recent poll: tenant by
+    /// tenant, each in the order of the table of sources.
     pub fn statuses(&self) -> Vec<SourceStatus> {
         let now = Utc::now();
         self.published
@@ -442,6 +470,104 @@ impl ExporterState {
             .iter()
             .map(|slot| slot.status(self.max_staleness, now))
             .collect()
+    }
+}
+
+/// One partner tenant's handle on the shared state: what its pollers and
+/// its customer listing publish, labelled with its name, and its own
+/// metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct TenantState {
+    shared: Arc<ExporterState>,
+    tenant: TenantLabel,
+    metrics: TenantMetrics,
+}
+
+impl TenantState {
+    /// Whose handle it is.
+    pub fn tenant(&self) -> &TenantLabel {
+        &self.tenant
+    }
+
+    /// The state every tenant shares.
+    pub fn shared(&self) -> &Arc<ExporterState> {
+        &self.shared
+    }
+
+    /// Counts requests that were sent again, one `reason` per retry.
+    pub fn record_retries(&self, reasons: &[RetryReason]) {
+        let reasons: Vec<&str> = reasons.iter().map(|reason| reason.as_str()).collect();
+        self.metrics.count_retries(&reasons);
+    }
+
+    /// Publishes the time until `source`'s next poll starts.
+    pub fn record_poll_interval(&self, source: SourceName, interval: Duration) {
+        self.metrics
+            .set_poll_interval(source.as_str(), interval.as_secs_f64());
+    }
+
+    /// Whether, at `now`, `source`'s last success is older than `poll.max_staleness`.
+    pub fn is_stale(&self, source: SourceName, now: DateTime<Utc>) -> bool {
+        self.shared.is_stale(&self.tenant, source, now)
+    }
+
+    /// The outcome of `source`'s most recent poll, if it is enabled.
+    pub fn status(&self, source: SourceName) -> Option<SourceStatus> {
+        self.shared.status(&self.tenant, source)
+    }
+
+    /// Publishes the customer info of a new customer listing, replacing
+    /// the previous listing's whole.
+    pub fn record_customer_info(&self, customer_info: RenderedFamilies) {
+        self.shared
+            .record_customer_info(&self.tenant, customer_info);
+    }
+
+    /// Publishes a successful poll of `S`: its snapshot replaces the
+    /// source's previous one whole, and the health is rendered here, once.
+    pub fn record_snapshot<S: Source>(
+        &self,
+        snapshot: Snapshot<S>,
+        skipped: u64,
+        duration: Duration,
+        finished_at: DateTime<Utc>,
+    ) {
+        self.shared
+            .record_poll::<S>(&self.tenant, snapshot, skipped, None, duration, finished_at);
+    }
+
+    /// As [`TenantState::record_snapshot`], for a source that requests
+    /// each customer: with how each customer fared, in the same swap.
+    pub fn record_fanned_out_snapshot<S: Source>(
+        &self,
+        snapshot: Snapshot<S>,
+        skipped: u64,
+        customers: CustomerHealth,
+        duration: Duration,
+        finished_at: DateTime<Utc>,
+    ) {
+        self.shared.record_poll::<S>(
+            &self.tenant,
+            snapshot,
+            skipped,
+            Some(customers),
+            duration,
+            finished_at,
+        );
+    }
+
+    /// Records a failed poll of `source`. Its last good snapshot stays in
+    /// place, and no other slot changes.
+    pub fn record_failure(
+        &self,
+        source: SourceName,
+        reason: FailureReason,
+        message: String,
+        duration: Duration,
+        finished_at: DateTime<Utc>,
+    ) {
+        self.shared
+            .record_failure(&self.tenant, source, reason, message, duration, finished_at);
     }
 }
 
@@ -458,6 +584,19 @@ impl Drop for ReadingFlag<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// State with one unnamed tenant of `sources`, and its handle.
+    fn single(
+        metrics: ExporterMetrics,
+        max_staleness: Option<Duration>,
+        sources: &[SourceName],
+    ) -> (Arc<ExporterState>, TenantState) {
+        let state = Arc::new(ExporterState::new(metrics, max_staleness));
+        let tenant = state
+            .add_tenant(TenantLabel::NONE, sources)
+            .expect("tenant metrics");
+        (state, tenant)
+    }
 
     const USAGE: &[SourceName] = &[SourceName::LicenseUsage];
     use crate::sources::license_deployment::{LicenseDeployment, LicenseDeploymentSource};
@@ -479,9 +618,9 @@ mod tests {
 
     #[test]
     fn failure_keeps_last_snapshot_and_sets_up_to_zero() {
-        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, USAGE);
+        let (state, tenant) = single(ExporterMetrics::new().expect("metrics"), None, USAGE);
         assert!(!state.is_ready());
-        state.record_snapshot(
+        tenant.record_snapshot(
             snapshot_of(&["Exchange"]),
             2,
             Duration::from_millis(250),
@@ -499,7 +638,7 @@ mod tests {
         );
         assert!(text.contains("workload=\"Exchange\""), "{text}");
 
-        state.record_failure(
+        tenant.record_failure(
             SourceName::LicenseUsage,
             FailureReason::Http,
             "HTTP 500".to_owned(),
@@ -522,21 +661,23 @@ mod tests {
             "last values are still served: {text}"
         );
         assert!(state.is_ready(), "readiness survives a failed poll");
-        let status = state.status(SourceName::LicenseUsage).expect("enabled");
+        let status = state
+            .status(&TenantLabel::NONE, SourceName::LicenseUsage)
+            .expect("enabled");
         assert_eq!(status.last_error.as_deref(), Some("HTTP 500"));
         assert_eq!(status.series, 1);
     }
 
     #[test]
     fn new_snapshot_replaces_the_old_one_whole() {
-        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, USAGE);
-        state.record_snapshot(
+        let (state, tenant) = single(ExporterMetrics::new().expect("metrics"), None, USAGE);
+        tenant.record_snapshot(
             snapshot_of(&["Exchange", "SharePoint"]),
             0,
             Duration::ZERO,
             Utc::now(),
         );
-        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        tenant.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
         let text = body(&state);
         assert!(text.contains("workload=\"Exchange\""), "{text}");
         assert!(
@@ -547,22 +688,22 @@ mod tests {
 
     #[test]
     fn series_older_than_max_staleness_are_withdrawn_but_health_stays() {
-        let state = ExporterState::new(
+        let (state, tenant) = single(
             ExporterMetrics::new().expect("metrics"),
             Some(Duration::from_secs(3600)),
             USAGE,
         );
         let two_hours_ago = Utc::now() - chrono::Duration::hours(2);
-        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, two_hours_ago);
-        state.record_failure(
+        tenant.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, two_hours_ago);
+        tenant.record_failure(
             SourceName::LicenseUsage,
             FailureReason::Http,
             "HTTP 500".to_owned(),
             Duration::ZERO,
             Utc::now(),
         );
-        assert!(state.is_stale(SourceName::LicenseUsage, Utc::now()));
-        assert!(!state.is_stale(
+        assert!(tenant.is_stale(SourceName::LicenseUsage, Utc::now()));
+        assert!(!tenant.is_stale(
             SourceName::LicenseUsage,
             two_hours_ago + chrono::Duration::minutes(30)
         ));
@@ -579,16 +720,16 @@ mod tests {
         assert!(text.contains(&expected), "{text}");
         assert!(
             state
-                .status(SourceName::LicenseUsage)
+                .status(&TenantLabel::NONE, SourceName::LicenseUsage)
                 .expect("enabled")
                 .withdrawn
         );
 
-        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        tenant.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
         assert!(body(&state).contains("workload=\"Exchange\""));
         assert!(
             !state
-                .status(SourceName::LicenseUsage)
+                .status(&TenantLabel::NONE, SourceName::LicenseUsage)
                 .expect("enabled")
                 .withdrawn
         );
@@ -596,13 +737,13 @@ mod tests {
 
     #[test]
     fn withdrawal_is_decided_at_scrape_time_without_any_new_poll() {
-        let state = ExporterState::new(
+        let (state, tenant) = single(
             ExporterMetrics::new().expect("metrics"),
             Some(Duration::from_secs(3600)),
             USAGE,
         );
         let finished_at = Utc::now();
-        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, finished_at);
+        tenant.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, finished_at);
         let at = |minutes| {
             String::from_utf8(
                 state
@@ -628,10 +769,10 @@ mod tests {
     fn counters_changed_between_polls_are_in_the_next_scrape() {
         let metrics = ExporterMetrics::new().expect("metrics");
         let tokens = metrics
-            .register_token_metrics(&["success"])
+            .register_token_metrics(&TenantLabel::NONE, &["success"])
             .expect("token metrics");
-        let state = ExporterState::new(metrics, None, USAGE);
-        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        let (state, tenant) = single(metrics, None, USAGE);
+        tenant.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
         let token_requests = |text: &str| {
             text.lines()
                 .find(|line| {
@@ -661,8 +802,8 @@ mod tests {
         );
         assert!(second.contains(&expected), "{second}");
 
-        state.record_retries(&[RetryReason::Throttled, RetryReason::Throttled]);
-        state.record_poll_interval(SourceName::LicenseUsage, Duration::from_secs(600));
+        tenant.record_retries(&[RetryReason::Throttled, RetryReason::Throttled]);
+        tenant.record_poll_interval(SourceName::LicenseUsage, Duration::from_secs(600));
         let third = body(&state);
         assert!(
             third.contains("partner_center_request_retries_total{reason=\"throttled\"} 2\n"),
@@ -679,13 +820,13 @@ mod tests {
     fn the_compressed_scrape_is_the_plain_one() {
         let metrics = ExporterMetrics::new().expect("metrics");
         metrics
-            .register_token_metrics(&["success"])
+            .register_token_metrics(&TenantLabel::NONE, &["success"])
             .expect("token metrics");
-        let state = ExporterState::new(metrics, None, USAGE);
+        let (state, tenant) = single(metrics, None, USAGE);
         let workloads: Vec<String> = (0..500).map(|i| format!("Workload {i}")).collect();
         let names: Vec<&str> = workloads.iter().map(String::as_str).collect();
-        state.record_snapshot(snapshot_of(&names), 3, Duration::ZERO, Utc::now());
-        state.record_failure(
+        tenant.record_snapshot(snapshot_of(&names), 3, Duration::ZERO, Utc::now());
+        tenant.record_failure(
             SourceName::LicenseUsage,
             FailureReason::Http,
             "HTTP 500".to_owned(),
@@ -709,10 +850,10 @@ mod tests {
 
     #[test]
     fn without_max_staleness_old_series_stay() {
-        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, USAGE);
+        let (state, tenant) = single(ExporterMetrics::new().expect("metrics"), None, USAGE);
         let long_ago = Utc::now() - chrono::Duration::days(30);
-        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, long_ago);
-        assert!(!state.is_stale(SourceName::LicenseUsage, Utc::now()));
+        tenant.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, long_ago);
+        assert!(!tenant.is_stale(SourceName::LicenseUsage, Utc::now()));
         assert!(body(&state).contains("workload=\"Exchange\""));
     }
 
@@ -729,16 +870,85 @@ mod tests {
     const BOTH: &[SourceName] = &[SourceName::LicenseUsage, SourceName::LicenseDeployment];
 
     #[test]
+    fn two_tenants_publish_apart_and_each_family_is_written_once() {
+        let state = Arc::new(ExporterState::new(
+            ExporterMetrics::new().expect("metrics"),
+            None,
+        ));
+        let eu = state
+            .add_tenant(TenantLabel::named("contoso-eu"), USAGE)
+            .expect("tenant metrics");
+        let us = state
+            .add_tenant(TenantLabel::named("contoso-us"), USAGE)
+            .expect("tenant metrics");
+        assert!(
+            state
+                .add_tenant(TenantLabel::named("contoso-eu"), USAGE)
+                .is_err(),
+            "a name is added once"
+        );
+        let of_tenant = |tenant: &TenantState, workload: &str| {
+            Snapshot::<LicenseUsageSource>::of_tenant(
+                tenant.tenant(),
+                vec![LicenseUsage {
+                    workload: workload.to_owned(),
+                    service: "o365".to_owned(),
+                    channel: "reseller".to_owned(),
+                    prorated_percent: 50.0,
+                    processed_at: Utc::now(),
+                }],
+            )
+        };
+        eu.record_snapshot(of_tenant(&eu, "Exchange"), 0, Duration::ZERO, Utc::now());
+        us.record_snapshot(of_tenant(&us, "Teams"), 0, Duration::ZERO, Utc::now());
+        us.record_failure(
+            SourceName::LicenseUsage,
+            FailureReason::Throttled,
+            "throttled".to_owned(),
+            Duration::ZERO,
+            Utc::now(),
+        );
+        eu.record_retries(&[RetryReason::Http]);
+        let text = body(&state);
+        for expected in [
+            "partner_center_up{tenant=\"contoso-eu\",source=\"license_usage\"} 1\n",
+            "partner_center_up{tenant=\"contoso-us\",source=\"license_usage\"} 0\n",
+            "partner_center_license_usage_prorated_percent{tenant=\"contoso-eu\",channel=\"reseller\",service=\"o365\",workload=\"Exchange\"}",
+            "partner_center_license_usage_prorated_percent{tenant=\"contoso-us\",channel=\"reseller\",service=\"o365\",workload=\"Teams\"}",
+            "partner_center_request_retries_total{reason=\"http\",tenant=\"contoso-eu\"} 1\n",
+            "partner_center_request_retries_total{reason=\"http\",tenant=\"contoso-us\"} 0\n",
+        ] {
+            assert!(text.contains(expected), "{expected} missing in\n{text}");
+        }
+        for line in text.lines().filter(|line| line.starts_with("# TYPE ")) {
+            assert_eq!(
+                text.lines().filter(|other| *other == line).count(),
+                1,
+                "{line} twice in\n{text}"
+            );
+        }
+        let statuses = state.statuses();
+        assert_eq!(statuses.len(), 2);
+        assert_eq!(statuses[0].tenant, TenantLabel::named("contoso-eu"));
+        assert_eq!(statuses[0].last_error, None);
+        assert_eq!(statuses[1].last_error.as_deref(), Some("throttled"));
+        assert_eq!(
+            statuses[1].series, 1,
+            "the throttled tenant keeps its last values"
+        );
+    }
+
+    #[test]
     fn one_source_failing_leaves_the_others_series_and_health_alone() {
-        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, BOTH);
-        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
-        state.record_snapshot(
+        let (state, tenant) = single(ExporterMetrics::new().expect("metrics"), None, BOTH);
+        tenant.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        tenant.record_snapshot(
             deployment_snapshot(&["o365"]),
             0,
             Duration::ZERO,
             Utc::now(),
         );
-        state.record_failure(
+        tenant.record_failure(
             SourceName::LicenseDeployment,
             FailureReason::Http,
             "HTTP 500".to_owned(),
@@ -765,10 +975,12 @@ mod tests {
             text.contains("partner_center_license_deployment_licenses_sold{channel=\"reseller\",service=\"o365\"} 10\n"),
             "the failed source's last values stay: {text}"
         );
-        let usage = state.status(SourceName::LicenseUsage).expect("enabled");
+        let usage = state
+            .status(&TenantLabel::NONE, SourceName::LicenseUsage)
+            .expect("enabled");
         assert_eq!(usage.last_error, None);
         let deployment = state
-            .status(SourceName::LicenseDeployment)
+            .status(&TenantLabel::NONE, SourceName::LicenseDeployment)
             .expect("enabled");
         assert_eq!(deployment.last_error.as_deref(), Some("HTTP 500"));
         assert_eq!(deployment.series, 1);
@@ -783,13 +995,13 @@ mod tests {
 
     #[test]
     fn ready_once_every_source_has_polled_and_one_has_succeeded() {
-        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, BOTH);
-        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        let (state, tenant) = single(ExporterMetrics::new().expect("metrics"), None, BOTH);
+        tenant.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
         assert!(
             !state.is_ready(),
             "license_deployment has not finished a poll"
         );
-        state.record_failure(
+        tenant.record_failure(
             SourceName::LicenseDeployment,
             FailureReason::Auth,
             "refused".to_owned(),
@@ -798,9 +1010,10 @@ mod tests {
         );
         assert!(state.is_ready());
 
-        let failing = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, BOTH);
+        let (failing, failing_tenant) =
+            single(ExporterMetrics::new().expect("metrics"), None, BOTH);
         for source in BOTH {
-            failing.record_failure(
+            failing_tenant.record_failure(
                 *source,
                 FailureReason::Http,
                 "HTTP 500".to_owned(),
@@ -815,12 +1028,12 @@ mod tests {
     #[test]
     fn a_fan_out_still_on_its_first_poll_does_not_hold_readiness_back() {
         let sources = [SourceName::LicenseUsage, SourceName::CustomerLicenses];
-        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, &sources);
+        let (state, tenant) = single(ExporterMetrics::new().expect("metrics"), None, &sources);
         assert!(!state.is_ready());
-        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
+        tenant.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, Utc::now());
         assert!(state.is_ready(), "customer_licenses may take its interval");
 
-        let alone = ExporterState::new(
+        let (alone, _alone_tenant) = single(
             ExporterMetrics::new().expect("metrics"),
             None,
             &[SourceName::CustomerLicenses],
@@ -832,7 +1045,7 @@ mod tests {
     fn customer_health_and_info_are_published_with_the_poll() {
         use crate::collect::health::{CustomerFailure, CustomerHealth};
         use crate::sources::customer_licenses::{CustomerLicensesSource, CustomerSku};
-        let state = ExporterState::new(
+        let (state, tenant) = single(
             ExporterMetrics::new().expect("metrics"),
             None,
             &[SourceName::CustomerLicenses],
@@ -854,7 +1067,7 @@ mod tests {
             ("a".to_owned(), None),
             ("b".to_owned(), Some(CustomerFailure::Forbidden)),
         ];
-        state.record_fanned_out_snapshot(
+        tenant.record_fanned_out_snapshot(
             Snapshot::<CustomerLicensesSource>::from_items([sku]),
             0,
             health,
@@ -880,14 +1093,15 @@ mod tests {
             "no listing yet"
         );
 
-        state.record_customer_info(crate::collect::customers::render_customer_info(&[
-            crate::collect::customers::Customer {
+        tenant.record_customer_info(crate::collect::customers::render_customer_info(
+            &TenantLabel::NONE,
+            &[crate::collect::customers::Customer {
                 tenant_id: "a".to_owned(),
                 name: "Contoso".to_owned(),
                 domain: "contoso.onmicrosoft.com".to_owned(),
                 relationship: "reseller".to_owned(),
-            },
-        ]));
+            }],
+        ));
         let text = body(&state);
         assert!(
             text.contains(
@@ -903,14 +1117,14 @@ mod tests {
 
     #[test]
     fn staleness_withholds_each_source_on_its_own() {
-        let state = ExporterState::new(
+        let (state, tenant) = single(
             ExporterMetrics::new().expect("metrics"),
             Some(Duration::from_secs(3600)),
             BOTH,
         );
         let two_hours_ago = Utc::now() - chrono::Duration::hours(2);
-        state.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, two_hours_ago);
-        state.record_snapshot(
+        tenant.record_snapshot(snapshot_of(&["Exchange"]), 0, Duration::ZERO, two_hours_ago);
+        tenant.record_snapshot(
             deployment_snapshot(&["o365"]),
             0,
             Duration::ZERO,
@@ -921,13 +1135,13 @@ mod tests {
         assert!(text.contains("service=\"o365\""), "{text}");
         assert!(
             state
-                .status(SourceName::LicenseUsage)
+                .status(&TenantLabel::NONE, SourceName::LicenseUsage)
                 .expect("enabled")
                 .withdrawn
         );
         assert!(
             !state
-                .status(SourceName::LicenseDeployment)
+                .status(&TenantLabel::NONE, SourceName::LicenseDeployment)
                 .expect("enabled")
                 .withdrawn
         );
@@ -935,8 +1149,8 @@ mod tests {
 
     #[test]
     fn exporter_metrics_exist_from_the_start() {
-        let state = ExporterState::new(ExporterMetrics::new().expect("metrics"), None, USAGE);
-        state.record_poll_interval(SourceName::LicenseUsage, Duration::from_secs(900));
+        let (state, tenant) = single(ExporterMetrics::new().expect("metrics"), None, USAGE);
+        tenant.record_poll_interval(SourceName::LicenseUsage, Duration::from_secs(900));
         let text = body(&state);
         for expected in [
             "partner_center_up{source=\"license_usage\"} 0",

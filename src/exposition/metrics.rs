@@ -24,6 +24,7 @@ use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts, Reg
 
 use crate::build_info;
 use crate::exposition::{unix_seconds, write_header, write_sample};
+use crate::tenant::{TENANT_LABEL, TenantLabel};
 
 /// The content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -93,6 +94,48 @@ impl TokenMetrics {
     }
 }
 
+/// The exporter's own metrics of one partner tenant, labelled `tenant`
+/// when it has a name: its retried requests and its poll intervals. A
+/// tenant's collectors carry its name as a constant label, so each
+/// tenant's series are its own and a scrape still writes each family once.
+#[derive(Clone)]
+pub struct TenantMetrics {
+    /// Requests to Partner Center sent again, by what went wrong.
+    request_retries: IntCounterVec,
+    /// The current time between two polls of each source; longer than
+    /// configured while throttled.
+    poll_interval: GaugeVec,
+    changes: Changes,
+}
+
+impl TenantMetrics {
+    /// Counts requests that were sent again, one `reason` per retry.
+    pub fn count_retries(&self, reasons: &[&str]) {
+        if reasons.is_empty() {
+            return;
+        }
+        for reason in reasons {
+            self.request_retries.with_label_values(&[reason]).inc();
+        }
+        self.changes.mark();
+    }
+
+    /// Publishes the time from the start of `source`'s last poll to its next.
+    pub fn set_poll_interval(&self, source: &str, seconds: f64) {
+        self.poll_interval.with_label_values(&[source]).set(seconds);
+        self.changes.mark();
+    }
+}
+
+/// The options of a metric of `tenant`'s: its name as a constant label.
+fn tenant_opts(name: &str, help: &str, tenant: &TenantLabel) -> Opts {
+    let opts = Opts::new(name, help);
+    match tenant.name() {
+        Some(tenant) => opts.const_label(TENANT_LABEL, tenant),
+        None => opts,
+    }
+}
+
 /// The exporter's own metrics that change outside the poll's outcome, and
 /// the process metrics.
 #[derive(Clone)]
@@ -102,31 +145,13 @@ pub struct ExporterMetrics {
     /// so it is gathered on its own schedule, not with every change.
     process: Registry,
     changes: Changes,
-    /// Requests to Partner Center sent again, by what went wrong.
-    request_retries: IntCounterVec,
-    /// The current time between two polls of each source; longer than
-    /// configured while throttled.
-    poll_interval: GaugeVec,
 }
 
 impl ExporterMetrics {
-    /// Creates and registers the exporter's own metrics.
+    /// Creates and registers the exporter's own metrics; each tenant's are
+    /// added by [`ExporterMetrics::register_tenant`].
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(None, None)?;
-        let request_retries = IntCounterVec::new(
-            Opts::new(
-                "partner_center_request_retries_total",
-                "Requests to Partner Center sent again within a poll, by what went wrong with the previous try.",
-            ),
-            &["reason"],
-        )?;
-        let poll_interval = GaugeVec::new(
-            Opts::new(
-                "partner_center_poll_interval_seconds",
-                "Time from the start of a source's last poll to the start of its next: its interval, longer while Partner Center throttles.",
-            ),
-            &["source"],
-        )?;
         let build_info = IntGauge::with_opts(
             Opts::new(
                 "partner_center_exporter_build_info",
@@ -137,8 +162,6 @@ impl ExporterMetrics {
             .const_label("rustversion", build_info::RUST_VERSION),
         )?;
         build_info.set(1);
-        registry.register(Box::new(request_retries.clone()))?;
-        registry.register(Box::new(poll_interval.clone()))?;
         registry.register(Box::new(build_info))?;
 
         let process = Registry::new_custom(None, None)?;
@@ -151,34 +174,76 @@ impl ExporterMetrics {
             registry,
             process,
             changes: Changes::default(),
-            request_retries,
-            poll_interval,
         })
     }
 
-    /// Creates the App+User token metrics and adds them to this registry,
-    /// with a series at 0 for each of `results`, the token requests' every
-    /// possible result (owned by the authenticator, which names them).
+    /// Creates `tenant`'s retry and poll-interval metrics and adds them to
+    /// this registry, with a retry series at 0 for each of
+    /// `retry_reasons` (owned by the client, which names them), so the set
+    /// is complete from the first scrape.
+    pub fn register_tenant(
+        &self,
+        tenant: &TenantLabel,
+        retry_reasons: &[&str],
+    ) -> Result<TenantMetrics, prometheus::Error> {
+        let request_retries = IntCounterVec::new(
+            tenant_opts(
+                "partner_center_request_retries_total",
+                "Requests to Partner Center sent again within a poll, by what went wrong with the previous try.",
+                tenant,
+            ),
+            &["reason"],
+        )?;
+        let poll_interval = GaugeVec::new(
+            tenant_opts(
+                "partner_center_poll_interval_seconds",
+                "Time from the start of a source's last poll to the start of its next: its interval, longer while Partner Center throttles.",
+                tenant,
+            ),
+            &["source"],
+        )?;
+        for reason in retry_reasons {
+            request_retries.with_label_values(&[reason]);
+        }
+        self.registry.register(Box::new(request_retries.clone()))?;
+        self.registry.register(Box::new(poll_interval.clone()))?;
+        self.changes.mark();
+        Ok(TenantMetrics {
+            request_retries,
+            poll_interval,
+            changes: self.changes.clone(),
+        })
+    }
+
+    /// Creates `tenant`'s App+User token metrics and adds them to this
+    /// registry, with a series at 0 for each of `results`, the token
+    /// requests' every possible result (owned by the authenticator, which
+    /// names them).
     pub fn register_token_metrics(
         &self,
+        tenant: &TenantLabel,
         results: &[&str],
     ) -> Result<TokenMetrics, prometheus::Error> {
-        let access_token_expiry_timestamp = Gauge::new(
+        let access_token_expiry_timestamp = Gauge::with_opts(tenant_opts(
             "partner_center_access_token_expiry_timestamp_seconds",
             "When the current Partner Center access token expires, in Unix seconds.",
-        )?;
-        let refresh_token_rotated_timestamp = Gauge::new(
+            tenant,
+        ))?;
+        let refresh_token_rotated_timestamp = Gauge::with_opts(tenant_opts(
             "partner_center_refresh_token_rotated_timestamp_seconds",
             "When a new refresh token was last stored durably in state_dir, in Unix seconds.",
-        )?;
-        let refresh_token_persist_failures = IntCounter::new(
+            tenant,
+        ))?;
+        let refresh_token_persist_failures = IntCounter::with_opts(tenant_opts(
             "partner_center_refresh_token_persist_failures_total",
             "Rotated refresh tokens that could not be stored in state_dir (or state_dir is not set).",
-        )?;
+            tenant,
+        ))?;
         let token_requests = IntCounterVec::new(
-            Opts::new(
+            tenant_opts(
                 "partner_center_token_requests_total",
                 "Token requests to Entra ID, by result.",
+                tenant,
             ),
             &["result"],
         )?;
@@ -200,32 +265,6 @@ impl ExporterMetrics {
             token_requests,
             changes: self.changes.clone(),
         })
-    }
-
-    /// Gives every retry reason its series at 0, so that the set is
-    /// complete from the first scrape; the client owns the reasons.
-    pub fn preset_retry_reasons(&self, reasons: &[&str]) {
-        for reason in reasons {
-            self.request_retries.with_label_values(&[reason]);
-        }
-        self.changes.mark();
-    }
-
-    /// Counts requests that were sent again, one `reason` per retry.
-    pub fn count_retries(&self, reasons: &[&str]) {
-        if reasons.is_empty() {
-            return;
-        }
-        for reason in reasons {
-            self.request_retries.with_label_values(&[reason]).inc();
-        }
-        self.changes.mark();
-    }
-
-    /// Publishes the time from the start of `source`'s last poll to its next.
-    pub fn set_poll_interval(&self, source: &str, seconds: f64) {
-        self.poll_interval.with_label_values(&[source]).set(seconds);
-        self.changes.mark();
     }
 
     /// How many times the registry's metrics have changed; compare with
@@ -291,14 +330,17 @@ mod tests {
     #[test]
     fn changes_are_counted_by_whoever_makes_them() {
         let metrics = ExporterMetrics::new().expect("metrics");
+        let tenant = metrics
+            .register_tenant(&TenantLabel::NONE, &["timeout"])
+            .expect("tenant metrics");
         let before = metrics.changes();
-        metrics.count_retries(&[]);
+        tenant.count_retries(&[]);
         assert_eq!(metrics.changes(), before, "no retry, no change");
-        metrics.count_retries(&["timeout"]);
+        tenant.count_retries(&["timeout"]);
         let after_retry = metrics.changes();
         assert!(after_retry > before);
         let tokens = metrics
-            .register_token_metrics(&["success", "timeout"])
+            .register_token_metrics(&TenantLabel::NONE, &["success", "timeout"])
             .expect("token metrics");
         let registered = metrics.changes();
         assert!(registered > after_retry, "new series are a change");
@@ -319,13 +361,21 @@ mod tests {
     fn the_registry_is_written_as_the_prometheus_crate_writes_it() {
         use prometheus::Encoder;
         let metrics = ExporterMetrics::new().expect("metrics");
-        let tokens = metrics
-            .register_token_metrics(&["success", "timeout"])
-            .expect("token metrics");
-        tokens.count_token_request("success");
-        tokens.set_access_token_expiry(chrono::Utc::now());
-        metrics.count_retries(&["throttled", "http"]);
-        metrics.set_poll_interval("license_deployment", 1.5);
+        for tenant in [
+            TenantLabel::named("contoso-eu"),
+            TenantLabel::named("contoso-us"),
+        ] {
+            let tokens = metrics
+                .register_token_metrics(&tenant, &["success", "timeout"])
+                .expect("token metrics");
+            tokens.count_token_request("success");
+            tokens.set_access_token_expiry(chrono::Utc::now());
+            let own = metrics
+                .register_tenant(&tenant, &["throttled", "http"])
+                .expect("tenant metrics");
+            own.count_retries(&["throttled", "http"]);
+            own.set_poll_interval("license_deployment", 1.5);
+        }
         let mut expected = Vec::new();
         prometheus::TextEncoder::new()
             .encode(&metrics.registry.gather(), &mut expected)
@@ -333,6 +383,43 @@ mod tests {
         assert_eq!(
             String::from_utf8(metrics.render_own()).expect("utf-8"),
             String::from_utf8(expected).expect("utf-8")
+        );
+    }
+
+    #[test]
+    fn each_tenant_has_its_own_series_in_one_family() {
+        let metrics = ExporterMetrics::new().expect("metrics");
+        let eu = metrics
+            .register_tenant(&TenantLabel::named("contoso-eu"), &["http"])
+            .expect("tenant metrics");
+        metrics
+            .register_tenant(&TenantLabel::named("contoso-us"), &["http"])
+            .expect("tenant metrics");
+        eu.count_retries(&["http"]);
+        let text = String::from_utf8(metrics.render_own()).expect("utf-8");
+        assert_eq!(
+            text.matches("# TYPE partner_center_request_retries_total counter\n")
+                .count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "partner_center_request_retries_total{reason=\"http\",tenant=\"contoso-eu\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "partner_center_request_retries_total{reason=\"http\",tenant=\"contoso-us\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            metrics
+                .register_tenant(&TenantLabel::named("contoso-eu"), &["http"])
+                .is_err(),
+            "a tenant is registered once"
         );
     }
 }

@@ -178,12 +178,13 @@ impl Routes {
             "not ready: waiting until every source has finished its first poll and one has succeeded\n"
                 .to_owned()
         };
+        // A named tenant's sources are `tenant/source`.
         for status in self.state.statuses() {
-            body.push_str(&format!(
-                "{}: {}\n",
-                status.source,
-                readiness_state(&status)
-            ));
+            let slot = match status.tenant.name() {
+                Some(tenant) => format!("{tenant}/{}", status.source),
+                None => status.source.to_string(),
+            };
+            body.push_str(&format!("{slot}: {}\n", readiness_state(&status)));
         }
         let code = if self.state.is_ready() {
             StatusCode::OK
@@ -193,14 +194,17 @@ impl Routes {
         text(code, body)
     }
 
-    /// `/`: what the exporter is, its links, and a row per source.
+    /// `/`: what the exporter is, its links, and a row per source (per
+    /// tenant and source, with a tenant column, for a `tenants` configuration).
     fn landing_page(&self) -> Response<ResponseBody> {
         let format_time = |time: Option<chrono::DateTime<chrono::Utc>>| {
             time.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_else(|| "never".to_owned())
         };
+        let statuses = self.state.statuses();
+        let tenanted = statuses.iter().any(|status| status.tenant.name().is_some());
         let mut rows = String::new();
-        for status in self.state.statuses() {
+        for status in statuses {
             let mut result = match (&status.last_poll_at, &status.last_error) {
                 (None, _) => "no poll has finished yet".to_owned(),
                 (Some(_), None) => format!("succeeded, {} series", status.series),
@@ -212,8 +216,13 @@ impl Routes {
             if let Some((customers, failing)) = status.customers {
                 result.push_str(&customer_summary(customers, failing));
             }
+            let tenant_cell = match status.tenant.name() {
+                Some(tenant) => format!("<td>{}</td>", html_escape(tenant)),
+                None if tenanted => "<td></td>".to_owned(),
+                None => String::new(),
+            };
             rows.push_str(&format!(
-                "<tr><td>{source}</td><td>{last_poll}</td><td>{result}</td><td>{series}</td><td>{last_success}</td></tr>\n",
+                "<tr>{tenant_cell}<td>{source}</td><td>{last_poll}</td><td>{result}</td><td>{series}</td><td>{last_success}</td></tr>\n",
                 source = html_escape(status.source.as_str()),
                 last_poll = format_time(status.last_poll_at),
                 result = html_escape(&result),
@@ -228,8 +237,13 @@ impl Routes {
 <p>Prometheus exporter for Microsoft Partner Center license data. Version {version} (revision {revision}).</p>\n\
 <ul>\n<li><a href=\"{path}\">Metrics</a></li>\n<li><a href=\"/healthz\">Health</a></li>\n<li><a href=\"/readyz\">Readiness</a></li>\n</ul>\n\
 <h2>Sources</h2>\n<table>\n\
-<tr><th align=\"left\">Source</th><th align=\"left\">Last poll</th><th align=\"left\">Result</th><th align=\"left\">Series</th><th align=\"left\">Last success</th></tr>\n\
+<tr>{tenant_heading}<th align=\"left\">Source</th><th align=\"left\">Last poll</th><th align=\"left\">Result</th><th align=\"left\">Series</th><th align=\"left\">Last success</th></tr>\n\
 {rows}</table>\n</body>\n</html>\n",
+            tenant_heading = if tenanted {
+                "<th align=\"left\">Tenant</th>"
+            } else {
+                ""
+            },
             version = html_escape(build_info::VERSION),
             revision = html_escape(build_info::REVISION),
         );

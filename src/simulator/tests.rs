@@ -561,7 +561,9 @@ async fn the_exporter_client_follows_the_pages_of_a_paged_dataset() {
         state_dir: None,
     };
     let metrics = ExporterMetrics::new().expect("metrics");
-    let authenticator = Authenticator::from_config(&config, &metrics).expect("authenticator");
+    let authenticator =
+        Authenticator::from_config(&config, &crate::tenant::TenantLabel::NONE, &metrics)
+            .expect("authenticator");
     let exporter_client = Client::new(&config.partner_center).expect("client");
     let report = exporter_client
         .fetch_collection(

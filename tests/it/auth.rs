@@ -26,6 +26,7 @@ use common::{
 use partner_center_exporter::Authenticator;
 use partner_center_exporter::EXIT_CONFIG_ERROR;
 use partner_center_exporter::ExporterMetrics;
+use partner_center_exporter::TenantLabel;
 use partner_center_exporter::{CLIENT_SECRET_ENV, Config, REFRESH_TOKEN_ENV};
 use serde_json::json;
 use wiremock::matchers::{method, path};
@@ -1148,7 +1149,8 @@ fn authenticator(site: &Site, entra: &MockServer) -> (Authenticator, ExporterMet
     yaml.base_url = unused.to_owned();
     let config = site.config(&yaml);
     let metrics = ExporterMetrics::new().expect("metrics");
-    let authenticator = Authenticator::from_config(&config, &metrics).expect("authenticator");
+    let authenticator =
+        Authenticator::from_config(&config, &TenantLabel::NONE, &metrics).expect("authenticator");
     (authenticator, metrics)
 }
 

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use partner_center_exporter::ExporterMetrics;
-use partner_center_exporter::ExporterState;
 use partner_center_exporter::Snapshot;
 use partner_center_exporter::SourceName;
 use partner_center_exporter::license_usage::{
     LicenseUsage, LicenseUsageSource, UsagePage, decode_usage_page,
 };
+use partner_center_exporter::{ExporterState, TenantLabel};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select, subsequence};
@@ -726,17 +726,19 @@ fn decode_and_serve(body: &[u8]) -> Result<Option<UsagePage>, TestCaseError> {
         snapshot.series().len() + snapshot.duplicates()
     );
     let series = snapshot.series().to_vec();
-    let state = ExporterState::new(
+    let state = std::sync::Arc::new(ExporterState::new(
         ExporterMetrics::new().expect("metrics"),
         None,
-        &[SourceName::LicenseUsage],
-    );
-    state.record_snapshot(
-        snapshot,
-        page.skipped.len() as u64,
-        Duration::from_millis(5),
-        Utc::now(),
-    );
+    ));
+    state
+        .add_tenant(TenantLabel::NONE, &[SourceName::LicenseUsage])
+        .expect("tenant metrics")
+        .record_snapshot(
+            snapshot,
+            page.skipped.len() as u64,
+            Duration::from_millis(5),
+            Utc::now(),
+        );
     let exposition = String::from_utf8(state.render_metrics())
         .map_err(|err| TestCaseError::fail(format!("/metrics is not UTF-8: {err}")))?;
     let samples = parse_exposition(&exposition)
