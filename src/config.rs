@@ -18,6 +18,10 @@ use crate::secret::Secret;
 use crate::sources::SourceName;
 use crate::token_file::read_token_file_blocking;
 
+mod tenants;
+
+pub use tenants::TenantConfig;
+
 /// Where the exporter looks for its configuration when `--config.file` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "config/partner-center-exporter.yml";
 
@@ -68,6 +72,15 @@ pub struct Config {
     /// rotated token lives in memory only.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// The partner tenants of a file with `tenants`, in file order, each
+    /// with its effective configuration. Empty for a file without
+    /// `tenants`, whose one tenant is this configuration itself; use
+    /// [`Config::tenant_configs`] to treat both alike.
+    ///
+    /// With tenants, the sections above are the defaults the tenants
+    /// inherit and `auth` is empty: nothing should poll with them.
+    #[serde(skip)]
+    pub tenants: Vec<TenantConfig>,
 }
 
 /// The `partner_center` section.
@@ -718,6 +731,36 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    /// One entry of `tenants`, or the configuration it makes, was refused;
+    /// `message` names the key, as [`ConfigError::Schema`] and
+    /// [`ConfigError::Invalid`] do.
+    #[error("{}: tenants[{index}] ({name}): {message}", path.display())]
+    Tenant {
+        path: PathBuf,
+        /// The entry's position in `tenants`, from 0.
+        index: usize,
+        /// Its `name`.
+        name: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The message without the file's name in front, for an error that
+    /// is reported as part of another.
+    fn detail(&self) -> String {
+        match self {
+            Self::Read { .. } => self.to_string(),
+            Self::Schema { message, .. } => message.clone(),
+            Self::Invalid { key, message, .. } => format!("{key}: {message}"),
+            Self::Tenant {
+                index,
+                name,
+                message,
+                ..
+            } => format!("tenants[{index}] ({name}): {message}"),
+        }
+    }
 }
 
 impl Config {
@@ -746,6 +789,9 @@ impl Config {
 
     /// Parses and validates configuration text that was read from `path`,
     /// with the given secrets from the environment.
+    ///
+    /// A file with `tenants` is read by the `tenants` module, every other
+    /// file as it always was, so that its errors stay the same.
     pub fn from_yaml_with_environment(
         text: &str,
         path: &Path,
@@ -756,6 +802,9 @@ impl Config {
                 path: path.to_owned(),
                 message: "the file is empty; at least the `auth` section is required".to_owned(),
             });
+        }
+        if let Some(document) = tenants::tenants_document(text) {
+            return tenants::load(text, document, path, environment);
         }
         // serde_path_to_error names the exact key (`poll.interval`) where
         // the YAML reader alone would only name its section.
@@ -962,6 +1011,26 @@ impl Config {
 }
 
 impl Config {
+    /// Whether the file lists `tenants` (even a single one), so that every
+    /// series carries a `tenant` label.
+    pub fn is_multi_tenant(&self) -> bool {
+        !self.tenants.is_empty()
+    }
+
+    /// The configuration of each partner tenant to poll, in file order:
+    /// `[(None, self)]` for a file without `tenants`, else each tenant's
+    /// name and effective configuration.
+    pub fn tenant_configs(&self) -> Vec<(Option<&str>, &Config)> {
+        if self.tenants.is_empty() {
+            vec![(None, self)]
+        } else {
+            self.tenants
+                .iter()
+                .map(|tenant| (Some(tenant.name.as_str()), &tenant.config))
+                .collect()
+        }
+    }
+
     /// The customer and SKU filters, compiled.
     pub fn filters(&self) -> Result<Filters, (&'static str, String)> {
         Filters::new(FilterSettings {
@@ -974,7 +1043,29 @@ impl Config {
     }
 
     /// Settings that work but are probably not what the operator wants.
+    ///
+    /// With `tenants`, those of the shared `poll` section come once, and
+    /// each tenant's others follow with `tenant NAME: ` in front.
     pub fn warnings(&self) -> Vec<String> {
+        if self.tenants.is_empty() {
+            return self.warnings_of(true);
+        }
+        let mut warnings = self.poll_warnings();
+        for tenant in &self.tenants {
+            warnings.extend(
+                tenant
+                    .config
+                    .warnings_of(false)
+                    .into_iter()
+                    .map(|warning| format!("tenant {}: {warning}", tenant.name)),
+            );
+        }
+        warnings
+    }
+
+    /// The warnings of this one configuration; those of `poll` only if
+    /// `with_poll`, since tenants share it.
+    fn warnings_of(&self, with_poll: bool) -> Vec<String> {
         let mut warnings = Vec::new();
         let base_url = &self.partner_center.base_url;
         if base_url.scheme() == "http" && !is_loopback(base_url) {
@@ -1015,12 +1106,8 @@ impl Config {
                 }
             }
         }
-        if self.poll.interval < MIN_SENSIBLE_POLL_INTERVAL {
-            warnings.push(format!(
-                "poll.interval is {}: Partner Center data changes about daily and the \
-                 tenant's rate limit is shared with every other tool; use several minutes",
-                humantime::format_duration(self.poll.interval)
-            ));
+        if with_poll {
+            warnings.extend(self.poll_warnings());
         }
         for (name, source) in self.sources.entries() {
             if let Some(interval) = source
@@ -1033,6 +1120,18 @@ impl Config {
                     humantime::format_duration(interval)
                 ));
             }
+        }
+        warnings
+    }
+
+    fn poll_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.poll.interval < MIN_SENSIBLE_POLL_INTERVAL {
+            warnings.push(format!(
+                "poll.interval is {}: Partner Center data changes about daily and the \
+                 tenant's rate limit is shared with every other tool; use several minutes",
+                humantime::format_duration(self.poll.interval)
+            ));
         }
         warnings
     }

@@ -212,6 +212,7 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
         subscriptions: SubscriptionsConfig::default(),
         // Not created here: the exporter prepares it, as in production.
         state_dir: Some(dir.path().join("state")),
+        tenants: Vec::new(),
     };
     Ok(Demo {
         config,

@@ -28,7 +28,8 @@
 //!   `state_dir`; also the device-code `login` command.
 //! - [`upstream`]: what the Partner Center and Entra ID clients share:
 //!   bodies read within a limit, log-safe text, the retry loop.
-//! - [`config`]: the YAML configuration file, its defaults and validation.
+//! - [`config`]: the YAML configuration file, its defaults and validation,
+//!   and the effective configuration of each of its `tenants`.
 //! - [`filters`]: the customer and SKU filters of the per-customer data.
 //! - [`cli`]: command-line flags, following the Prometheus exporters' conventions.
 //! - [`simulator`]: a simulated Partner Center and Entra ID on raw TCP
@@ -77,8 +78,9 @@ pub use auth::login;
 pub use cli::{Cli, Command, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
 pub use collect::scheduler::Schedule;
 pub use config::{
-    AuthConfig, CLIENT_SECRET_ENV, CommercialApiPrefix, Config, PartnerCenterConfig, PollConfig,
-    REFRESH_TOKEN_ENV, SecretEnvironment, SourceConfig, SourceEntry, SourcesConfig,
+    AuthConfig, AuthMethod, CLIENT_SECRET_ENV, CommercialApiPrefix, Config, ConfigError,
+    PartnerCenterConfig, PollConfig, REFRESH_TOKEN_ENV, SecretEnvironment, SourceConfig,
+    SourceEntry, SourcesConfig, TenantConfig,
 };
 pub use http::server::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_REQUESTS, DEFAULT_SHUTDOWN_GRACE,

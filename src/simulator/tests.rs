@@ -559,6 +559,7 @@ async fn the_exporter_client_follows_the_pages_of_a_paged_dataset() {
         skus: crate::config::SkusConfig::default(),
         subscriptions: crate::config::SubscriptionsConfig::default(),
         state_dir: None,
+        tenants: Vec::new(),
     };
     let metrics = ExporterMetrics::new().expect("metrics");
     let authenticator =

@@ -85,6 +85,7 @@ pub fn test_config(base_url: &str, interval: Duration) -> (Config, tempfile::Tem
         skus: Default::default(),
         subscriptions: Default::default(),
         state_dir: None,
+        tenants: Vec::new(),
     };
     // The suites script the license usage endpoint, request by request;
     // the deployment source is turned on by the tests that are about it.
