@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::config::DEFAULT_CONFIG_FILE;
 use crate::http::server::DEFAULT_MAX_REQUESTS;
@@ -93,7 +93,7 @@ pub struct Cli {
 }
 
 /// Subcommands: one-off tasks instead of the exporter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Sign in once with the device-code flow and store the refresh token in state_dir
     #[command(
@@ -102,9 +102,21 @@ pub enum Command {
         configuration file: prints a URL and a code, waits while you enter the code there and \
         sign in as a Partner Center admin agent (MFA included), then stores the refresh token \
         in state_dir, where the exporter picks it up. Needs the App+User method, state_dir, and \
-        \"Allow public client flows\" on the app registration."
+        \"Allow public client flows\" on the app registration.\n\n\
+        With several tenants in the configuration file, --tenant names the one to sign in; its \
+        refresh token goes to its own directory, state_dir/NAME, and the tenants that still \
+        need a sign-in are listed afterwards."
     )]
-    Login,
+    Login(LoginArgs),
+}
+
+/// The flags of `login`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct LoginArgs {
+    /// The tenant to sign in: the name of one entry of the configuration
+    /// file's tenants. Needed when it lists several.
+    #[arg(long = "tenant", value_name = "NAME")]
+    pub tenant: Option<String>,
 }
 
 /// Flags of the exporter itself, meaningless for a subcommand: their clap
@@ -260,7 +272,11 @@ mod tests {
         ] {
             let cli =
                 Cli::try_parse_args_from(args).unwrap_or_else(|err| panic!("{args:?}: {err}"));
-            assert_eq!(cli.command, Some(Command::Login), "{args:?}");
+            assert_eq!(
+                cli.command,
+                Some(Command::Login(LoginArgs::default())),
+                "{args:?}"
+            );
             assert_eq!(cli.config_file, PathBuf::from("x.yml"), "{args:?}");
         }
         let cli = Cli::try_parse_args_from([
@@ -275,6 +291,37 @@ mod tests {
         assert_eq!(cli.config_file, PathBuf::from(DEFAULT_CONFIG_FILE));
         let cli = Cli::try_parse_args_from(["partner-center-exporter"]).expect("parses");
         assert_eq!(cli.command, None, "no subcommand runs the exporter");
+    }
+
+    #[test]
+    fn login_takes_a_tenant() {
+        for args in [
+            &["partner-center-exporter", "login", "--tenant", "contoso-eu"][..],
+            &[
+                "partner-center-exporter",
+                "--config.file=x.yml",
+                "login",
+                "--tenant=contoso-eu",
+            ],
+        ] {
+            let cli =
+                Cli::try_parse_args_from(args).unwrap_or_else(|err| panic!("{args:?}: {err}"));
+            assert_eq!(
+                cli.command,
+                Some(Command::Login(LoginArgs {
+                    tenant: Some("contoso-eu".to_owned())
+                })),
+                "{args:?}"
+            );
+        }
+        for args in [
+            &["partner-center-exporter", "--tenant=contoso-eu"][..],
+            &["partner-center-exporter", "--tenant=contoso-eu", "login"],
+            &["partner-center-exporter", "login", "--tenant"],
+        ] {
+            let err = Cli::try_parse_args_from(args).expect_err("refused");
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
     }
 
     #[test]

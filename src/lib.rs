@@ -75,7 +75,9 @@ pub mod simulator;
 // the `login` command.
 pub use app::{AppError, bind_all, run};
 pub use auth::login;
-pub use cli::{Cli, Command, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
+pub use cli::{
+    Cli, Command, DEFAULT_LISTEN_ADDRESS, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED, LoginArgs,
+};
 pub use collect::scheduler::Schedule;
 pub use config::{
     AuthConfig, AuthMethod, CLIENT_SECRET_ENV, CommercialApiPrefix, Config, ConfigError,

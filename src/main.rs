@@ -29,8 +29,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse_args();
     telemetry::init(cli.log_level, cli.log_format);
 
-    if cli.command == Some(Command::Login) {
-        return run_login(&cli);
+    if let Some(Command::Login(args)) = &cli.command {
+        return run_login(&cli, args.tenant.as_deref());
     }
     if cli.config_check {
         return check_config(&cli);
@@ -153,8 +153,10 @@ fn check_config(cli: &Cli) -> ExitCode {
 }
 
 /// `login`: the device-code sign-in that stores a refresh token in
-/// `state_dir`. Instructions go to standard output, logs to standard error.
-fn run_login(cli: &Cli) -> ExitCode {
+/// `state_dir`, for `tenant` if the file has `tenants`. Instructions go to
+/// standard output, logs to standard error.
+fn run_login(cli: &Cli, tenant: Option<&str>) -> ExitCode {
+    let file = cli.config_file.display();
     let config = match Config::load(&cli.config_file) {
         Ok(config) => config,
         Err(err) => {
@@ -162,17 +164,27 @@ fn run_login(cli: &Cli) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG_ERROR);
         }
     };
-    let target = match LoginTarget::from_config(&config) {
+    let (name, tenant_config) = match login::choose_tenant(&config, tenant) {
+        Ok(choice) => choice,
+        Err(err) => {
+            tracing::error!(error = %format!("{file}: {err}"), "cannot run login");
+            return ExitCode::from(EXIT_CONFIG_ERROR);
+        }
+    };
+    let tenant_prefix = name
+        .map(|name| format!("tenant {name}: "))
+        .unwrap_or_default();
+    let target = match LoginTarget::from_config(tenant_config) {
         Ok(target) => target,
         Err(err) => {
-            tracing::error!(error = %format!("{}: {err}", cli.config_file.display()), "cannot run login");
+            tracing::error!(error = %format!("{file}: {tenant_prefix}{err}"), "cannot run login");
             return ExitCode::from(EXIT_CONFIG_ERROR);
         }
     };
     // After the check above, so that a missing state_dir is one error, not
     // a warning and then an error.
-    for warning in config.warnings() {
-        tracing::warn!("{warning}");
+    for warning in tenant_config.warnings() {
+        tracing::warn!("{tenant_prefix}{warning}");
     }
     // One thread is plenty for one sign-in.
     let Some(runtime) = build_runtime(tokio::runtime::Builder::new_current_thread()) else {
@@ -195,7 +207,12 @@ fn run_login(cli: &Cli) -> ExitCode {
         Ok::<_, String>(result)
     });
     match result {
-        Ok(Ok(_)) => ExitCode::SUCCESS,
+        Ok(Ok(_)) => {
+            if config.is_multi_tenant() {
+                print_tenants_needing_login(&config);
+            }
+            ExitCode::SUCCESS
+        }
         Ok(Err(err @ login::LoginError::Interrupted)) => {
             tracing::warn!("{err}");
             ExitCode::from(EXIT_INTERRUPTED)
@@ -212,6 +229,19 @@ fn run_login(cli: &Cli) -> ExitCode {
             tracing::error!(error = %message, "cannot run login");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// After a sign-in: which tenants still have no refresh token.
+fn print_tenants_needing_login(config: &Config) {
+    let waiting = login::tenants_needing_login(config);
+    if waiting.is_empty() {
+        println!("Every tenant has a refresh token now.");
+    } else {
+        println!(
+            "Still to sign in: {}; run `partner-center-exporter login --tenant NAME` for each.",
+            waiting.join(", ")
+        );
     }
 }
 

@@ -110,6 +110,98 @@ impl LoginTarget {
     }
 }
 
+/// Whether `config`'s App+User method has a refresh token to start from:
+/// one configured (`auth.refresh_token_file` or [`REFRESH_TOKEN_ENV`]), or
+/// one stored in `state_dir` (by `login` or a rotation) for its
+/// app registration. False for other methods, which need none.
+///
+/// Only looks: neither the configured file nor the state file is checked
+/// beyond that. An unreadable or corrupt state file counts as none, as it
+/// does when the exporter starts.
+///
+/// [`REFRESH_TOKEN_ENV`]: crate::config::REFRESH_TOKEN_ENV
+pub fn has_refresh_token(config: &Config) -> bool {
+    let Ok(AuthMethod::RefreshToken(settings)) = config.auth.method() else {
+        return false;
+    };
+    if settings.refresh_token.is_some() {
+        return true;
+    }
+    config.state_dir.as_ref().is_some_and(|dir| {
+        matches!(
+            RefreshTokenStore::new(dir).load(),
+            Ok(Some(stored)) if stored.client_id.eq_ignore_ascii_case(&settings.client_id)
+        )
+    })
+}
+
+/// Whether `config` uses the App+User method and has no refresh token
+/// anywhere ([`has_refresh_token`]): the exporter cannot start it until
+/// `login` has run.
+pub fn needs_login(config: &Config) -> bool {
+    matches!(config.auth.method(), Ok(AuthMethod::RefreshToken(_))) && !has_refresh_token(config)
+}
+
+/// The names of the tenants of a file with `tenants` that still
+/// [need a login](needs_login), in file order; empty for a file without.
+pub fn tenants_needing_login(config: &Config) -> Vec<&str> {
+    config
+        .tenants
+        .iter()
+        .filter(|tenant| needs_login(&tenant.config))
+        .map(|tenant| tenant.name.as_str())
+        .collect()
+}
+
+/// Why `login` cannot tell which tenant to sign in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantChoiceError {
+    /// Several tenants and no `--tenant`.
+    #[error("several tenants are configured ({}); choose one with --tenant", .0.join(", "))]
+    Ambiguous(Vec<String>),
+    /// `--tenant` names none of them.
+    #[error("no tenant is named {name:?}; the configured tenants are {}", .configured.join(", "))]
+    Unknown {
+        name: String,
+        configured: Vec<String>,
+    },
+    /// `--tenant` with a file without `tenants`.
+    #[error(
+        "--tenant {0:?} was given, but the configuration file has no tenants; run login without --tenant"
+    )]
+    NoTenants(String),
+}
+
+/// The tenant `login --tenant` (`tenant`) signs in, and its configuration:
+/// the file's only configuration when it has no `tenants`, the named
+/// tenant's, or the single tenant's of a list of one.
+pub fn choose_tenant<'a>(
+    config: &'a Config,
+    tenant: Option<&str>,
+) -> Result<(Option<&'a str>, &'a Config), TenantChoiceError> {
+    let names = || {
+        config
+            .tenants
+            .iter()
+            .map(|tenant| tenant.name.clone())
+            .collect::<Vec<_>>()
+    };
+    match (tenant, config.tenants.as_slice()) {
+        (None, []) => Ok((None, config)),
+        (Some(name), []) => Err(TenantChoiceError::NoTenants(name.to_owned())),
+        (None, [only]) => Ok((Some(only.name.as_str()), &only.config)),
+        (None, _) => Err(TenantChoiceError::Ambiguous(names())),
+        (Some(name), tenants) => tenants
+            .iter()
+            .find(|tenant| tenant.name == name)
+            .map(|tenant| (Some(tenant.name.as_str()), &tenant.config))
+            .ok_or_else(|| TenantChoiceError::Unknown {
+                name: name.to_owned(),
+                configured: names(),
+            }),
+    }
+}
+
 /// The fingerprint of the configured refresh token, if one is configured.
 ///
 /// An unreadable configured token is an error rather than "none": storing
@@ -365,6 +457,7 @@ fn describe_validity(valid_for: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::refresh_token_store::STATE_FILE_NAME;
 
     #[test]
     fn validity_is_described_in_minutes_or_seconds() {
@@ -408,6 +501,145 @@ mod tests {
             next_step(&EntraError::Decode("not JSON".to_owned())),
             Step::Fail
         ));
+    }
+
+    const CLIENT_ID: &str = "3f2c5e2a-0000-4000-8000-000000000001";
+
+    /// A directory with a client secret, a refresh token file and a
+    /// configuration file.
+    fn parse(dir: &tempfile::TempDir, yaml: &str) -> Config {
+        std::fs::write(dir.path().join("secret"), "client-secret\n").expect("write");
+        std::fs::write(dir.path().join("refresh"), "refresh-token\n").expect("write");
+        std::fs::write(dir.path().join("token"), "access-token\n").expect("write");
+        Config::from_yaml(yaml, &dir.path().join("exporter.yml")).expect("valid")
+    }
+
+    fn app_user(name: &str, extra: &str) -> String {
+        format!(
+            "  - name: {name}\n    auth:\n      tenant_id: contoso.onmicrosoft.com\n      client_id: {CLIENT_ID}\n      client_secret_file: secret\n{extra}"
+        )
+    }
+
+    fn store(dir: &std::path::Path, client_id: &str) {
+        let store = RefreshTokenStore::new(dir);
+        store.prepare().expect("prepare");
+        store
+            .save(&StoredRefreshToken {
+                refresh_token: crate::secret::Secret::new("stored"),
+                obtained_at: Utc::now(),
+                client_id: client_id.to_owned(),
+                tenant_id: "contoso.onmicrosoft.com".to_owned(),
+                seed_fingerprint: None,
+            })
+            .expect("save");
+    }
+
+    #[test]
+    fn a_refresh_token_is_found_configured_or_stored_for_the_same_client() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = parse(
+            &dir,
+            &format!(
+                "state_dir: state\ntenants:\n{}{}{}  - name: bearer\n    auth:\n      bearer_token_file: token\n",
+                app_user("configured", "      refresh_token_file: refresh\n"),
+                app_user("stored", ""),
+                app_user("other-client", ""),
+            ),
+        );
+        let state = dir.path().join("state");
+        assert_eq!(
+            tenants_needing_login(&config),
+            ["stored", "other-client"],
+            "nothing stored yet"
+        );
+        store(&state.join("stored"), &CLIENT_ID.to_ascii_uppercase());
+        store(
+            &state.join("other-client"),
+            "3f2c5e2a-0000-4000-8000-00000000000f",
+        );
+        // A corrupt state file counts as none.
+        std::fs::write(state.join(STATE_FILE_NAME), "{").expect("write");
+
+        let by_name = |name: &str| {
+            config
+                .tenants
+                .iter()
+                .find(|tenant| tenant.name == name)
+                .map(|tenant| &tenant.config)
+                .expect("tenant")
+        };
+        assert!(has_refresh_token(by_name("configured")));
+        assert!(
+            has_refresh_token(by_name("stored")),
+            "client IDs compare without case"
+        );
+        assert!(
+            !has_refresh_token(by_name("other-client")),
+            "another app registration's token is useless"
+        );
+        assert!(!has_refresh_token(by_name("bearer")));
+        assert!(
+            !needs_login(by_name("bearer")),
+            "a bearer token needs no login"
+        );
+        assert_eq!(tenants_needing_login(&config), ["other-client"]);
+
+        // A file without tenants: its state_dir holds the corrupt file.
+        let single = parse(
+            &dir,
+            &format!(
+                "auth:\n  tenant_id: contoso.onmicrosoft.com\n  client_id: {CLIENT_ID}\n  client_secret_file: secret\nstate_dir: state\n"
+            ),
+        );
+        assert!(needs_login(&single));
+        assert!(
+            tenants_needing_login(&single).is_empty(),
+            "no tenants, no names"
+        );
+    }
+
+    #[test]
+    fn the_tenant_to_sign_in_is_chosen_by_name_or_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let single = parse(&dir, "auth:\n  bearer_token_file: token\n");
+        let (name, chosen) = choose_tenant(&single, None).expect("the file itself");
+        assert_eq!(name, None);
+        assert!(std::ptr::eq(chosen, &single));
+        assert_eq!(
+            choose_tenant(&single, Some("a")).expect_err("no tenants"),
+            TenantChoiceError::NoTenants("a".to_owned())
+        );
+
+        let one = parse(
+            &dir,
+            &format!("state_dir: state\ntenants:\n{}", app_user("a", "")),
+        );
+        let (name, chosen) = choose_tenant(&one, None).expect("the only tenant");
+        assert_eq!(name, Some("a"));
+        assert_eq!(chosen.state_dir, Some(dir.path().join("state").join("a")));
+
+        let two = parse(
+            &dir,
+            &format!(
+                "state_dir: state\ntenants:\n{}{}",
+                app_user("a", ""),
+                app_user("b", "")
+            ),
+        );
+        let err = choose_tenant(&two, None).expect_err("ambiguous");
+        assert_eq!(
+            err.to_string(),
+            "several tenants are configured (a, b); choose one with --tenant"
+        );
+        let (name, chosen) = choose_tenant(&two, Some("b")).expect("named");
+        assert_eq!(name, Some("b"));
+        assert_eq!(chosen.state_dir, Some(dir.path().join("state").join("b")));
+        assert_eq!(
+            choose_tenant(&two, Some("c"))
+                .expect_err("unknown")
+                .to_string(),
+            "no tenant is named \"c\"; the configured tenants are a, b"
+        );
     }
 
     #[test]

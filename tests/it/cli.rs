@@ -488,6 +488,8 @@ fn login_help_names_its_flags_and_purpose() {
         "--config.file",
         "--log.level",
         "--log.format",
+        "--tenant <NAME>",
+        "state_dir/NAME",
     ] {
         assert!(
             stdout.contains(expected),

@@ -420,7 +420,7 @@ fn kubernetes_login_job_stores_the_token_where_the_deployment_reads_it() {
         .collect();
     let login = exporter_cli(args);
     assert!(
-        matches!(login.command, Some(Command::Login)),
+        matches!(login.command, Some(Command::Login(_))),
         "the Job runs `login`"
     );
     assert_eq!(login.config_file, kubernetes.cli().config_file);

@@ -868,6 +868,157 @@ fn the_binary_refuses_login_with_an_invalid_config() {
     );
 }
 
+/// The client of tenant `a` in [`two_tenants`]; `b` has [`CLIENT_ID`].
+const CLIENT_ID_A: &str = "3f2c5e2a-0000-4000-8000-00000000000a";
+
+/// Two App+User tenants of the same partner tenant against `authority`,
+/// each with an app registration of its own and no refresh token yet.
+fn two_tenants(authority: &str) -> Setup {
+    Setup::with_config(&format!(
+        "state_dir: state\n\
+         tenants:\n\
+         \x20 - name: a\n\
+         \x20   auth:\n      tenant_id: {TENANT}\n      client_id: {CLIENT_ID_A}\n      client_secret_file: client-secret\n      authority: {authority}\n\
+         \x20 - name: b\n\
+         \x20   auth:\n      tenant_id: {TENANT}\n      client_id: {CLIENT_ID}\n      client_secret_file: client-secret\n      authority: {authority}\n"
+    ))
+}
+
+fn assert_exit_78_saying(output: &Output, expected: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(EXIT_CONFIG_ERROR)),
+        "{}",
+        describe(output)
+    );
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("level=error"), "{}", describe(output));
+    assert!(stderr.contains(expected), "{}", describe(output));
+    assert!(output.stdout.is_empty(), "{}", describe(output));
+}
+
+#[tokio::test]
+async fn the_binary_signs_in_the_chosen_tenant_into_its_own_directory() {
+    let entra = MockServer::start().await;
+    mount_device_code(&entra, device_code_answer(900.0, Some(1.0))).await;
+    mount_token_answers(&entra, vec![(success(true), 2)]).await;
+    let setup = two_tenants(&entra.uri());
+    let state = setup.dir.path().join("state");
+
+    let flag = setup.config_flag();
+    let output = tokio::task::spawn_blocking(move || run(&["login", &flag, "--tenant", "b"]))
+        .await
+        .expect("runner");
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    let state_file = state.join("b").join(STATE_FILE_NAME);
+    assert!(
+        stdout.contains(&state_file.display().to_string()),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        stdout.contains(
+            "Still to sign in: a; run `partner-center-exporter login --tenant NAME` for each."
+        ),
+        "{}",
+        describe(&output)
+    );
+    assert_no_secret("stdout", &stdout);
+    assert_no_secret("stderr", &text(&output.stderr));
+
+    let stored = RefreshTokenStore::new(state.join("b"))
+        .load()
+        .expect("loadable")
+        .expect("stored for b");
+    assert_eq!(stored.refresh_token.expose(), REFRESH_TOKEN);
+    assert_eq!(stored.client_id, CLIENT_ID, "b's app registration");
+    assert_eq!(stored.tenant_id, TENANT);
+    assert!(
+        !state.join("a").join(STATE_FILE_NAME).exists(),
+        "nothing for a"
+    );
+    assert!(!state.join(STATE_FILE_NAME).exists(), "nothing shared");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &std::path::Path| {
+            std::fs::metadata(path)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(&state_file), 0o600);
+        assert_eq!(mode(&state.join("b")), 0o700, "created owner-only");
+        assert_eq!(mode(&state), 0o700, "created owner-only");
+    }
+    let started = requests_to(&entra, DEVICE_CODE_PATH).await;
+    assert_eq!(started.len(), 1);
+    assert_eq!(
+        form(&started[0]).get("client_id").map(String::as_str),
+        Some(CLIENT_ID)
+    );
+
+    // Signing in the other one leaves none waiting.
+    let flag = setup.config_flag();
+    let output = tokio::task::spawn_blocking(move || run(&["login", &flag, "--tenant=a"]))
+        .await
+        .expect("runner");
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        text(&output.stdout).contains("Every tenant has a refresh token now."),
+        "{}",
+        describe(&output)
+    );
+    let stored = RefreshTokenStore::new(state.join("a"))
+        .load()
+        .expect("loadable")
+        .expect("stored for a");
+    assert_eq!(stored.client_id, CLIENT_ID_A);
+}
+
+#[test]
+fn the_binary_needs_a_tenant_chosen_among_several() {
+    let setup = two_tenants("https://login.microsoftonline.com");
+    let output = run(&["login", &setup.config_flag()]);
+    assert_exit_78_saying(
+        &output,
+        "several tenants are configured (a, b); choose one with --tenant",
+    );
+    assert!(
+        text(&output.stderr).contains(&setup.config_path().display().to_string()),
+        "the file is named: {}",
+        describe(&output)
+    );
+    let output = run(&["login", &setup.config_flag(), "--tenant", "c"]);
+    assert_exit_78_saying(
+        &output,
+        r#"no tenant is named \"c\"; the configured tenants are a, b"#,
+    );
+    assert!(
+        !setup.dir.path().join("state").exists(),
+        "nothing is created"
+    );
+
+    let single = Setup::new("https://login.microsoftonline.com", false);
+    let output = run(&["login", &single.config_flag(), "--tenant", "a"]);
+    assert_exit_78_saying(&output, "the configuration file has no tenants");
+}
+
+#[test]
+fn a_tenant_that_cannot_sign_in_is_named() {
+    let setup = Setup::with_config(
+        "state_dir: state\ntenants:\n  - name: gov\n    auth:\n      bearer_token_file: bearer-token\n",
+    );
+    // A list of one needs no --tenant.
+    let output = run(&["login", &setup.config_flag()]);
+    assert_exit_78_saying(
+        &output,
+        "tenant gov: auth: login signs in with the App+User method",
+    );
+}
+
 #[tokio::test]
 async fn sigint_interrupts_a_waiting_login() {
     let entra = MockServer::start().await;
