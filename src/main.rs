@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
-use partner_center_exporter::Config;
 use partner_center_exporter::Schedule;
 use partner_center_exporter::login::{self, LoginPacing, LoginTarget};
 use partner_center_exporter::{AppError, bind_all, build_info, demo, shutdown, telemetry};
+use partner_center_exporter::{AuthMethod, Config};
 use partner_center_exporter::{Cli, Command, EXIT_CONFIG_ERROR, EXIT_INTERRUPTED};
 use partner_center_exporter::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WRITE_STALL_TIMEOUT,
@@ -117,13 +117,12 @@ fn check_config(cli: &Cli) -> ExitCode {
                 eprintln!("warning: {}: {warning}", cli.config_file.display());
             }
             println!("{}: configuration is valid", cli.config_file.display());
-            for schedule in Schedule::from_config(&config) {
-                println!(
-                    "source {}: enabled, every {}{}",
-                    schedule.source,
-                    humantime::format_duration(schedule.interval),
-                    schedule.source.cost()
-                );
+            if config.is_multi_tenant() {
+                for (name, tenant) in config.tenant_configs() {
+                    print_tenant(name.unwrap_or_default(), tenant);
+                }
+            } else {
+                print_sources(&config, "");
             }
             true
         }
@@ -150,6 +149,49 @@ fn check_config(cli: &Cli) -> ExitCode {
     } else {
         ExitCode::from(EXIT_CONFIG_ERROR)
     }
+}
+
+/// The enabled sources of `config`, each on a line of its own after `prefix`.
+fn print_sources(config: &Config, prefix: &str) {
+    for schedule in Schedule::from_config(config) {
+        println!(
+            "{prefix}source {}: enabled, every {}{}",
+            schedule.source,
+            humantime::format_duration(schedule.interval),
+            schedule.source.cost()
+        );
+    }
+}
+
+/// One tenant of a file with `tenants`: how it authenticates, where its
+/// API is, and its enabled sources, each line starting with its name.
+fn print_tenant(name: &str, config: &Config) {
+    let prefix = format!("tenant {name}: ");
+    match config.auth.method() {
+        Ok(AuthMethod::RefreshToken(settings)) => {
+            let token = if login::needs_login(config) {
+                format!(
+                    "; no refresh token yet: run `partner-center-exporter login --tenant {name}`"
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "{prefix}auth: App+User refresh token for {} at Entra ID authority {}{token}",
+                settings.tenant_id, settings.authority
+            );
+        }
+        Ok(AuthMethod::BearerTokenFile(file)) => {
+            println!("{prefix}auth: bearer token file {}", file.display());
+        }
+        // Validation refused every other case.
+        Err((key, message)) => println!("{prefix}auth: {key}: {message}"),
+    }
+    println!("{prefix}API: {}", config.partner_center.base_url);
+    if let Some(dir) = &config.state_dir {
+        println!("{prefix}state_dir: {}", dir.display());
+    }
+    print_sources(config, &prefix);
 }
 
 /// `login`: the device-code sign-in that stores a refresh token in

@@ -336,6 +336,211 @@ fn config_check_warns_about_a_short_poll_interval() {
     assert!(warning.contains("2s"), "{warning}");
 }
 
+/// Two tenants: `contoso-eu` (App+User, the global cloud, with the
+/// per-customer licences turned on) and `contoso-usgov` (a bearer token
+/// file, its own API root); the top-level sections are their defaults.
+const TWO_TENANTS: &str = "\
+partner_center:
+  max_pages: 50
+sources:
+  customer_licenses:
+    interval: 2h
+state_dir: state
+tenants:
+  - name: contoso-eu
+    auth:
+      tenant_id: contoso.onmicrosoft.com
+      client_id: 3f2c5e2a-0000-4000-8000-00000000000a
+      client_secret_file: client-secret
+    sources:
+      customer_licenses:
+        enabled: true
+  - name: contoso-usgov
+    auth:
+      bearer_token_file: token
+    partner_center:
+      base_url: https://api.partnercenter.example.us
+";
+
+impl ConfigDir {
+    /// A directory with [`TWO_TENANTS`] changed by `edit`, and the files it names.
+    fn with_two_tenants(edit: impl FnOnce(&str) -> String) -> Self {
+        let dir = Self::with_config(&edit(TWO_TENANTS));
+        std::fs::write(dir.dir.path().join("client-secret"), "secret\n").expect("write");
+        dir
+    }
+}
+
+#[test]
+fn config_check_lists_each_tenant_with_its_auth_api_and_sources() {
+    let dir = ConfigDir::with_two_tenants(str::to_owned);
+    let output = run(&[&dir.config_flag(), "--config.check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    let state = dir.dir.path().join("state");
+    let expected = [
+        format!("{}: configuration is valid", dir.config_path().display()),
+        "tenant contoso-eu: auth: App+User refresh token for contoso.onmicrosoft.com at \
+         Entra ID authority https://login.microsoftonline.com/; no refresh token yet: \
+         run `partner-center-exporter login --tenant contoso-eu`"
+            .to_owned(),
+        "tenant contoso-eu: API: https://api.partnercenter.microsoft.com/".to_owned(),
+        format!(
+            "tenant contoso-eu: state_dir: {}",
+            state.join("contoso-eu").display()
+        ),
+        "tenant contoso-eu: source license_usage: enabled, every 15m".to_owned(),
+        "tenant contoso-eu: source license_deployment: enabled, every 15m".to_owned(),
+        "tenant contoso-eu: source customer_licenses: enabled, every 2h, the customer listing \
+         and one request per covered customer"
+            .to_owned(),
+        format!(
+            "tenant contoso-usgov: auth: bearer token file {}",
+            dir.dir.path().join("token").display()
+        ),
+        "tenant contoso-usgov: API: https://api.partnercenter.example.us/".to_owned(),
+        format!(
+            "tenant contoso-usgov: state_dir: {}",
+            state.join("contoso-usgov").display()
+        ),
+        "tenant contoso-usgov: source license_usage: enabled, every 15m".to_owned(),
+        "tenant contoso-usgov: source license_deployment: enabled, every 15m".to_owned(),
+    ];
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        expected.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        text(&output.stderr).is_empty(),
+        "no warning: {}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn config_check_refuses_bad_tenants_naming_them() {
+    /// A case's name, how it changes [`TWO_TENANTS`], and what stderr says.
+    type Case = (&'static str, fn(&str) -> String, &'static [&'static str]);
+    let cases: [Case; 7] = [
+        (
+            "an error inside a tenant",
+            |yaml| {
+                yaml.replace(
+                    "      base_url: https://api.partnercenter.example.us\n",
+                    "      base_url: https://api.partnercenter.example.us\n      max_pages: 0\n",
+                )
+            },
+            &["tenants[1] (contoso-usgov): partner_center.max_pages: must be at least 1"],
+        ),
+        (
+            "two tenants of one name",
+            |yaml| yaml.replace("name: contoso-usgov", "name: contoso-eu"),
+            &["tenants: tenants[0] and tenants[1] are both named contoso-eu"],
+        ),
+        (
+            "a name that is no label value",
+            |yaml| yaml.replace("name: contoso-usgov", "name: Contoso US"),
+            &[
+                "tenants[1].name: \"Contoso US\" is not a valid tenant name",
+                "a-z, 0-9, _ and -",
+            ],
+        ),
+        (
+            "a shared refresh token file",
+            |yaml| {
+                yaml.replace(
+                    "      client_secret_file: client-secret\n",
+                    "      client_secret_file: client-secret\n      refresh_token_file: token\n",
+                )
+                .replace(
+                    "      bearer_token_file: token\n",
+                    "      tenant_id: contoso.onmicrosoft.us\n      client_id: 3f2c5e2a-0000-4000-8000-00000000000b\n      client_secret_file: client-secret\n      refresh_token_file: ./token\n",
+                )
+            },
+            &[
+                "tenants[0] (contoso-eu) and tenants[1] (contoso-usgov) have the same auth.refresh_token_file",
+            ],
+        ),
+        (
+            "a top-level auth",
+            |yaml| format!("auth:\n  bearer_token_file: token\n{yaml}"),
+            &["auth: is not used with tenants: each tenant has its own auth"],
+        ),
+        (
+            "no tenant",
+            |_| "tenants: []\n".to_owned(),
+            &["tenants: is empty"],
+        ),
+        (
+            "an unknown key in a tenant",
+            |yaml| {
+                yaml.replace(
+                    "  - name: contoso-usgov\n",
+                    "  - name: contoso-usgov\n    scrape_interval: 1m\n",
+                )
+            },
+            &[
+                "tenants[1] (contoso-usgov): ",
+                "unknown field `scrape_interval`",
+            ],
+        ),
+    ];
+    for (name, edit, expected) in cases {
+        let dir = ConfigDir::with_two_tenants(edit);
+        let output = run(&[&dir.config_flag(), "--config.check"]);
+        assert_eq!(
+            output.status.code(),
+            Some(i32::from(EXIT_CONFIG_ERROR)),
+            "{name}: {}",
+            describe(&output)
+        );
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.starts_with(&format!("error: {}: ", dir.config_path().display())),
+            "{name}: {}",
+            describe(&output)
+        );
+        for expected in expected {
+            assert!(
+                stderr.contains(expected),
+                "{name}: stderr lacks {expected:?}: {}",
+                describe(&output)
+            );
+        }
+        assert!(output.stdout.is_empty(), "{name}: {}", describe(&output));
+    }
+}
+
+#[test]
+fn config_check_refuses_secrets_in_the_environment_with_tenants() {
+    let dir = ConfigDir::with_two_tenants(str::to_owned);
+    let output = ExporterProcess::command(&[&dir.config_flag(), "--config.check"])
+        .env(
+            partner_center_exporter::CLIENT_SECRET_ENV,
+            "SECRET-FROM-ENV",
+        )
+        .output()
+        .expect("run the exporter binary");
+    assert_eq!(
+        output.status.code(),
+        Some(i32::from(EXIT_CONFIG_ERROR)),
+        "{}",
+        describe(&output)
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "tenants: PARTNER_CENTER_CLIENT_SECRET cannot say which tenant it belongs to; \
+             unset it and use each tenant's auth.client_secret_file and auth.refresh_token_file"
+        ),
+        "{}",
+        describe(&output)
+    );
+    assert!(!stderr.contains("SECRET-FROM-ENV"), "{}", describe(&output));
+}
+
 // ---------------------------------------------------------------------------
 // Startup failures and flags
 // ---------------------------------------------------------------------------
