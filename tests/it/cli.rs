@@ -420,6 +420,76 @@ fn config_check_lists_each_tenant_with_its_auth_api_and_sources() {
 }
 
 #[test]
+fn the_shipped_examples_tenants_are_valid_once_uncommented() {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/partner-center-exporter.example.yml"
+    ))
+    .expect("read the example configuration");
+    let mut config = String::new();
+    let mut in_auth = false;
+    let mut in_tenants = false;
+    for line in example.lines() {
+        // The top-level auth section goes: tenants replace it.
+        if line == "auth:" {
+            in_auth = true;
+            continue;
+        }
+        if in_auth && (line.is_empty() || line.starts_with(' ')) {
+            continue;
+        }
+        in_auth = false;
+        if line == "# tenants:" {
+            in_tenants = true;
+        } else if !line.starts_with("#   ") {
+            in_tenants = false;
+        }
+        let line = match line.strip_prefix("# ") {
+            Some(uncommented) if in_tenants => uncommented,
+            _ => line,
+        };
+        config.push_str(line);
+        config.push('\n');
+    }
+    assert!(
+        config.contains("\ntenants:\n"),
+        "the example no longer shows tenants"
+    );
+    for (shipped, local) in [
+        ("/run/secrets/contoso-eu-client-secret", "client-secret-eu"),
+        (
+            "/run/secrets/contoso-usgov-client-secret",
+            "client-secret-usgov",
+        ),
+        ("/var/lib/partner-center-exporter", "state"),
+    ] {
+        assert!(
+            config.contains(shipped),
+            "the example no longer has {shipped}"
+        );
+        config = config.replace(shipped, local);
+    }
+    let dir = ConfigDir::with_config(&config);
+    for file in ["client-secret-eu", "client-secret-usgov"] {
+        std::fs::write(dir.dir.path().join(file), "secret\n").expect("write");
+    }
+    let output = run(&[&dir.config_flag(), "--config.check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    for expected in [
+        "tenant contoso-eu: source customer_licenses: enabled, every 1h",
+        "tenant contoso-usgov: auth: App+User refresh token for contoso.onmicrosoft.us at \
+         Entra ID authority https://login.microsoftonline.us/",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected}: {}",
+            describe(&output)
+        );
+    }
+}
+
+#[test]
 fn config_check_refuses_bad_tenants_naming_them() {
     /// A case's name, how it changes [`TWO_TENANTS`], and what stderr says.
     type Case = (&'static str, fn(&str) -> String, &'static [&'static str]);
