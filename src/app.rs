@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::auth::{AuthError, Authenticator};
 use crate::collect::poll_thread::PollThread;
@@ -66,12 +67,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
     let metrics = ExporterMetrics::new()?;
-    let authenticator = Authenticator::from_config(&config, &TenantLabel::NONE, &metrics)?;
-    let client = Client::new(&config.partner_center)?;
-    let schedules = Schedule::from_config(&config);
-    let sources: Vec<_> = schedules.iter().map(|schedule| schedule.source).collect();
-    let state = Arc::new(ExporterState::new(metrics, config.poll.max_staleness));
-    let tenant = state.add_tenant(TenantLabel::NONE, &sources)?;
+    let state = Arc::new(ExporterState::new(
+        metrics.clone(),
+        config.poll.max_staleness,
+    ));
+    let mut tenants = Vec::new();
+    for (name, tenant_config) in config.tenant_configs() {
+        let tenant = name.map_or(TenantLabel::NONE, TenantLabel::named);
+        tenants.push(prepare_tenant(tenant_config, tenant, &state, &metrics)?);
+    }
 
     for listener in &listeners {
         if let Ok(address) = listener.local_addr() {
@@ -85,21 +89,28 @@ pub async fn run(
             "web configuration in force"
         );
     }
-    for schedule in &schedules {
-        tracing::info!(
-            source = schedule.source.as_str(),
-            requests = %schedule.source.fetch().describe(),
-            interval = %humantime::format_duration(schedule.interval),
-            "polling Partner Center"
-        );
-    }
 
-    let scheduler = Scheduler::new(&config, &schedules, client, authenticator, tenant)
-        .map_err(AppError::Setup)?;
-    // On a thread and runtime of its own, so that receiving and decoding a
-    // large answer never holds up a scrape (see `poll_thread`).
-    let poller = PollThread::spawn("poller", scheduler.run(schedules, shutdown.clone()))
-        .map_err(AppError::PollThread)?;
+    // Every tenant's pollers on one thread and runtime of their own, so
+    // that receiving and decoding a large answer never holds up a scrape
+    // (see `poll_thread`); each tenant's under its own client, budget and
+    // throttle.
+    let polls: Vec<_> = tenants
+        .into_iter()
+        .map(|prepared| {
+            let span = match prepared.tenant.name() {
+                Some(name) => tracing::info_span!("tenant", tenant = name),
+                None => tracing::Span::none(),
+            };
+            prepared
+                .scheduler
+                .run(prepared.schedules, shutdown.clone())
+                .instrument(span)
+        })
+        .collect();
+    let poll_all = async move {
+        futures_util::future::join_all(polls).await;
+    };
+    let poller = PollThread::spawn("poller", poll_all).map_err(AppError::PollThread)?;
     let poller = poller.join();
     tokio::pin!(poller);
     let server = server::serve(listeners, state, settings, shutdown.clone());
@@ -120,4 +131,43 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One partner tenant, ready to poll.
+struct PreparedTenant {
+    tenant: TenantLabel,
+    scheduler: Scheduler,
+    schedules: Vec<Schedule>,
+}
+
+/// Sets up `tenant` from its configuration: its authenticator, its client
+/// (and so its own request budget and throttle), its slots in the state
+/// and its scheduler.
+fn prepare_tenant(
+    config: &Config,
+    tenant: TenantLabel,
+    state: &Arc<ExporterState>,
+    metrics: &ExporterMetrics,
+) -> Result<PreparedTenant, AppError> {
+    let authenticator = Authenticator::from_config(config, &tenant, metrics)?;
+    let client = Client::new(&config.partner_center)?;
+    let schedules = Schedule::from_config(config);
+    let sources: Vec<_> = schedules.iter().map(|schedule| schedule.source).collect();
+    let tenant_state = state.add_tenant(tenant.clone(), &sources)?;
+    for schedule in &schedules {
+        tracing::info!(
+            tenant = tenant.name(),
+            source = schedule.source.as_str(),
+            requests = %schedule.source.fetch().describe(),
+            interval = %humantime::format_duration(schedule.interval),
+            "polling Partner Center"
+        );
+    }
+    let scheduler = Scheduler::new(config, &schedules, client, authenticator, tenant_state)
+        .map_err(AppError::Setup)?;
+    Ok(PreparedTenant {
+        tenant,
+        scheduler,
+        schedules,
+    })
 }

@@ -32,6 +32,10 @@ pub enum Authenticator {
     BearerTokenFile(PathBuf),
     /// App+User: access tokens redeemed from a rotating refresh token.
     AppUser(Arc<AppUserAuthenticator>),
+    /// App+User for a named tenant that had no refresh token at start:
+    /// it waits for `login --tenant` to store one, while the other
+    /// tenants poll.
+    AwaitingLogin(Arc<AwaitingLogin>),
 }
 
 /// Why no access token could be had. Messages say what the operator has to
@@ -90,13 +94,28 @@ impl Authenticator {
                             key: "auth",
                             message: format!("cannot register the token metrics: {err}"),
                         })?;
-                let authenticator = AppUserAuthenticator::new(
-                    *settings,
-                    config.state_dir.as_deref(),
-                    config.partner_center.request_timeout,
-                    token_metrics,
-                )?;
-                Ok(Self::AppUser(Arc::new(authenticator)))
+                let waiting = AwaitingLogin {
+                    tenant: tenant.clone(),
+                    settings: *settings,
+                    state_dir: config.state_dir.clone(),
+                    request_timeout: config.partner_center.request_timeout,
+                    metrics: token_metrics,
+                    started: tokio::sync::Mutex::new(None),
+                };
+                match waiting.start() {
+                    Ok(authenticator) => Ok(Self::AppUser(authenticator)),
+                    // One tenant without a refresh token must not keep the
+                    // others from polling; a single tenant has nothing else
+                    // to do, and stops with the configuration error.
+                    Err(AuthError::NoRefreshToken(_)) if tenant.name().is_some() => {
+                        tracing::warn!(
+                            "{}; its sources report partner_center_up 0 until then",
+                            waiting.missing()
+                        );
+                        Ok(Self::AwaitingLogin(Arc::new(waiting)))
+                    }
+                    Err(err) => Err(err),
+                }
             }
         }
     }
@@ -108,6 +127,7 @@ impl Authenticator {
                 .await
                 .map_err(AuthError::BearerTokenFile),
             Self::AppUser(authenticator) => authenticator.access_token().await,
+            Self::AwaitingLogin(waiting) => waiting.authenticator().await?.access_token().await,
         }
     }
 
@@ -117,6 +137,90 @@ impl Authenticator {
             // The file may have been replaced since it was read.
             Self::BearerTokenFile(_) => self.access_token().await,
             Self::AppUser(authenticator) => authenticator.renew(rejected).await,
+            Self::AwaitingLogin(waiting) => waiting.authenticator().await?.renew(rejected).await,
+        }
+    }
+}
+
+/// A named tenant's App+User method before its first refresh token: each
+/// request for a token looks for one again (stored by `login --tenant`,
+/// or a configured file filled since), and once one is there the tenant
+/// authenticates as any other from then on.
+pub struct AwaitingLogin {
+    tenant: TenantLabel,
+    settings: crate::config::RefreshTokenSettings,
+    state_dir: Option<PathBuf>,
+    request_timeout: std::time::Duration,
+    metrics: crate::exposition::metrics::TokenMetrics,
+    started: tokio::sync::Mutex<Option<Arc<AppUserAuthenticator>>>,
+}
+
+impl std::fmt::Debug for AwaitingLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwaitingLogin")
+            .field("tenant", &self.tenant.name())
+            .field("client_id", &self.settings.client_id)
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AwaitingLogin {
+    /// The authenticator, if a refresh token can be found now.
+    fn start(&self) -> Result<Arc<AppUserAuthenticator>, AuthError> {
+        AppUserAuthenticator::new(
+            self.settings.clone(),
+            self.state_dir.as_deref(),
+            self.request_timeout,
+            self.metrics.clone(),
+        )
+        .map(Arc::new)
+    }
+
+    /// What is missing, and the command that provides it.
+    fn missing(&self) -> String {
+        let tenant = self.tenant.name().unwrap_or_default();
+        format!(
+            "tenant {tenant} has no refresh token yet; run `partner-center-exporter login --tenant {tenant}`"
+        )
+    }
+
+    /// The tenant's authenticator: the one started earlier, or one started
+    /// now from a refresh token that has appeared since.
+    async fn authenticator(&self) -> Result<Arc<AppUserAuthenticator>, AuthError> {
+        let mut started = self.started.lock().await;
+        if let Some(authenticator) = started.as_ref() {
+            return Ok(authenticator.clone());
+        }
+        // Reads a few small files: on the blocking pool, as file reads are
+        // (the poll thread's runtime has one thread).
+        let (settings, state_dir, timeout, metrics) = (
+            self.settings.clone(),
+            self.state_dir.clone(),
+            self.request_timeout,
+            self.metrics.clone(),
+        );
+        let attempt = tokio::task::spawn_blocking(move || {
+            AppUserAuthenticator::new(settings, state_dir.as_deref(), timeout, metrics)
+                .map(Arc::new)
+        })
+        .await
+        .unwrap_or_else(|err| {
+            Err(AuthError::RefreshToken(format!(
+                "looking for a refresh token failed: {err}"
+            )))
+        });
+        match attempt {
+            Ok(authenticator) => {
+                tracing::info!(
+                    tenant = self.tenant.name().unwrap_or_default(),
+                    "a refresh token is there now; the tenant authenticates with it"
+                );
+                *started = Some(authenticator.clone());
+                Ok(authenticator)
+            }
+            Err(AuthError::NoRefreshToken(_)) => Err(AuthError::NoRefreshToken(self.missing())),
+            Err(err) => Err(err),
         }
     }
 }
