@@ -25,4 +25,5 @@ mod login;
 mod resilience;
 mod sources;
 mod subscriptions;
+mod tenants;
 mod web_config;
