@@ -388,6 +388,12 @@ async fn a_tenant_without_a_refresh_token_waits_for_its_login_while_the_other_po
         metrics.text
     );
     assert_eq!(polls_of(&us.upstream), 0, "nothing is sent without a token");
+    // Each tenant's log lines name it.
+    exporter
+        .wait_for_line("a poll logged with its tenant", WAIT, |line| {
+            line.contains("tenant=contoso-eu") && line.contains("source=license_usage")
+        })
+        .await;
 
     // `login --tenant contoso-us` stores the tenant's first refresh token;
     // the running exporter takes it up at the next poll.
