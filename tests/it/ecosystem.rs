@@ -74,6 +74,9 @@ const LICENCE_RECEIVER: &str = "license-management";
 const WINDOW_ALERT: &str = "PartnerCenterSubscriptionCancellationWindowClosing";
 /// The alert the demo's one suspended subscription must raise.
 const SUSPENDED_ALERT: &str = "PartnerCenterSubscriptionSuspended";
+/// The dashboard's variable of the partner tenant (the `tenant` label of
+/// an exporter with `tenants`), which the demo, a single tenant, has none of.
+const TENANT_VARIABLE: &str = "tenant";
 
 /// Longest wait for an outage's start or end to show in Prometheus and
 /// Alertmanager: a demo poll interval (15 s), the retries of a failing
@@ -597,7 +600,9 @@ impl Stack {
     /// Every panel query of the dashboard, with its variables set as
     /// Grafana sets them (first to "All", then to one value each), runs and
     /// returns data: the demo uses App+User, so even the token panels have
-    /// some.
+    /// some. The demo polls a single tenant, whose series have no tenant
+    /// label: the tenant variable has no values, and Grafana's only choice
+    /// is its All, `.*`, which must still match them.
     async fn dashboard_queries_return_data(&self) {
         let dashboard = dashboard();
         let variables = dashboard["templating"]["list"]
@@ -613,7 +618,7 @@ impl Stack {
             .iter()
             .filter_map(|v| v["name"].as_str())
             .collect();
-        for wanted in ["service", "channel", "workload"] {
+        for wanted in ["tenant", "service", "channel", "workload"] {
             assert!(names.contains(wanted), "variable {wanted} in {names:?}");
         }
         let targets = dashboard_targets(&dashboard);
@@ -630,11 +635,35 @@ impl Stack {
                     .expect("variable query");
                 let (selector, label) = parse_label_values(&substitute(definition, &values));
                 let found = self.label_values(&label, &selector).await;
+                let all_value = variable["allValue"].as_str();
+                if name == TENANT_VARIABLE {
+                    // Every selector of the dashboard takes the tenant, and
+                    // its All must also match series without the label.
+                    assert_eq!(variable["includeAll"], true, "variable {name}: {variable}");
+                    assert_eq!(all_value, Some(".*"), "variable {name}: {variable}");
+                }
+                if found.is_empty() && name == TENANT_VARIABLE {
+                    // A single-tenant exporter, as the demo is, labels no
+                    // series with a tenant: Grafana's only choice is All.
+                    let labelled = self
+                        .query(&format!("{{{label}!=\"\"}}"))
+                        .await
+                        .unwrap_or_else(|err| panic!("series with a {label} label: {err}"));
+                    assert!(
+                        labelled.is_empty(),
+                        "variable {name}: no values for label_values({selector}, {label}), yet series carry it: {labelled:?}"
+                    );
+                    values.push((name.to_owned(), all_value.expect("allValue").to_owned()));
+                    continue;
+                }
                 assert!(
                     !found.is_empty(),
                     "variable {name}: no values for label_values({selector}, {label})"
                 );
-                let value = if all {
+                let value = if let (true, Some(all_value)) = (all, all_value) {
+                    // Grafana's "All" with allValue: that value as it stands.
+                    all_value.to_owned()
+                } else if all {
                     // Grafana's "All" without allValue: every value, as a regex.
                     format!(
                         "({})",
@@ -651,7 +680,10 @@ impl Stack {
             }
             for (title, expr) in &targets {
                 let query = substitute(expr, &values);
-                assert!(!query.contains('$'), "{title}: unknown variable in {query}");
+                assert!(
+                    !has_grafana_variable(&query),
+                    "{title}: unknown variable in {query}"
+                );
                 let result = self
                     .query(&query)
                     .await
@@ -1002,6 +1034,18 @@ fn substitute(expr: &str, values: &[(String, String)]) -> String {
     out
 }
 
+/// Whether a query still holds a Grafana variable (`$name`, `${name}`),
+/// not counting a regex group reference (`$1`) of label_replace, which
+/// Grafana leaves alone: no variable's name is a number.
+fn has_grafana_variable(query: &str) -> bool {
+    query.match_indices('$').any(|(at, _)| {
+        query[at + 1..]
+            .chars()
+            .next()
+            .is_some_and(|next| next == '{' || next == '_' || next.is_ascii_alphabetic())
+    })
+}
+
 /// Escapes a label value for a regex inside a PromQL string, as Grafana
 /// does for multi-value variables.
 fn regex_escape(value: &str) -> String {
@@ -1205,6 +1249,16 @@ fn grafana_variables_are_substituted_longest_name_first_and_escaped() {
         ),
         r#"up{instance=~"a\\.b:1", i=~"x"}[1m]"#
     );
+    assert!(!has_grafana_variable(
+        r#"label_replace(m{t=~".*"}, "l", "$1", "t", "(.*)")"#
+    ));
+    for query in [
+        r#"m{t=~"$tenant"}"#,
+        r#"m{t=~"${tenant}"}"#,
+        "m[$__rate_interval]",
+    ] {
+        assert!(has_grafana_variable(query), "{query}");
+    }
     assert_eq!(
         parse_label_values(r#"label_values(m{job=~"$job"}, instance)"#),
         (r#"m{job=~"$job"}"#.to_owned(), "instance".to_owned())
