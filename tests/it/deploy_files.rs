@@ -640,6 +640,224 @@ fn rule_files_are_loaded_checked_and_tested() {
     }
 }
 
+/// The label lists of every `on (...)`, `ignoring (...)`, `by (...)` and
+/// `without (...)` in a PromQL text, with their keyword.
+fn grouping_lists(text: &str) -> Vec<(&'static str, Vec<&str>)> {
+    let mut lists = Vec::new();
+    for keyword in ["on", "ignoring", "by", "without"] {
+        for (at, _) in text.match_indices(keyword) {
+            let before = text[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let rest = text[at + keyword.len()..].trim_start();
+            let Some(inner) = rest.strip_prefix('(') else {
+                continue;
+            };
+            let inner = &inner[..inner.find(')').expect("closing parenthesis")];
+            lists.push((
+                keyword,
+                inner
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|label| !label.is_empty())
+                    .collect(),
+            ));
+        }
+    }
+    lists
+}
+
+/// Every vector selector of a PromQL expression: the metric name (empty
+/// for a bare `{...}`) and the text between its braces.
+fn selectors(expr: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    for (open, _) in expr.match_indices('{') {
+        let name_start = expr[..open]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .map_or(0, |at| at + 1);
+        let close = open + expr[open..].find('}').expect("closing brace");
+        out.push((&expr[name_start..open], &expr[open + 1..close]));
+    }
+    out
+}
+
+/// A tenant's figures must never meet another tenant's: every join and
+/// aggregation that keeps job and instance keeps tenant too, and none
+/// drops it (`without`, `ignoring`). A label missing on both sides, as on
+/// a single-tenant exporter's series, still matches.
+fn assert_joins_keep_the_tenant(what: &str, text: &str) {
+    for (keyword, labels) in grouping_lists(text) {
+        if matches!(keyword, "on" | "by") && labels.contains(&"instance") {
+            assert!(
+                labels.contains(&"tenant"),
+                "{what}: {keyword} ({}) keeps instance but not tenant",
+                labels.join(", ")
+            );
+        }
+        if matches!(keyword, "ignoring" | "without") {
+            assert!(
+                !labels.contains(&"tenant"),
+                "{what}: {keyword} ({}) drops tenant",
+                labels.join(", ")
+            );
+        }
+    }
+}
+
+/// The prefix that names the tenant of an alert in its summary and
+/// description, and writes nothing without a tenant label.
+const TENANT_PREFIX: &str = "with $labels.tenant }}tenant {{ . }}: {{ end";
+
+/// With `tenants`, every series the exporter publishes carries a tenant
+/// label. The rules keep it in every join and aggregation; each alert that
+/// reads the exporter's series names the tenant in its summary and
+/// description, and every query of its annotations selects it (`tenant=""`
+/// without the label, which matches the series that have none). The
+/// promtool scenarios for two tenants (alerts_test.yml) check the texts.
+#[test]
+fn rules_keep_each_tenant_apart_and_alerts_name_it() {
+    let mut alerts = 0;
+    for file in rule_files() {
+        let rules = yaml(&file);
+        for group in seq_at(&rules, "groups") {
+            for rule in seq_at(group, "rules") {
+                let expr = str_at(rule, "expr");
+                let name = rule
+                    .get("alert")
+                    .or_else(|| rule.get("record"))
+                    .and_then(Value::as_str)
+                    .expect("a named rule");
+                assert_joins_keep_the_tenant(&format!("{file}: {name}"), expr);
+                if rule.get("alert").is_none() {
+                    continue;
+                }
+                // The scrape target's alerts read `up` only, which has no
+                // tenant: the target is the exporter's, whatever it polls.
+                if !expr.contains("partner_center_") {
+                    assert!(expr.contains("up{"), "{name}: {expr}");
+                    continue;
+                }
+                alerts += 1;
+                for annotation in ["summary", "description"] {
+                    let text = str_at(rule, &format!("annotations.{annotation}"));
+                    assert!(
+                        text.contains(TENANT_PREFIX),
+                        "{file}: {name}'s {annotation} does not name the tenant ({TENANT_PREFIX}):\n{text}"
+                    );
+                }
+                for (annotation, text) in string_map(rule, "annotations") {
+                    assert_joins_keep_the_tenant(&format!("{file}: {name}'s {annotation}"), &text);
+                    for (at, _) in text.match_indices("job=%q") {
+                        let selector = &text[at..at + text[at..].find('}').expect("closing brace")];
+                        assert!(
+                            selector.contains("tenant=%q"),
+                            "{file}: {name}'s {annotation} queries {{{selector}}} of every tenant"
+                        );
+                    }
+                    assert_eq!(
+                        text.matches("tenant=%q").count(),
+                        text.matches("$labels.instance $labels.tenant").count(),
+                        "{file}: {name}'s {annotation}: each tenant=%q is given $labels.tenant"
+                    );
+                }
+            }
+        }
+    }
+    assert!(alerts >= 10, "{alerts} alerts read the exporter's series");
+}
+
+const DASHBOARD: &str = "deploy/grafana/partner-center-license-usage.json";
+
+/// The dashboard has a tenant variable whose All (`.*`) also matches a
+/// single-tenant exporter's series, which have no tenant label; every
+/// query selects `tenant=~"$tenant"` (but `up`, the scrape target's) and
+/// keeps the tenant in its joins and sums; and every legend that names a
+/// series shows its tenant through a label the query builds, since Grafana
+/// would print a missing label's name (`{{tenant}}` reads "tenant").
+#[test]
+fn dashboard_selects_and_shows_the_tenant() {
+    let dashboard: serde_json::Value = serde_json::from_str(&read(DASHBOARD)).expect("JSON");
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating.list");
+    let position = |name: &str| {
+        variables
+            .iter()
+            .position(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no variable {name}"))
+    };
+    let tenant = &variables[position("tenant")];
+    assert_eq!(tenant["includeAll"], true, "{tenant}");
+    assert_eq!(tenant["multi"], true, "{tenant}");
+    assert_eq!(tenant["allValue"], ".*", "{tenant}");
+    assert!(
+        tenant["query"]["query"]
+            .as_str()
+            .is_some_and(|query| query.starts_with("label_values(partner_center_up")
+                && query.ends_with(", tenant)")),
+        "{tenant}"
+    );
+    for later in &variables[position("tenant") + 1..] {
+        let query = later["query"]["query"].as_str().expect("query");
+        assert!(
+            query.contains("tenant=~\"$tenant\""),
+            "variable {}: {query}",
+            later["name"]
+        );
+    }
+
+    fn panels(list: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+        for panel in list.as_array().into_iter().flatten() {
+            panels(&panel["panels"], out);
+            out.push(panel.clone());
+        }
+    }
+    let mut all = Vec::new();
+    panels(&dashboard["panels"], &mut all);
+    let mut queries = 0;
+    for panel in &all {
+        let title = panel["title"].as_str().unwrap_or_default();
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("expr");
+            queries += 1;
+            assert_joins_keep_the_tenant(title, expr);
+            for (name, matchers) in selectors(expr) {
+                if name == "up" {
+                    assert!(!matchers.contains("tenant"), "{title}: {expr}");
+                    continue;
+                }
+                assert!(
+                    matchers.contains("tenant=~\"$tenant\""),
+                    "{title}: {name}{{{matchers}}} ignores the tenant variable"
+                );
+            }
+            let legend = target["legendFormat"].as_str().unwrap_or_default();
+            assert!(
+                !legend.contains("{{tenant}}"),
+                "{title}: a single tenant's legend would read \"tenant\": {legend}"
+            );
+            if panel["type"] == "table" || expr.starts_with("up{") {
+                continue;
+            }
+            let shown = legend
+                .split("{{")
+                .skip(1)
+                .filter_map(|rest| rest.split_once("}}"))
+                .map(|(label, _)| label.trim())
+                .find(|label| label.starts_with("tenant_"))
+                .unwrap_or_else(|| {
+                    panic!("{title}: the legend {legend:?} does not show the tenant")
+                });
+            assert!(
+                expr.contains("label_join(") && expr.contains(&format!("\"{shown}\", ")),
+                "{title}: the query does not build {shown}: {expr}"
+            );
+        }
+    }
+    assert!(queries >= 30, "{queries} panel queries");
+}
+
 /// The probe and scrape paths of the manifests, asked of a running exporter
 /// polling a fake Partner Center: every one answers 200 once the first poll
 /// succeeded.
