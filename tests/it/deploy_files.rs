@@ -457,6 +457,110 @@ fn kubernetes_login_job_stores_the_token_where_the_deployment_reads_it() {
     assert_eq!(str_at(pod, "restartPolicy"), "Never");
 }
 
+/// The commented two-tenant example of a configuration text, uncommented:
+/// the comment lines from `# tenants:` to the end of that comment block.
+fn commented_tenants(what: &str, text: &str) -> Vec<Value> {
+    let mut lines = text
+        .lines()
+        .skip_while(|line| line.trim() != "# tenants:")
+        .map_while(|line| line.trim_start().strip_prefix('#'))
+        .map(|line| line.strip_prefix(' ').unwrap_or(line))
+        .peekable();
+    assert!(
+        lines.peek().is_some(),
+        "{what} shows no commented tenants example"
+    );
+    let yaml_text: String = lines.map(|line| format!("{line}\n")).collect();
+    let example: Value = serde_yaml_ng::from_str(&yaml_text)
+        .unwrap_or_else(|err| panic!("{what}'s tenants example is not YAML: {err}\n{yaml_text}"));
+    let tenants = seq_at(&example, "tenants").to_vec();
+    assert!(
+        tenants.len() >= 2,
+        "{what}: a tenants example of several tenants"
+    );
+    let mut names = std::collections::BTreeSet::new();
+    for tenant in &tenants {
+        let name = str_at(tenant, "name");
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'),
+            "{what}: tenant name {name:?} is not [a-z0-9_-]"
+        );
+        assert!(names.insert(name), "{what}: tenant {name} twice");
+        for key in ["tenant_id", "client_id", "client_secret_file"] {
+            str_at(tenant, &format!("auth.{key}"));
+        }
+    }
+    tenants
+}
+
+/// The commented two-tenant variants of the Kubernetes examples fit
+/// together and the Deployment: each tenant's client_secret_file is the
+/// Secret's key `<name>-client-secret` on the Secret's mount, the Secret
+/// example shows a key for every tenant and none for a tenant that is not
+/// there, and the login Job's commented --tenant names one of them.
+/// (The exporter's own validation of `tenants` is for the configuration
+/// tests; this checks the kit's files against one another.)
+#[test]
+fn kubernetes_two_tenant_examples_fit_the_secret_and_the_login_job() {
+    let kubernetes = Kubernetes::load();
+    let tenants = commented_tenants(
+        "configmap.yaml",
+        kubernetes.config_text("partner-center-exporter.yml"),
+    );
+    let secret_keys = string_map(&kubernetes.secret_example, "stringData");
+    let mut names = Vec::new();
+    for tenant in &tenants {
+        let name = str_at(tenant, "name");
+        let secret_file = PathBuf::from(str_at(tenant, "auth.client_secret_file"));
+        let (volume, mount) = kubernetes.volume_at(&secret_file);
+        assert_eq!(
+            str_at(volume, "secret.secretName"),
+            str_at(&kubernetes.secret_example, "metadata.name"),
+            "tenant {name}'s client secret is on the Secret's volume"
+        );
+        let key = secret_file
+            .strip_prefix(mount)
+            .expect("below the mount")
+            .to_str()
+            .expect("UTF-8");
+        assert_eq!(key, format!("{name}-client-secret"), "tenant {name}");
+        assert!(
+            secret_keys.contains_key(key),
+            "secret.example.yaml shows no key {key}"
+        );
+        names.push(name);
+    }
+    for key in secret_keys.keys() {
+        if let Some(name) = key.strip_suffix("-client-secret") {
+            assert!(
+                names.contains(&name),
+                "secret.example.yaml's {key} is no tenant's of configmap.yaml"
+            );
+        }
+    }
+
+    let job = read(&format!("{KUBERNETES}/login-job.example.yaml"));
+    let tenant_args: Vec<&str> = job
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("# - --tenant="))
+        .collect();
+    assert_eq!(tenant_args.len(), 1, "one commented --tenant argument");
+    assert!(
+        names.contains(&tenant_args[0]),
+        "the login Job's --tenant={} is no tenant of configmap.yaml",
+        tenant_args[0]
+    );
+    for name in &names {
+        assert!(
+            job.contains(name),
+            "the login Job's instructions sign in {name} too"
+        );
+    }
+}
+
 const PROMETHEUS: &str = "deploy/prometheus";
 
 /// The rule files prometheus.yml loads, in its order, as paths from the
@@ -1130,4 +1234,31 @@ fn image_and_unit_leave_the_allocator_as_built() {
         .collect();
     assert_eq!(image, Vec::<&str>::new());
     assert_eq!(systemd, Vec::<&str>::new());
+}
+
+/// The systemd example configuration's commented two-tenant variant: each
+/// tenant's client secret is a file beside the configuration, named
+/// relative to it like client-secret, and the unit shows the credential
+/// that copies it (commented, since a missing credential file fails the
+/// start); the comments sign in each tenant with `login --tenant`.
+#[test]
+fn systemd_two_tenant_example_has_a_credential_per_client_secret() {
+    let example = read("deploy/systemd/partner-center-exporter.yml");
+    let unit = read("deploy/systemd/partner-center-exporter.service");
+    let tenants = commented_tenants("deploy/systemd/partner-center-exporter.yml", &example);
+    for tenant in &tenants {
+        let name = str_at(tenant, "name");
+        let secret = str_at(tenant, "auth.client_secret_file");
+        assert_eq!(secret, format!("{name}-client-secret"), "tenant {name}");
+        let credential = format!("#LoadCredential={secret}:/etc/partner-center-exporter/{secret}");
+        assert!(
+            unit.lines().any(|line| line.trim() == credential),
+            "the unit shows no {credential}"
+        );
+    }
+    let first = str_at(&tenants[0], "name");
+    assert!(
+        example.contains(&format!("login --tenant {first}")),
+        "the example's comments sign in {first} with `login --tenant`"
+    );
 }
