@@ -13,7 +13,8 @@
 //!   source ([`crate::simulator::datasets::DEMO_DATASETS`]): the series of
 //!   Microsoft's documented examples, with values that move over time,
 //!   served only to access tokens it issued that have not expired.
-//! - A partner with some thirty customers ([`demo_paths`]): the customer
+//! - A partner with some thirty customers ([`DemoPartner::contoso`],
+//!   served at the paths of [`demo_paths`]): the customer
 //!   listing, each customer's licences per SKU (one of them refused for
 //!   want of GDAP), and the commercial analytics rows about them, paged;
 //!   the commercial analytics only on one of their two documented paths;
@@ -46,6 +47,7 @@ use crate::config::{
     SourcesConfig, SubscriptionsConfig,
 };
 use crate::secret::Secret;
+use crate::simulator::demo_partner::DemoPartner;
 use crate::simulator::entra::random_token;
 use crate::simulator::{self, EntraSettings, PartnerCenterAuth, Simulator, datasets, demo_paths};
 use crate::sources::SourceName;
@@ -160,7 +162,7 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
     let outage = OutageSwitch::default();
     let simulator = Simulator::builder()
         .datasets(datasets::demo())
-        .datasets(demo_paths::datasets())
+        .datasets(demo_paths::datasets(&DemoPartner::contoso()))
         .entra(EntraSettings {
             tenant_id: DEMO_TENANT_ID.to_owned(),
             client_id: client_id.clone(),
@@ -452,7 +454,7 @@ mod tests {
     #[tokio::test]
     async fn the_demo_partner_is_served_to_issued_tokens_only() {
         use crate::simulator::demo_partner::{
-            self, COMMERCIAL_DEPLOYMENT_PATH, COMMERCIAL_USAGE_PATH, CUSTOMERS_PATH,
+            COMMERCIAL_DEPLOYMENT_PATH, COMMERCIAL_USAGE_PATH, CUSTOMERS_PATH,
             GDAP_REFUSED_CUSTOMER, subscribed_skus_path,
         };
         let running = running().await;
@@ -475,7 +477,7 @@ mod tests {
                 .status()
         };
         let token = bearer(&grant.access_token);
-        let customers = demo_partner::customers();
+        let customers = DemoPartner::contoso().customers();
         let mut paths = vec![
             CUSTOMERS_PATH.to_owned(),
             COMMERCIAL_USAGE_PATH.to_owned(),

@@ -9,7 +9,9 @@
 //! analytics envelope paged by `top` and `skip`, or a fixed refusal. The
 //! demo's table, [`DEMO_DATASETS`], has one entry per source; adding a
 //! source is adding its entry there (a test checks that every source has
-//! one). The per-customer demo partner is in [`super::demo_partner`].
+//! one). Each demo partner serves it with [`PartnerFigures`] of its own
+//! ([`demo_for`]). The per-customer demo partners are in
+//! [`super::demo_partner`].
 
 use std::f64::consts::TAU;
 use std::sync::Arc;
@@ -338,18 +340,47 @@ fn commercial_page(
     Answer::json(200, body.to_string())
 }
 
+/// A partner-level collection of one demo partner, generated from the
+/// wall-clock time of the request.
+pub type GenerateFor = fn(PartnerFigures, SystemTime) -> serde_json::Value;
+
 /// The demo's datasets: every source's path (below the API root) and the
-/// moving collection served there.
-pub const DEMO_DATASETS: [(&str, Generate); 2] = [
-    (LicenseUsageSource::PATH, usage_body),
-    (LicenseDeploymentSource::PATH, deployment_body),
+/// moving collection served there, for any partner's [`PartnerFigures`].
+pub const DEMO_DATASETS: [(&str, GenerateFor); 2] = [
+    (LicenseUsageSource::PATH, usage_body_for),
+    (LicenseDeploymentSource::PATH, deployment_body_for),
 ];
 
-/// [`DEMO_DATASETS`] as datasets.
+/// How one demo partner's partner-level figures move: the documented
+/// example's series, on waves of the partner's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartnerFigures {
+    /// Mixed into every series' seed, so that the waves of two partners
+    /// differ in phase and centre; empty for [`PartnerFigures::DOCUMENTED`].
+    pub salt: &'static str,
+    /// Licences sold, in per cent of the documented example's.
+    pub sold_percent: u32,
+}
+
+impl PartnerFigures {
+    /// The documented example's figures, as the demo's first partner
+    /// serves them.
+    pub const DOCUMENTED: Self = Self {
+        salt: "",
+        sold_percent: 100,
+    };
+}
+
+/// [`DEMO_DATASETS`] with the documented example's figures.
 pub fn demo() -> impl Iterator<Item = (&'static str, Dataset)> {
+    demo_for(PartnerFigures::DOCUMENTED)
+}
+
+/// [`DEMO_DATASETS`] with `figures`.
+pub fn demo_for(figures: PartnerFigures) -> impl Iterator<Item = (&'static str, Dataset)> {
     DEMO_DATASETS
         .into_iter()
-        .map(|(path, generate)| (path, Dataset::moving(generate)))
+        .map(move |(path, generate)| (path, Dataset::generated(move |now| generate(figures, now))))
 }
 
 /// The (workload, service, channel) sets of Microsoft's documented license
@@ -373,6 +404,11 @@ const WAVE_PERIOD_SECONDS: f64 = 600.0;
 /// The license usage collection served at `now`: the documented example's
 /// five series, each on its own slow wave, processed at today's midnight UTC.
 pub fn usage_body(now: SystemTime) -> serde_json::Value {
+    usage_body_for(PartnerFigures::DOCUMENTED, now)
+}
+
+/// [`usage_body`] with the waves of `figures`.
+pub fn usage_body_for(figures: PartnerFigures, now: SystemTime) -> serde_json::Value {
     let seconds = now
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -386,7 +422,7 @@ pub fn usage_body(now: SystemTime) -> serde_json::Value {
         .iter()
         .map(|(workload, service, channel)| {
             serde_json::json!({
-                "proratedLicensesUsagePercent": simulated_percent(workload, service, channel, seconds),
+                "proratedLicensesUsagePercent": percent_for(figures, [workload, service, channel], seconds),
                 "workloadName": workload,
                 "processedDateTime": midnight,
                 "serviceName": service,
@@ -406,6 +442,11 @@ pub fn usage_body(now: SystemTime) -> serde_json::Value {
 /// example's two series, the deployment share on a slow wave and the
 /// licences sold growing by a few a day.
 pub fn deployment_body(now: SystemTime) -> serde_json::Value {
+    deployment_body_for(PartnerFigures::DOCUMENTED, now)
+}
+
+/// [`deployment_body`] with the waves and licences sold of `figures`.
+pub fn deployment_body_for(figures: PartnerFigures, now: SystemTime) -> serde_json::Value {
     let seconds = now
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -420,9 +461,10 @@ pub fn deployment_body(now: SystemTime) -> serde_json::Value {
         .iter()
         .map(|(service, channel, sold)| {
             let growth = (seconds / WAVE_PERIOD_SECONDS).rem_euclid(50.0).floor();
+            let sold = (u64::from(*sold) * u64::from(figures.sold_percent) / 100).max(1);
             serde_json::json!({
-                "proratedDeploymentPercent": simulated_percent("deployment", service, channel, seconds),
-                "licensesSold": f64::from(*sold) + growth,
+                "proratedDeploymentPercent": percent_for(figures, ["deployment", service, channel], seconds),
+                "licensesSold": sold as f64 + growth,
                 "processedDateTime": processed,
                 "serviceName": service,
                 "channel": channel,
@@ -441,7 +483,25 @@ pub fn deployment_body(now: SystemTime) -> serde_json::Value {
 /// centre are fixed per series, so every series moves differently but the
 /// same series always gives the same value at the same time.
 pub fn simulated_percent(workload: &str, service: &str, channel: &str, unix_seconds: f64) -> f64 {
-    let seed = fnv1a([workload, service, channel]);
+    wave_percent(fnv1a(&[workload, service, channel]), unix_seconds)
+}
+
+/// [`simulated_percent`] of a series of `figures`' partner: the
+/// documented figures' own, or, salted, a wave of its own.
+fn percent_for(figures: PartnerFigures, series: [&str; 3], unix_seconds: f64) -> f64 {
+    let [workload, service, channel] = series;
+    if figures.salt.is_empty() {
+        return simulated_percent(workload, service, channel, unix_seconds);
+    }
+    wave_percent(
+        fnv1a(&[figures.salt, workload, service, channel]),
+        unix_seconds,
+    )
+}
+
+/// The value at `unix_seconds` of the wave whose phase and centre `seed`
+/// fixes.
+fn wave_percent(seed: u64, unix_seconds: f64) -> f64 {
     let phase = (seed % 1000) as f64 / 1000.0 * TAU;
     let centre = 35.0 + ((seed >> 16) % 30) as f64;
     let value = centre + 30.0 * (TAU * unix_seconds / WAVE_PERIOD_SECONDS + phase).sin();
@@ -450,7 +510,7 @@ pub fn simulated_percent(workload: &str, service: &str, channel: &str, unix_seco
 
 /// FNV-1a over the parts, each ended by a zero byte so that ("ab", "c")
 /// and ("a", "bc") differ.
-fn fnv1a(parts: [&str; 3]) -> u64 {
+fn fnv1a(parts: &[&str]) -> u64 {
     crate::secret::fnv1a(
         parts
             .iter()
@@ -568,6 +628,52 @@ mod tests {
         for (item, (_, _, sold)) in page.items.iter().zip(DOCUMENTED_DEPLOYMENT_SERIES) {
             assert!((5.0..=95.0).contains(&item.prorated_percent), "{item:?}");
             assert!(item.licenses_sold >= f64::from(sold), "{item:?}");
+        }
+    }
+
+    #[test]
+    fn a_partners_figures_are_the_documented_series_on_waves_of_its_own() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_123);
+        let documented = PartnerFigures::DOCUMENTED;
+        assert_eq!(usage_body_for(documented, now), usage_body(now));
+        assert_eq!(deployment_body_for(documented, now), deployment_body(now));
+        let other = PartnerFigures {
+            salt: "other",
+            sold_percent: 15,
+        };
+        let usage =
+            decode_usage_page(usage_body_for(other, now).to_string().as_bytes()).expect("decodes");
+        let documented_usage =
+            decode_usage_page(usage_body(now).to_string().as_bytes()).expect("decodes");
+        let labels = |items: &[crate::sources::license_usage::LicenseUsage]| {
+            items
+                .iter()
+                .map(|i| (i.workload.clone(), i.service.clone(), i.channel.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(labels(&usage.items), labels(&documented_usage.items));
+        let differ = usage
+            .items
+            .iter()
+            .zip(&documented_usage.items)
+            .filter(|(ours, theirs)| ours.prorated_percent != theirs.prorated_percent)
+            .count();
+        assert!(differ >= 4, "{differ} of 5 series differ");
+        let deployment = crate::partner_center::collection::decode_page(
+            deployment_body_for(other, now).to_string().as_bytes(),
+            LicenseDeploymentSource::decode_item,
+        )
+        .expect("decodes");
+        let growth = (1_700_000_123.0 / WAVE_PERIOD_SECONDS)
+            .rem_euclid(50.0)
+            .floor();
+        for (item, (_, _, sold)) in deployment.items.iter().zip(DOCUMENTED_DEPLOYMENT_SERIES) {
+            assert_eq!(
+                item.licenses_sold,
+                f64::from(sold * 15 / 100) + growth,
+                "{item:?}"
+            );
+            assert!((5.0..=95.0).contains(&item.prorated_percent), "{item:?}");
         }
     }
 

@@ -1,9 +1,20 @@
-//! The demo's partner: some thirty customers named after Microsoft's
-//! fictitious companies, their licences per SKU and the commercial
-//! analytics rows about them, served as Partner Center serves them.
+//! The demo's partners ([`DemoPartner`]): their customers, named after
+//! Microsoft's fictitious companies, the customers' licences per SKU and
+//! the commercial analytics rows about them, served as Partner Center
+//! serves them.
 //!
-//! Paths, below the API root ([`super::demo_paths::datasets`] returns
-//! them all):
+//! - [`DemoPartner::contoso`]: some thirty customers buying Microsoft 365
+//!   (`CONTOSO_CUSTOMERS`), with every special case below and in
+//!   [`super::demo_subscriptions`].
+//! - [`DemoPartner::fabrikam`]: seven customers of its own
+//!   (`FABRIKAM_CUSTOMERS`) buying Dynamics 365 and the Power Platform:
+//!   none of the first partner's customers, SKUs, products or workloads,
+//!   so that the two partners' series never meet in a join on them; one
+//!   customer over-assigned and one in grace, none refused, none
+//!   suspended.
+//!
+//! Paths of each, below the API root ([`super::demo_paths::datasets`]
+//! returns them all):
 //!
 //! - [`CUSTOMERS_PATH`]: the customer listing, paged by the request's
 //!   `size` ([`customer_listing`]).
@@ -22,8 +33,8 @@
 //!   `/partner/v1/…`, which answers `404`, so that the exporter's fallback
 //!   from one documented path to the other is exercised.
 //!
-//! Everything is derived from the customers' names: the same at every
-//! start, so dashboards and tests can rely on it. Only the counts of
+//! Everything is derived from the partner's table and the customers'
+//! names: the same at every start, so dashboards and tests can rely on it. Only the counts of
 //! assigned and active licences move, on slow waves of their own, and the
 //! subscriptions' dates, with the calendar.
 
@@ -31,7 +42,7 @@ use std::f64::consts::TAU;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::datasets::{Dataset, NextLink};
+use super::datasets::{Dataset, NextLink, PartnerFigures};
 
 /// The customer listing.
 pub const CUSTOMERS_PATH: &str = "/v1/customers";
@@ -122,17 +133,77 @@ pub fn customer_listing(customers: &[Customer], page_size: usize) -> Dataset {
     )
 }
 
-/// The demo's customers, in the listing's order.
-pub fn customers() -> Vec<Customer> {
-    DEMO_CUSTOMERS
-        .iter()
-        .map(|profile| profile.customer())
-        .collect()
+/// A partner the demo simulates: its customers, what they buy, and how
+/// its partner-level figures move. Everything it serves derives from these
+/// and the wall clock, so two starts of the same partner serve the same.
+#[derive(Clone, Copy)]
+pub struct DemoPartner {
+    /// Its customers, in the listing's order.
+    profiles: &'static [Profile],
+    /// The SKUs its customers buy.
+    catalogue: &'static Catalogue,
+    /// How its partner-level license usage and deployment move.
+    figures: PartnerFigures,
 }
 
-/// The demo's customers with their licences, as the datasets share them.
-pub(super) fn demo_tenants() -> Arc<[Tenant]> {
-    DEMO_CUSTOMERS.iter().map(Tenant::new).collect()
+impl DemoPartner {
+    /// The demo's first partner: `CONTOSO_CUSTOMERS`, some thirty
+    /// customers buying Microsoft 365, with every special case of the
+    /// licences and subscriptions, and the documented example's
+    /// partner-level figures.
+    pub fn contoso() -> Self {
+        Self {
+            profiles: &CONTOSO_CUSTOMERS,
+            catalogue: &CONTOSO_CATALOGUE,
+            figures: PartnerFigures::DOCUMENTED,
+        }
+    }
+
+    /// The demo's second partner, smaller: `FABRIKAM_CUSTOMERS`, a few
+    /// customers of its own buying Dynamics 365 and the Power Platform, so
+    /// that its customers, products and workloads are none of the first
+    /// partner's; its partner-level figures are the documented series on
+    /// waves of their own, with fewer licences sold.
+    pub fn fabrikam() -> Self {
+        Self {
+            profiles: &FABRIKAM_CUSTOMERS,
+            catalogue: &FABRIKAM_CATALOGUE,
+            figures: PartnerFigures {
+                salt: "fabrikam",
+                sold_percent: 15,
+            },
+        }
+    }
+
+    /// Its customers, in the listing's order.
+    pub fn customers(&self) -> Vec<Customer> {
+        self.profiles.iter().map(Profile::customer).collect()
+    }
+
+    /// How its partner-level figures move.
+    pub fn figures(&self) -> PartnerFigures {
+        self.figures
+    }
+
+    /// Its customers with their licences, as the datasets share them.
+    pub(super) fn tenants(&self) -> Arc<[Tenant]> {
+        self.profiles
+            .iter()
+            .map(|profile| Tenant::new(profile, self.catalogue))
+            .collect()
+    }
+
+    /// Its commercial license usage rows at `now`: per customer, per paid
+    /// product and per workload that product includes.
+    pub fn usage_rows_at(&self, now: SystemTime) -> Vec<serde_json::Value> {
+        usage_rows(&self.tenants(), now)
+    }
+
+    /// Its commercial license deployment rows at `now`: per customer and
+    /// paid product.
+    pub fn deployment_rows_at(&self, now: SystemTime) -> Vec<serde_json::Value> {
+        deployment_rows(&self.tenants(), now)
+    }
 }
 
 /// The paths of the customer listing, the customers' licences and the
@@ -140,9 +211,13 @@ pub(super) fn demo_tenants() -> Arc<[Tenant]> {
 /// partner serves but its subscriptions (see [`super::demo_paths`]).
 pub(super) fn licence_datasets(tenants: &Arc<[Tenant]>) -> Vec<(String, Dataset)> {
     let tenants = tenants.clone();
+    let customers: Vec<Customer> = tenants
+        .iter()
+        .map(|tenant| tenant.customer.clone())
+        .collect();
     let mut served = vec![(
         CUSTOMERS_PATH.to_owned(),
-        customer_listing(&customers(), CUSTOMER_PAGE_SIZE),
+        customer_listing(&customers, CUSTOMER_PAGE_SIZE),
     )];
     for (index, tenant) in tenants.iter().enumerate() {
         let path = subscribed_skus_path(&tenant.customer.id);
@@ -178,20 +253,6 @@ pub(super) fn licence_datasets(tenants: &Arc<[Tenant]>) -> Vec<(String, Dataset)
         ),
     ));
     served
-}
-
-/// The commercial license usage rows of the demo at `now`: per customer,
-/// per paid product and per workload that product includes.
-pub fn usage_rows_at(now: SystemTime) -> Vec<serde_json::Value> {
-    let tenants: Vec<Tenant> = DEMO_CUSTOMERS.iter().map(Tenant::new).collect();
-    usage_rows(&tenants, now)
-}
-
-/// The commercial license deployment rows of the demo at `now`: per
-/// customer and paid product.
-pub fn deployment_rows_at(now: SystemTime) -> Vec<serde_json::Value> {
-    let tenants: Vec<Tenant> = DEMO_CUSTOMERS.iter().map(Tenant::new).collect();
-    deployment_rows(&tenants, now)
 }
 
 /// A customer's tenant ID derived from its name.
@@ -255,6 +316,19 @@ const ONEDRIVE: Workload = ("ODB", "OneDrive");
 const TEAMS: Workload = ("TEAMS", "Microsoft Teams");
 const YAMMER: Workload = ("YAM", "Yammer");
 const APPS: Workload = ("PROPLUS", "Microsoft 365 Apps");
+const SALES: Workload = ("D365SALES", "Dynamics 365 Sales");
+const CUSTOMER_SERVICE: Workload = ("D365CS", "Dynamics 365 Customer Service");
+const BUSINESS_CENTRAL: Workload = ("D365BC", "Dynamics 365 Business Central");
+const POWER_APPS: Workload = ("PAPPS", "Power Apps");
+const POWER_AUTOMATE: Workload = ("FLOW", "Power Automate");
+const POWER_BI: Workload = ("PBI", "Power BI");
+
+/// A service of the commercial analytics rows: (code, name).
+type Service = (&'static str, &'static str);
+
+const OFFICE_365: Service = ("o365", "Microsoft Office 365");
+const DYNAMICS_365: Service = ("crm", "Microsoft Dynamics 365");
+const POWER_PLATFORM: Service = ("powerplatform", "Microsoft Power Platform");
 
 /// A service plan of a SKU: (display name, service name, ID, target type).
 type ServicePlan = (&'static str, &'static str, &'static str, &'static str);
@@ -361,6 +435,42 @@ const PLAN_FLOW_FREE: ServicePlan = (
     "50e68c76-46c6-4674-81f9-75456511b170",
     "User",
 );
+const PLAN_SALES: ServicePlan = (
+    "Dynamics 365 for Sales",
+    "DYN365_ENTERPRISE_SALES",
+    "2da8e897-7791-486b-b08f-cc63c8129df7",
+    "User",
+);
+const PLAN_CUSTOMER_SERVICE: ServicePlan = (
+    "Dynamics 365 for Customer Service",
+    "DYN365_ENTERPRISE_CUSTOMER_SERVICE",
+    "99340b49-fb81-4b1e-976b-8f2ae8e9394f",
+    "User",
+);
+const PLAN_BUSINESS_CENTRAL: ServicePlan = (
+    "Dynamics 365 Business Central Essentials",
+    "DYN365_FINANCIALS_BUSINESS",
+    "920656a2-7dd8-4c83-97b6-a356414dbd36",
+    "User",
+);
+const PLAN_POWER_APPS: ServicePlan = (
+    "Power Apps per User",
+    "POWERAPPS_PER_USER",
+    "ea2cf03b-ac60-46ae-9c1d-eeaeb63cec86",
+    "User",
+);
+const PLAN_POWER_AUTOMATE: ServicePlan = (
+    "Power Automate per User",
+    "FLOW_PER_USER",
+    "c5002c70-f725-4367-b409-f0eff4fee6c0",
+    "User",
+);
+const PLAN_POWER_BI_PPU: ServicePlan = (
+    "Power BI Premium Per User",
+    "BI_AZURE_P3",
+    "0bf3c642-7bb5-4ccc-884e-59d09df0266c",
+    "User",
+);
 
 /// A SKU of the demo's catalogue, with Microsoft's real IDs and part
 /// numbers, so that what the exporter publishes reads as in production.
@@ -374,6 +484,8 @@ pub(super) struct Sku {
     workloads: &'static [Workload],
     /// Seats per hundred of the customer's people (add-ons only).
     seats_per_hundred: u32,
+    /// The service its commercial analytics rows name.
+    service: Service,
 }
 
 pub(super) const SPE_E3: Sku = Sku {
@@ -390,6 +502,7 @@ pub(super) const SPE_E3: Sku = Sku {
     ],
     workloads: &[EXCHANGE, SHAREPOINT, ONEDRIVE, TEAMS, YAMMER, APPS],
     seats_per_hundred: 100,
+    service: OFFICE_365,
 };
 const ENTERPRISEPACK: Sku = Sku {
     id: "6fd2c87f-b296-42f0-b197-1e91e994b900",
@@ -404,6 +517,7 @@ const ENTERPRISEPACK: Sku = Sku {
     ],
     workloads: &[EXCHANGE, SHAREPOINT, ONEDRIVE, TEAMS, YAMMER, APPS],
     seats_per_hundred: 100,
+    service: OFFICE_365,
 };
 const BUSINESS_STANDARD: Sku = Sku {
     id: "f245ecc8-75af-4f8e-b61f-27d8114de5f3",
@@ -417,6 +531,7 @@ const BUSINESS_STANDARD: Sku = Sku {
     ],
     workloads: &[EXCHANGE, SHAREPOINT, ONEDRIVE, TEAMS, APPS],
     seats_per_hundred: 100,
+    service: OFFICE_365,
 };
 const BUSINESS_PREMIUM: Sku = Sku {
     id: "cbdc14ab-d96c-4c30-b9f4-6ada7cdc1d46",
@@ -432,6 +547,7 @@ const BUSINESS_PREMIUM: Sku = Sku {
     ],
     workloads: &[EXCHANGE, SHAREPOINT, ONEDRIVE, TEAMS, APPS],
     seats_per_hundred: 100,
+    service: OFFICE_365,
 };
 pub(super) const EMS: Sku = Sku {
     id: "efccb6f7-5641-4e0e-bd10-b4976e1bf68e",
@@ -440,6 +556,7 @@ pub(super) const EMS: Sku = Sku {
     plans: &[PLAN_RMS_P1, PLAN_INTUNE, PLAN_AAD_P1, PLAN_MFA],
     workloads: &[],
     seats_per_hundred: 60,
+    service: OFFICE_365,
 };
 const POWER_BI_PRO: Sku = Sku {
     id: "f8a1db68-be16-40ed-86d5-cb42ce701560",
@@ -448,6 +565,7 @@ const POWER_BI_PRO: Sku = Sku {
     plans: &[PLAN_FOUNDATION, PLAN_POWER_BI],
     workloads: &[],
     seats_per_hundred: 20,
+    service: OFFICE_365,
 };
 pub(super) const TEAMS_EXPLORATORY: Sku = Sku {
     id: "710779e8-3d4a-4c88-adb9-386c958d1fdf",
@@ -456,6 +574,7 @@ pub(super) const TEAMS_EXPLORATORY: Sku = Sku {
     plans: &[PLAN_EXCHANGE_S, PLAN_SHAREPOINT_S, PLAN_TEAMS],
     workloads: &[TEAMS, EXCHANGE, SHAREPOINT, ONEDRIVE],
     seats_per_hundred: 15,
+    service: OFFICE_365,
 };
 const EXCHANGESTANDARD: Sku = Sku {
     id: "4b9405b0-7788-4568-add1-99614e613b69",
@@ -464,6 +583,7 @@ const EXCHANGESTANDARD: Sku = Sku {
     plans: &[PLAN_EXCHANGE_S],
     workloads: &[EXCHANGE],
     seats_per_hundred: 25,
+    service: OFFICE_365,
 };
 pub(super) const VISIOCLIENT: Sku = Sku {
     id: "c5928f49-12ba-48f7-ada3-0d743a3601d5",
@@ -472,6 +592,7 @@ pub(super) const VISIOCLIENT: Sku = Sku {
     plans: &[PLAN_FOUNDATION, PLAN_VISIO],
     workloads: &[],
     seats_per_hundred: 5,
+    service: OFFICE_365,
 };
 const PROJECTPROFESSIONAL: Sku = Sku {
     id: "53818b1b-4a27-454b-8896-0dba576410e6",
@@ -480,6 +601,7 @@ const PROJECTPROFESSIONAL: Sku = Sku {
     plans: &[PLAN_FOUNDATION, PLAN_SHAREPOINT_S, PLAN_PROJECT],
     workloads: &[SHAREPOINT],
     seats_per_hundred: 5,
+    service: OFFICE_365,
 };
 pub(super) const FLOW_FREE: Sku = Sku {
     id: "f30db892-07e9-47e9-837c-80727f46fd3d",
@@ -488,18 +610,127 @@ pub(super) const FLOW_FREE: Sku = Sku {
     plans: &[PLAN_FOUNDATION, PLAN_FLOW_FREE],
     workloads: &[],
     seats_per_hundred: 0,
+    service: OFFICE_365,
 };
 
-/// The add-ons a customer may have besides its suite, in no order: each
-/// customer's are picked by a hash of its name.
-const ADD_ONS: [&Sku; 6] = [
-    &EMS,
-    &POWER_BI_PRO,
-    &TEAMS_EXPLORATORY,
-    &EXCHANGESTANDARD,
-    &VISIOCLIENT,
-    &PROJECTPROFESSIONAL,
-];
+const DYN365_SALES: Sku = Sku {
+    id: "1e1a282c-9c54-43a2-9310-98ef728faace",
+    part_number: "DYN365_ENTERPRISE_SALES",
+    name: "Dynamics 365 Sales Enterprise Edition",
+    plans: &[
+        PLAN_FOUNDATION,
+        PLAN_SALES,
+        PLAN_POWER_APPS,
+        PLAN_POWER_AUTOMATE,
+    ],
+    workloads: &[SALES, POWER_APPS, POWER_AUTOMATE],
+    seats_per_hundred: 100,
+    service: DYNAMICS_365,
+};
+const DYN365_CUSTOMER_SERVICE: Sku = Sku {
+    id: "749742bf-0d37-4158-a120-33567104deeb",
+    part_number: "DYN365_ENTERPRISE_CUSTOMER_SERVICE",
+    name: "Dynamics 365 Customer Service Enterprise Edition",
+    plans: &[
+        PLAN_FOUNDATION,
+        PLAN_CUSTOMER_SERVICE,
+        PLAN_POWER_APPS,
+        PLAN_POWER_AUTOMATE,
+    ],
+    workloads: &[CUSTOMER_SERVICE, POWER_APPS, POWER_AUTOMATE],
+    seats_per_hundred: 100,
+    service: DYNAMICS_365,
+};
+const DYN365_BUSINESS_CENTRAL_ESSENTIALS: Sku = Sku {
+    id: "2880026b-2b0c-4251-8656-5d41ff11e3aa",
+    part_number: "DYN365_BUSCENTRAL_ESSENTIAL",
+    name: "Dynamics 365 Business Central Essentials",
+    plans: &[PLAN_FOUNDATION, PLAN_BUSINESS_CENTRAL],
+    workloads: &[BUSINESS_CENTRAL],
+    seats_per_hundred: 100,
+    service: DYNAMICS_365,
+};
+const DYN365_BUSINESS_CENTRAL_PREMIUM: Sku = Sku {
+    id: "f991cecc-3f91-4cd0-a9a8-bf1c8167e029",
+    part_number: "DYN365_BUSCENTRAL_PREMIUM",
+    name: "Dynamics 365 Business Central Premium",
+    plans: &[PLAN_FOUNDATION, PLAN_BUSINESS_CENTRAL, PLAN_POWER_AUTOMATE],
+    workloads: &[BUSINESS_CENTRAL, POWER_AUTOMATE],
+    seats_per_hundred: 100,
+    service: DYNAMICS_365,
+};
+const POWERAPPS_PER_USER: Sku = Sku {
+    id: "b30411f5-fea1-4a59-9ad9-3db7c7ead579",
+    part_number: "POWERAPPS_PER_USER",
+    name: "Power Apps per user plan",
+    plans: &[PLAN_FOUNDATION, PLAN_POWER_APPS],
+    workloads: &[POWER_APPS],
+    seats_per_hundred: 30,
+    service: POWER_PLATFORM,
+};
+const FLOW_PER_USER: Sku = Sku {
+    id: "4a51bf65-409c-4a91-b845-1121b571cc9d",
+    part_number: "FLOW_PER_USER",
+    name: "Power Automate per user plan",
+    plans: &[PLAN_FOUNDATION, PLAN_POWER_AUTOMATE],
+    workloads: &[POWER_AUTOMATE],
+    seats_per_hundred: 20,
+    service: POWER_PLATFORM,
+};
+const PBI_PREMIUM_PER_USER: Sku = Sku {
+    id: "c1d032e0-5619-4761-9b5c-75b6831e1711",
+    part_number: "PBI_PREMIUM_PER_USER",
+    name: "Power BI Premium Per User",
+    plans: &[PLAN_FOUNDATION, PLAN_POWER_BI_PPU],
+    workloads: &[POWER_BI],
+    seats_per_hundred: 15,
+    service: POWER_PLATFORM,
+};
+
+/// What a demo partner's customers buy. A customer's suite follows its
+/// size: [`Catalogue::large`] above 300 people; from 100 to 300, half
+/// (by a hash of the name) [`Catalogue::medium`]; the others one of
+/// [`Catalogue::small`], half each. Its add-ons are picked from
+/// [`Catalogue::add_ons`] by a hash of its name.
+pub(super) struct Catalogue {
+    large: &'static Sku,
+    /// What half (by a hash of the name) of the companies with the large
+    /// suite still hold beside it, mid-migration, if anything.
+    legacy: Option<&'static Sku>,
+    medium: &'static Sku,
+    small: [&'static Sku; 2],
+    /// In no order.
+    add_ons: &'static [&'static Sku],
+}
+
+/// What the customers of [`DemoPartner::contoso`] buy: Microsoft 365.
+const CONTOSO_CATALOGUE: Catalogue = Catalogue {
+    large: &SPE_E3,
+    legacy: Some(&ENTERPRISEPACK),
+    medium: &ENTERPRISEPACK,
+    small: [&BUSINESS_STANDARD, &BUSINESS_PREMIUM],
+    add_ons: &[
+        &EMS,
+        &POWER_BI_PRO,
+        &TEAMS_EXPLORATORY,
+        &EXCHANGESTANDARD,
+        &VISIOCLIENT,
+        &PROJECTPROFESSIONAL,
+    ],
+};
+
+/// What the customers of [`DemoPartner::fabrikam`] buy: Dynamics 365 and
+/// the Power Platform, none of [`CONTOSO_CATALOGUE`]'s SKUs.
+const FABRIKAM_CATALOGUE: Catalogue = Catalogue {
+    large: &DYN365_SALES,
+    legacy: None,
+    medium: &DYN365_CUSTOMER_SERVICE,
+    small: [
+        &DYN365_BUSINESS_CENTRAL_ESSENTIALS,
+        &DYN365_BUSINESS_CENTRAL_PREMIUM,
+    ],
+    add_ons: &[&POWERAPPS_PER_USER, &FLOW_PER_USER, &PBI_PREMIUM_PER_USER],
+};
 
 /// The most SKUs a demo customer has.
 const MOST_SKUS: usize = 6;
@@ -557,9 +788,9 @@ const fn profile(
 const RESELLER: &str = "reseller";
 const ADVISOR: &str = "advisor";
 
-/// The demo's customers.
+/// The customers of [`DemoPartner::contoso`], the demo's first partner.
 #[rustfmt::skip]
-pub(super) const DEMO_CUSTOMERS: [Profile; 32] = [
+pub(super) const CONTOSO_CUSTOMERS: [Profile; 32] = [
     profile("Contoso", "contoso", RESELLER, 850, Anomaly::None, true),
     profile("Fabrikam", "fabrikam", RESELLER, 420, Anomaly::None, false),
     profile("Northwind Traders", "northwindtraders", RESELLER, 120, Anomaly::None, false),
@@ -592,6 +823,21 @@ pub(super) const DEMO_CUSTOMERS: [Profile; 32] = [
     profile("Northwind Health", "northwindhealth", RESELLER, 240, Anomaly::None, false),
     profile("Tailwind Traders", "tailwindtraders", RESELLER, 560, Anomaly::None, false),
     profile("Contoso Electronics", "contosoelectronics", RESELLER, 190, Anomaly::None, false),
+];
+
+/// The customers of [`DemoPartner::fabrikam`], the demo's second partner:
+/// none of [`CONTOSO_CUSTOMERS`]' names, so none of their tenant IDs; none
+/// refused, none suspended, none with a free SKU. Its people are those who
+/// use the business applications it sells.
+#[rustfmt::skip]
+pub(super) const FABRIKAM_CUSTOMERS: [Profile; 7] = [
+    profile("Lamna Healthcare Company", "lamnahealthcare", RESELLER, 420, Anomaly::None, false),
+    profile("Parnell Aerospace", "parnellaerospace", RESELLER, 360, Anomaly::OverAssigned, false),
+    profile("Baldwin Museum of Science", "baldwinmuseum", RESELLER, 150, Anomaly::Warning, false),
+    profile("School of Fine Art", "schooloffineart", RESELLER, 110, Anomaly::None, false),
+    profile("Nod Publishers", "nodpublishers", RESELLER, 65, Anomaly::None, false),
+    profile("Fincher Architects", "fincherarchitects", ADVISOR, 40, Anomaly::None, false),
+    profile("Liberty's Delightful Sinful Bakery & Cafe", "libertysbakery", RESELLER, 22, Anomaly::None, false),
 ];
 
 impl Profile {
@@ -700,22 +946,23 @@ pub(super) struct Tenant {
 }
 
 impl Tenant {
-    pub(super) fn new(profile: &'static Profile) -> Self {
+    pub(super) fn new(profile: &'static Profile, catalogue: &'static Catalogue) -> Self {
         let name = profile.name;
         let people = profile.people;
         let fill = |what: &str| 0.62 + 0.3 * fraction(&[name, what, "fill"]);
         let mut holdings = Vec::new();
         // The suite: enterprise plans for the large, business plans (at
         // most 300 people) for the others; some large ones still have
-        // Office 365 E3 beside Microsoft 365 E3, mid-migration.
+        // the legacy suite beside it (Office 365 E3 beside Microsoft 365
+        // E3), mid-migration.
         let suite: &'static Sku = if people > 300 {
-            &SPE_E3
+            catalogue.large
         } else if people >= 100 && fraction(&[name, "suite"]) < 0.5 {
-            &ENTERPRISEPACK
+            catalogue.medium
         } else if fraction(&[name, "suite"]) < 0.5 {
-            &BUSINESS_STANDARD
+            catalogue.small[0]
         } else {
-            &BUSINESS_PREMIUM
+            catalogue.small[1]
         };
         let seats = people + people / 20;
         let mut suite_holding = Holding::under_assigned(suite, seats, fill(suite.id));
@@ -739,15 +986,14 @@ impl Tenant {
             Anomaly::None | Anomaly::Suspended | Anomaly::GdapRefused => {}
         }
         holdings.push(suite_holding);
-        if suite.part_number == "SPE_E3" && fraction(&[name, "migrating"]) < 0.5 {
+        if let Some(legacy) = catalogue.legacy
+            && suite.part_number == catalogue.large.part_number
+            && fraction(&[name, "migrating"]) < 0.5
+        {
             let left = (people / 8).max(5);
-            holdings.push(Holding::under_assigned(
-                &ENTERPRISEPACK,
-                left,
-                fill(ENTERPRISEPACK.id),
-            ));
+            holdings.push(Holding::under_assigned(legacy, left, fill(legacy.id)));
         }
-        let mut add_ons: Vec<&'static Sku> = ADD_ONS.to_vec();
+        let mut add_ons: Vec<&'static Sku> = catalogue.add_ons.to_vec();
         add_ons.sort_by_key(|sku| hash(&[name, sku.id, "add-on"]));
         // More add-ons the larger the company, but two to six SKUs in
         // all, the free one included.
@@ -824,8 +1070,9 @@ impl Tenant {
     ) -> serde_json::Map<String, serde_json::Value> {
         let mut row = serde_json::Map::new();
         row.insert("processedDateTime".into(), processed.into());
-        row.insert("serviceCode".into(), "o365".into());
-        row.insert("serviceName".into(), "Microsoft Office 365".into());
+        let (service_code, service_name) = holding.sku.service;
+        row.insert("serviceCode".into(), service_code.into());
+        row.insert("serviceName".into(), service_name.into());
         row.insert("channel".into(), self.channel.into());
         row.insert(
             "customerTenantId".into(),
@@ -925,7 +1172,10 @@ mod tests {
     }
 
     fn tenants() -> Vec<Tenant> {
-        DEMO_CUSTOMERS.iter().map(Tenant::new).collect()
+        CONTOSO_CUSTOMERS
+            .iter()
+            .map(|profile| Tenant::new(profile, &CONTOSO_CATALOGUE))
+            .collect()
     }
 
     fn count(value: &serde_json::Value, field: &str) -> u64 {
@@ -936,10 +1186,14 @@ mod tests {
 
     #[test]
     fn customers_are_named_after_the_fictitious_companies_with_stable_ids() {
-        let customers = customers();
-        assert_eq!(customers.len(), DEMO_CUSTOMERS.len());
+        let customers = DemoPartner::contoso().customers();
+        assert_eq!(customers.len(), CONTOSO_CUSTOMERS.len());
         assert!((28..=36).contains(&customers.len()));
-        assert_eq!(customers, super::customers(), "the same at every call");
+        assert_eq!(
+            customers,
+            DemoPartner::contoso().customers(),
+            "the same at every call"
+        );
         let ids: BTreeSet<&str> = customers.iter().map(|c| c.id.as_str()).collect();
         let names: BTreeSet<&str> = customers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(ids.len(), customers.len(), "IDs differ");
@@ -1113,7 +1367,90 @@ mod tests {
             .count();
         assert_eq!(over, 3, "only the over-assigned deploy more than was sold");
         assert_ne!(deployment, deployment_rows(&tenants, at(1_764_600_300)));
-        assert_eq!(deployment_rows_at(at(1_764_600_000)), deployment);
-        assert_eq!(usage_rows_at(at(1_764_600_000)), first);
+        let contoso = DemoPartner::contoso();
+        assert_eq!(contoso.deployment_rows_at(at(1_764_600_000)), deployment);
+        assert_eq!(contoso.usage_rows_at(at(1_764_600_000)), first);
+    }
+
+    #[test]
+    fn the_second_partner_has_customers_skus_and_workloads_of_its_own() {
+        let (contoso, fabrikam) = (DemoPartner::contoso(), DemoPartner::fabrikam());
+        let customers = fabrikam.customers();
+        assert!((5..=8).contains(&customers.len()), "{}", customers.len());
+        let theirs: BTreeSet<String> = contoso
+            .customers()
+            .into_iter()
+            .flat_map(|c| [c.id, c.name])
+            .collect();
+        for customer in &customers {
+            let id = uuid::Uuid::parse_str(&customer.id).expect("a GUID");
+            assert_eq!(customer.id, id.to_string());
+            assert!(!theirs.contains(&customer.id), "{customer:?}");
+            assert!(!theirs.contains(&customer.name), "{customer:?}");
+        }
+        let names: BTreeSet<&str> = customers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.len(), customers.len());
+        for special in [GDAP_REFUSED_CUSTOMER, MISSPELT_USAGE_CUSTOMER] {
+            assert!(!names.contains(special), "{special}");
+        }
+
+        let skus = |partner: &DemoPartner| -> BTreeSet<&'static str> {
+            partner
+                .tenants()
+                .iter()
+                .flat_map(|tenant| tenant.holdings.iter().map(|holding| holding.sku.id))
+                .collect()
+        };
+        assert!(skus(&fabrikam).is_disjoint(&skus(&contoso)));
+        let tenants = fabrikam.tenants();
+        let now = at(1_764_600_000);
+        let (mut over, mut warning) = (0, 0);
+        for tenant in tenants.iter() {
+            assert_ne!(tenant.profile.anomaly, Anomaly::GdapRefused);
+            assert_ne!(tenant.profile.anomaly, Anomaly::Suspended);
+            assert!((2..=MOST_SKUS).contains(&tenant.holdings.len()));
+            for item in tenant.subscribed_skus(now)["items"]
+                .as_array()
+                .expect("items")
+            {
+                let total = count(item, "totalUnits");
+                assert!(total < u64::from(FREE_UNITS), "no free SKU: {item}");
+                assert!(!item["servicePlans"].as_array().expect("plans").is_empty());
+                over += u32::from(count(item, "consumedUnits") > total);
+                warning += u32::from(item["capabilityStatus"] == "Warning");
+            }
+        }
+        assert!(over >= 1, "an over-assigned customer");
+        assert_eq!(warning, 1);
+
+        let values = |rows: &[serde_json::Value], field: &str| -> BTreeSet<String> {
+            rows.iter()
+                .map(|row| row[field].as_str().expect(field).to_owned())
+                .collect()
+        };
+        let ours = fabrikam.usage_rows_at(now);
+        let theirs = contoso.usage_rows_at(now);
+        assert!((10..=100).contains(&ours.len()), "{}", ours.len());
+        for field in ["productId", "workloadCode", "customerTenantId"] {
+            assert!(
+                values(&ours, field).is_disjoint(&values(&theirs, field)),
+                "{field}"
+            );
+        }
+        assert_eq!(
+            values(&ours, "serviceCode"),
+            BTreeSet::from(["crm".to_owned(), "powerplatform".to_owned()])
+        );
+        for row in &ours {
+            assert!(count(row, "licensesActive") <= count(row, "licensesQualified"));
+        }
+        let deployment = fabrikam.deployment_rows_at(now);
+        assert!(values(&ours, "productId").is_subset(&values(&deployment, "productId")));
+        assert!(
+            deployment
+                .iter()
+                .any(|row| count(row, "licensesDeployed") > count(row, "licensesSold")),
+            "the over-assigned deploy more than was sold"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! The demo partner's subscriptions and their provisioning status, served
+//! A demo partner's subscriptions and their provisioning status, served
 //! as Partner Center serves them, so that the `subscriptions` source has
 //! renewals, seat reductions and unassigned seats to show.
 //!
@@ -23,13 +23,14 @@
 //! monthly) and, for suites, triennial (`P3Y`). Each subscription renews on
 //! a calendar anniversary of its own, so `commitmentEndDate` (the term's
 //! last day, inclusive) stays put through a term and moves on by a term
-//! once it has passed; the auto-renewing annual ones are spread evenly
-//! over the year, so that on any day several renew within 30 days and some
-//! within 14. `cancellationAllowedUntilDate` is the last purchase, renewal
+//! once it has passed; each partner's auto-renewing annual ones are spread
+//! evenly over the year, so that on any day several of the first partner's
+//! renew within 30 days and some within 14. `cancellationAllowedUntilDate` is the last purchase, renewal
 //! or seat addition plus 7 days: mostly past, open for the recently renewed
 //! or bought.
 //!
-//! Special cases, each pinned to a customer:
+//! Special cases, each pinned to a customer of the first partner
+//! ([`DemoPartner::contoso`]); the second one's customers have none:
 //!
 //! - [`RENEWING_WITH_UNASSIGNED_CUSTOMER`]: an auto-renewing annual
 //!   subscription of [`RENEWING_WITH_UNASSIGNED_SKU`] whose term always
@@ -54,6 +55,7 @@
 //! same for the same instant.
 //!
 //! [`GDAP_REFUSED_CUSTOMER`]: super::demo_partner::GDAP_REFUSED_CUSTOMER
+//! [`DemoPartner::contoso`]: super::demo_partner::DemoPartner::contoso
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -388,7 +390,17 @@ const NICKNAMES: [&str; 6] = [
 /// Suites: the SKUs with add-ons to buy, and the only ones sold for three
 /// years.
 fn is_suite(sku: &Sku) -> bool {
-    ["SPE_E3", "ENTERPRISEPACK", "O365_BUSINESS_PREMIUM", "SPB"].contains(&sku.part_number)
+    [
+        "SPE_E3",
+        "ENTERPRISEPACK",
+        "O365_BUSINESS_PREMIUM",
+        "SPB",
+        "DYN365_ENTERPRISE_SALES",
+        "DYN365_ENTERPRISE_CUSTOMER_SERVICE",
+        "DYN365_BUSCENTRAL_ESSENTIAL",
+        "DYN365_BUSCENTRAL_PREMIUM",
+    ]
+    .contains(&sku.part_number)
 }
 
 /// The subscription of `holding`'s seats.
@@ -825,7 +837,7 @@ fn timestamp(at: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::demo_partner::{DEMO_CUSTOMERS, GDAP_REFUSED_CUSTOMER, unix_seconds};
+    use crate::simulator::demo_partner::{DemoPartner, GDAP_REFUSED_CUSTOMER, unix_seconds};
     use std::collections::{BTreeMap, BTreeSet};
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -836,8 +848,8 @@ mod tests {
     /// 2025-12-01T14:40:00Z.
     const START: u64 = 1_764_600_000;
 
-    fn tenants() -> Vec<Tenant> {
-        DEMO_CUSTOMERS.iter().map(Tenant::new).collect()
+    fn tenants() -> Arc<[Tenant]> {
+        DemoPartner::contoso().tenants()
     }
 
     fn tenant(tenants: &[Tenant], name: &str) -> usize {
@@ -908,13 +920,12 @@ mod tests {
         (0..900).map(|second| at(START + second)).chain(sweep())
     }
 
-    #[test]
-    fn every_sku_bought_has_one_subscription_whose_seats_match_its_licences() {
-        let tenants = tenants();
-        let all = of_tenants(&tenants);
+    /// Every SKU each of `tenants` buys has one subscription, whose seats
+    /// are its licences, at instants over a year.
+    fn assert_seats_match_licences(tenants: &[Tenant], all: &[Vec<Subscription>]) {
         for step in 0..50 {
             let now = at(START + step * 86_400 * 7 + step * 131);
-            for (tenant, subscriptions) in tenants.iter().zip(&all) {
+            for (tenant, subscriptions) in tenants.iter().zip(all) {
                 let name = tenant.profile.name;
                 let licences = tenant.subscribed_skus(now);
                 let mut sold = BTreeMap::new();
@@ -951,8 +962,63 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn every_sku_bought_has_one_subscription_whose_seats_match_its_licences() {
+        let tenants = tenants();
+        let all = of_tenants(&tenants);
+        assert_seats_match_licences(&tenants, &all);
         let subscriptions: usize = all.iter().map(Vec::len).sum();
         assert!((100..=200).contains(&subscriptions), "{subscriptions}");
+    }
+
+    #[test]
+    fn the_second_partners_subscriptions_are_its_own_and_plain() {
+        let tenants = DemoPartner::fabrikam().tenants();
+        let all = of_tenants(&tenants);
+        assert_seats_match_licences(&tenants, &all);
+        let ids: BTreeSet<&str> = all
+            .iter()
+            .flatten()
+            .map(|subscription| subscription.id.as_str())
+            .collect();
+        assert_eq!(ids.len(), all.iter().map(Vec::len).sum::<usize>());
+        assert!((10..=40).contains(&ids.len()), "{}", ids.len());
+        let contoso = of_tenants(&self::tenants());
+        assert!(
+            contoso
+                .iter()
+                .flatten()
+                .all(|subscription| !ids.contains(subscription.id.as_str())),
+            "no subscription of the first partner's"
+        );
+        // None of the special cases: every one an active NCE subscription
+        // of licences, none a trial, none ending within days for a
+        // reason of its own.
+        for now in sweep().step_by(24) {
+            for item in all
+                .iter()
+                .flatten()
+                .map(|subscription| subscription.item(now))
+            {
+                assert_eq!(item["status"], "active", "{item}");
+                assert_eq!(item["isTrial"], false, "{item}");
+                assert_eq!(item["productType"]["id"], "OnlineServicesNCE", "{item}");
+                assert!(!item["cancellationAllowedUntilDate"].is_null(), "{item}");
+            }
+        }
+        let triennial = all
+            .iter()
+            .flatten()
+            .filter(|subscription| subscription.term == Some(Term::Triennial))
+            .count();
+        assert!(
+            all.iter().flatten().all(|subscription| {
+                subscription.term != Some(Term::Triennial) || subscription.sku.is_some_and(is_suite)
+            }),
+            "only suites for three years ({triennial})"
+        );
     }
 
     #[test]

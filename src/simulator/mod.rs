@@ -32,12 +32,15 @@
 //! # Files
 //! - [`http`]: the bounded request reader and plain answers.
 //! - [`entra`]: the token endpoint.
-//! - [`datasets`]: the collections, the demo's table among them.
-//! - [`demo_partner`]: the demo's partner with its customers, their
-//!   licences and the commercial analytics rows about them.
-//! - [`demo_subscriptions`]: the demo partner's subscriptions and their
+//! - [`datasets`]: the collections, the demo's partner-level table among
+//!   them, with each demo partner's figures.
+//! - [`demo_partner`]: the demo's partners ([`demo_partner::DemoPartner`]:
+//!   a large one and a smaller one) with their customers, their licences
+//!   and the commercial analytics rows about them.
+//! - [`demo_subscriptions`]: a demo partner's subscriptions and their
 //!   provisioning status.
-//! - [`demo_paths`]: every path of the demo partner, from the two above.
+//! - [`demo_paths`]: every per-customer path of a demo partner, from the
+//!   two above.
 //! - [`script`]: the steps and their queues.
 //! - [`record`]: the record of requests.
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::demo_partner::DemoPartner;
 use super::*;
 use crate::config::DEFAULT_RESOURCE;
 
@@ -747,9 +748,9 @@ async fn follow_links(simulator: &Simulator, path: &str) -> Vec<Vec<serde_json::
 
 #[tokio::test]
 async fn the_customer_listing_pages_by_size_to_exactly_every_customer() {
-    use super::demo_partner::{self, CUSTOMERS_PATH, Customer, customer_listing};
+    use super::demo_partner::{CUSTOMERS_PATH, Customer, customer_listing};
     let simulator = Simulator::builder()
-        .datasets(demo_paths::datasets())
+        .datasets(demo_paths::datasets(&DemoPartner::contoso()))
         .dataset(
             "/small/v1/customers",
             customer_listing(
@@ -764,7 +765,8 @@ async fn the_customer_listing_pages_by_size_to_exactly_every_customer() {
         .start()
         .await
         .expect("starts");
-    let expected: Vec<String> = demo_partner::customers()
+    let expected: Vec<String> = DemoPartner::contoso()
+        .customers()
         .into_iter()
         .map(|c| c.id)
         .collect();
@@ -813,14 +815,14 @@ async fn the_customer_listing_pages_by_size_to_exactly_every_customer() {
 
 #[tokio::test]
 async fn every_demo_customer_answers_its_licences_but_one_refused_for_gdap() {
-    use super::demo_partner::{self, GDAP_REFUSED_CUSTOMER, subscribed_skus_path};
+    use super::demo_partner::{GDAP_REFUSED_CUSTOMER, subscribed_skus_path};
     let simulator = Simulator::builder()
-        .datasets(demo_paths::datasets())
+        .datasets(demo_paths::datasets(&DemoPartner::contoso()))
         .start()
         .await
         .expect("starts");
     let mut refused = Vec::new();
-    for customer in demo_partner::customers() {
+    for customer in DemoPartner::contoso().customers() {
         let (status, body) = get_json(
             &simulator.url(&subscribed_skus_path(&customer.id)),
             &[("MS-RequestId", "r-1")],
@@ -863,19 +865,18 @@ async fn every_demo_customer_answers_its_licences_but_one_refused_for_gdap() {
 
 #[tokio::test]
 async fn every_demo_customer_answers_its_subscriptions_and_their_provisioning_status() {
-    use super::demo_partner;
     use super::demo_subscriptions::{
         AZURE_PLAN_CUSTOMER, RENEWING_WITH_UNASSIGNED_CUSTOMER, RENEWING_WITH_UNASSIGNED_SKU,
         SOFTWARE_CUSTOMER, subscription_id,
     };
     use super::demo_subscriptions::{provisioning_status_path, subscriptions_path};
     let simulator = Simulator::builder()
-        .datasets(demo_paths::datasets())
+        .datasets(demo_paths::datasets(&DemoPartner::contoso()))
         .start()
         .await
         .expect("starts");
     let (mut statuses, mut not_found) = (0, Vec::new());
-    for customer in demo_partner::customers() {
+    for customer in DemoPartner::contoso().customers() {
         let (status, body) = get_json(
             &simulator.url(&subscriptions_path(&customer.id)),
             &[("MS-RequestId", "r-1")],
@@ -921,7 +922,8 @@ async fn every_demo_customer_answers_its_subscriptions_and_their_provisioning_st
     let mut expected = vec![AZURE_PLAN_CUSTOMER.to_owned(), SOFTWARE_CUSTOMER.to_owned()];
     expected.sort();
     assert_eq!(not_found, expected);
-    let contoso = demo_partner::customers()
+    let contoso = DemoPartner::contoso()
+        .customers()
         .into_iter()
         .find(|customer| customer.name == RENEWING_WITH_UNASSIGNED_CUSTOMER)
         .expect("a demo customer");
@@ -973,7 +975,7 @@ fn row_key(row: &serde_json::Value) -> String {
 async fn commercial_analytics_page_by_skip_and_by_next_link_to_every_row_once() {
     use super::demo_partner::{COMMERCIAL_DEPLOYMENT_PATH, COMMERCIAL_USAGE_PATH};
     let simulator = Simulator::builder()
-        .datasets(demo_paths::datasets())
+        .datasets(demo_paths::datasets(&DemoPartner::contoso()))
         .start()
         .await
         .expect("starts");
@@ -1077,4 +1079,83 @@ async fn a_commercial_dataset_of_given_rows_honours_top_and_skip() {
         assert_eq!(status, 400, "{query}");
         assert_eq!(body["code"], 400);
     }
+}
+
+#[tokio::test]
+async fn the_second_demo_partner_serves_customers_products_and_figures_of_its_own() {
+    use super::demo_partner::{COMMERCIAL_USAGE_PATH, CUSTOMERS_PATH, subscribed_skus_path};
+    use super::demo_subscriptions::subscriptions_path;
+    use crate::sources::license_usage::LicenseUsageSource;
+    let start = |partner: DemoPartner| async move {
+        Simulator::builder()
+            .datasets(datasets::demo_for(partner.figures()))
+            .datasets(demo_paths::datasets(&partner))
+            .start()
+            .await
+            .expect("starts")
+    };
+    let contoso = start(DemoPartner::contoso()).await;
+    let fabrikam = start(DemoPartner::fabrikam()).await;
+    let listed = |simulator: &Simulator| {
+        let url = simulator.url(&format!("{CUSTOMERS_PATH}?size=100"));
+        async move {
+            let (status, body) = get_json(&url, &[]).await;
+            assert_eq!(status, 200, "{body}");
+            body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|item| item["id"].as_str().expect("id").to_owned())
+                .collect::<std::collections::BTreeSet<String>>()
+        }
+    };
+    let (ours, theirs) = (listed(&fabrikam).await, listed(&contoso).await);
+    assert_eq!(ours.len(), DemoPartner::fabrikam().customers().len());
+    assert!(ours.is_disjoint(&theirs), "customers of its own");
+    for customer in DemoPartner::fabrikam().customers() {
+        for path in [
+            subscribed_skus_path(&customer.id),
+            subscriptions_path(&customer.id),
+        ] {
+            let (status, body) = get_json(&fabrikam.url(&path), &[]).await;
+            assert_eq!(status, 200, "{}: none refused: {body}", customer.name);
+            assert!(
+                !body["items"].as_array().expect("items").is_empty(),
+                "{path}"
+            );
+        }
+        let (status, _) = get_json(&contoso.url(&subscribed_skus_path(&customer.id)), &[]).await;
+        assert_eq!(status, 404, "{} is not the first partner's", customer.name);
+    }
+    // Products and workloads of its own: no dashboard join on product or
+    // workload meets the same one from both partners.
+    let (ours, _) = page_by_skip(&fabrikam, COMMERCIAL_USAGE_PATH).await;
+    let (theirs, _) = page_by_skip(&contoso, COMMERCIAL_USAGE_PATH).await;
+    assert!(!ours.is_empty());
+    for field in ["productId", "workloadCode"] {
+        let values = |rows: &[serde_json::Value]| -> std::collections::BTreeSet<String> {
+            rows.iter()
+                .map(|row| row[field].as_str().expect(field).to_owned())
+                .collect()
+        };
+        assert!(values(&ours).is_disjoint(&values(&theirs)), "{field}");
+    }
+    // The same documented series, moving differently.
+    let (status, ours) = get_json(&fabrikam.url(LicenseUsageSource::PATH), &[]).await;
+    assert_eq!(status, 200);
+    let (_, theirs) = get_json(&contoso.url(LicenseUsageSource::PATH), &[]).await;
+    let series = |body: &serde_json::Value| -> Vec<(String, String)> {
+        body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|item| {
+                (
+                    item["workloadName"].as_str().expect("workload").to_owned(),
+                    item["serviceName"].as_str().expect("service").to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(series(&ours), series(&theirs));
 }

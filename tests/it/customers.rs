@@ -15,7 +15,7 @@ use common::pacing::{arrivals, assert_spaced, timeline};
 use common::{CapturedLogs, Exposition, RunningExporter, Scrape, WAIT, collection, test_config};
 use partner_center_exporter::simulator::datasets::NextLink;
 use partner_center_exporter::simulator::demo_partner::{
-    self, Customer, GDAP_REFUSAL_BODY, customer_listing, subscribed_skus_path,
+    self, Customer, DemoPartner, GDAP_REFUSAL_BODY, customer_listing, subscribed_skus_path,
 };
 use partner_center_exporter::simulator::demo_paths;
 use partner_center_exporter::simulator::{
@@ -1443,7 +1443,7 @@ async fn a_429_for_one_customer_pauses_every_request_to_the_tenant_then_the_fan_
 #[tokio::test]
 async fn every_source_on_one_scrape_passes_promtool_with_each_family_once() {
     let upstream = Simulator::builder()
-        .datasets(demo_paths::datasets())
+        .datasets(demo_paths::datasets(&DemoPartner::contoso()))
         .datasets(partner_center_exporter::simulator::datasets::demo())
         .start()
         .await
