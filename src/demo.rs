@@ -1,8 +1,21 @@
-//! Demo mode: the simulated Partner Center and Entra ID of
-//! [`crate::simulator`] inside the process, and the exporter configured
-//! for it, so the exporter can be tried without credentials.
+//! Demo mode: two simulated partner tenants, each with its own simulated
+//! Partner Center and Entra ID of [`crate::simulator`] inside the process,
+//! and the exporter configured for both, so the exporter can be tried
+//! without credentials.
 //!
-//! The simulator runs in its demo configuration:
+//! The configuration has `tenants`, shaped as loading a file with
+//! `tenants` shapes it: shared `poll`, `sources`, `customers`, `skus` and
+//! `subscriptions`, and per tenant an effective configuration of its own,
+//! so every series carries a `tenant` label:
+//!
+//! - [`CONTOSO_TENANT`]: the demo's first partner,
+//!   [`DemoPartner::contoso`], with some thirty customers.
+//! - [`FABRIKAM_TENANT`]: a smaller one, [`DemoPartner::fabrikam`], with a
+//!   few customers, products and workloads of its own, and partner-level
+//!   figures moving on waves of their own.
+//!
+//! Each tenant's simulator (on 127.0.0.1, a port of its own) runs in the
+//! demo configuration:
 //!
 //! - Entra ID's v1 token endpoint, `POST /{tenant}/oauth2/token`, for the
 //!   refresh-token grant, with a random client and first refresh token. It
@@ -13,27 +26,30 @@
 //!   source ([`crate::simulator::datasets::DEMO_DATASETS`]): the series of
 //!   Microsoft's documented examples, with values that move over time,
 //!   served only to access tokens it issued that have not expired.
-//! - A partner with some thirty customers ([`DemoPartner::contoso`],
-//!   served at the paths of [`demo_paths`]): the customer
-//!   listing, each customer's licences per SKU (one of them refused for
+//! - The partner's customers ([`demo_paths`]): the customer listing, each
+//!   customer's licences per SKU (one of the first partner's refused for
 //!   want of GDAP), and the commercial analytics rows about them, paged;
 //!   the commercial analytics only on one of their two documented paths;
 //!   each customer's subscriptions, renewing on dates that follow the
 //!   calendar, and their SKUs.
 //!
-//! The exporter is configured for the App+User method, with the client
-//! secret and first refresh token in a private temporary directory and
-//! `state_dir` inside it. So the demo runs the production refresh-token
-//! path: the token endpoint client, access token caching and renewal, the
-//! rotated refresh token stored in the temporary `state_dir`, and the
-//! Partner Center client and decoders. Access tokens live 50 s, so the
-//! exporter renews them, and rotates the refresh token, every 30 s.
+//! Each tenant is configured for the App+User method, with its own client
+//! secret and first refresh token in a private temporary directory,
+//! `state_dir` inside it and each tenant's in `<state_dir>/<name>`, and its
+//! own request budget. So the demo runs the production refresh-token path
+//! once per tenant: the token endpoint client, access token caching and
+//! renewal, the rotated refresh token stored in the tenant's `state_dir`,
+//! and the Partner Center client and decoders. Access tokens live 50 s, so
+//! the exporter renews them, and rotates the refresh tokens, every 30 s.
 //!
-//! An [`OutageSwitch`] simulates a Partner Center outage: while it is on,
-//! every license analytics endpoint answers `503` (the token endpoint
-//! keeps working), so `partner_center_up`, the poll error counters and the
-//! alerts built on them can be watched going bad and recovering. The
-//! binary flips it on `SIGUSR1` ([`toggle_outage_on_sigusr1`]).
+//! An [`OutageSwitch`] simulates an outage of the first tenant's Partner
+//! Center only: while it is on, every license analytics endpoint of
+//! [`CONTOSO_TENANT`]'s simulator answers `503` (its token endpoint keeps
+//! working), so `partner_center_up{tenant="contoso-eu"}`, the poll error
+//! counters and the alerts built on them can be watched going bad and
+//! recovering, while [`FABRIKAM_TENANT`]'s simulator keeps answering and
+//! its `partner_center_up` stays 1. The binary flips it on `SIGUSR1`
+//! ([`toggle_outage_on_sigusr1`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,7 +60,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{
     AuthConfig, Config, CustomersConfig, PartnerCenterConfig, PollConfig, SkusConfig,
-    SourcesConfig, SubscriptionsConfig,
+    SourcesConfig, SubscriptionsConfig, TenantConfig,
 };
 use crate::secret::Secret;
 use crate::simulator::demo_partner::DemoPartner;
@@ -57,8 +73,14 @@ pub use crate::simulator::datasets::{deployment_body, usage_body};
 /// The demo polls often so changes show up quickly; the simulation has no rate limit.
 pub const DEMO_POLL_INTERVAL: Duration = Duration::from_secs(15);
 
-/// The tenant the simulated Entra ID answers for.
-pub const DEMO_TENANT_ID: &str = "demo.onmicrosoft.com";
+/// The first tenant: the `tenant` label of its series.
+pub const CONTOSO_TENANT: &str = "contoso-eu";
+
+/// The second tenant, smaller: the `tenant` label of its series.
+pub const FABRIKAM_TENANT: &str = "fabrikam-us";
+
+/// The demo's tenants, in the order they are configured and polled.
+pub const DEMO_TENANTS: [&str; 2] = [CONTOSO_TENANT, FABRIKAM_TENANT];
 
 /// Lifetime of the simulated access tokens. Short, so that rotation shows
 /// within a minute: below ten minutes the exporter renews at half-life (see
@@ -75,41 +97,106 @@ pub const DEMO_SERIES: [(&str, &str, &str); 5] = datasets::DOCUMENTED_USAGE_SERI
 /// deployment example, which the simulation serves with moving figures.
 pub const DEMO_DEPLOYMENT_SERIES: [(&str, &str, u32); 2] = datasets::DOCUMENTED_DEPLOYMENT_SERIES;
 
+/// One simulated partner tenant of the demo.
+struct DemoTenant {
+    /// Its name: the `tenant` label of its series, and its directory in
+    /// `state_dir`.
+    name: &'static str,
+    /// The Entra ID tenant its simulated token endpoint answers for.
+    entra_tenant_id: &'static str,
+    /// What its simulated Partner Center serves.
+    partner: fn() -> DemoPartner,
+    /// Its own request budget (`partner_center.max_requests_per_minute`).
+    max_requests_per_minute: u32,
+    /// Whether [`Demo::outage`] takes its Partner Center down.
+    outage: bool,
+}
+
+/// The demo's tenants, [`DEMO_TENANTS`] in order.
+const TENANTS: [DemoTenant; 2] = [
+    DemoTenant {
+        name: CONTOSO_TENANT,
+        entra_tenant_id: "contosoeu.onmicrosoft.com",
+        partner: DemoPartner::contoso,
+        // Every source every 15 s, far more often than a partner would
+        // poll, plus the first poll's lookup of each subscription's SKU:
+        // four times the default budget keeps up, still paced.
+        max_requests_per_minute: 1200,
+        outage: true,
+    },
+    DemoTenant {
+        name: FABRIKAM_TENANT,
+        entra_tenant_id: "fabrikamus.onmicrosoft.com",
+        partner: DemoPartner::fabrikam,
+        // Its few customers need about 80 requests a minute, and some 50
+        // more for the first poll's SKU lookups: the default budget
+        // (300) keeps up, still paced.
+        max_requests_per_minute: 300,
+        outage: false,
+    },
+];
+
 /// A running simulation and the configuration that points the exporter at it.
 pub struct Demo {
-    /// The exporter configuration for the simulation: Partner Center's base
-    /// URL and Entra ID's authority are both where the simulation listens.
+    /// The exporter configuration for the simulation, with [`DEMO_TENANTS`]
+    /// as its `tenants`: each tenant's Partner Center base URL and Entra
+    /// ID authority are both where its simulator listens.
     pub config: Config,
-    /// Turns the simulated Partner Center outage on and off.
+    /// Turns the simulated outage of the first tenant's Partner Center on
+    /// and off; the second tenant's never goes down.
     pub outage: OutageSwitch,
-    /// The simulation; it stops when the demo is dropped.
-    _simulator: Simulator,
+    /// The simulations, one per tenant; they stop when the demo is dropped.
+    _simulators: Vec<Simulator>,
     /// Holds the credential files and `state_dir`; removed when the demo ends.
     _dir: DemoDir,
 }
 
-/// Whether the simulated Partner Center is down. Clones share one switch.
-#[derive(Clone, Debug, Default)]
-pub struct OutageSwitch(simulator::OutageSwitch);
+impl Demo {
+    /// Each tenant's name and its simulator's URL (its Partner Center base
+    /// URL and Entra ID authority), in the order they are polled.
+    pub fn tenant_urls(&self) -> Vec<(&str, &Url)> {
+        self.config
+            .tenants
+            .iter()
+            .map(|tenant| (tenant.name.as_str(), &tenant.config.partner_center.base_url))
+            .collect()
+    }
+}
+
+/// Whether the first tenant's simulated Partner Center is down. Clones
+/// share one switch.
+#[derive(Clone, Debug)]
+pub struct OutageSwitch {
+    switch: simulator::OutageSwitch,
+    /// The tenant whose Partner Center it takes down.
+    tenant: &'static str,
+}
 
 impl OutageSwitch {
-    /// Whether license analytics requests are answered `503` now.
+    /// Whether the tenant's license analytics requests are answered `503` now.
     pub fn is_on(&self) -> bool {
-        self.0.is_on()
+        self.switch.is_on()
+    }
+
+    /// The tenant whose Partner Center it takes down: [`CONTOSO_TENANT`].
+    pub fn tenant(&self) -> &'static str {
+        self.tenant
     }
 
     /// Starts the outage if there is none, ends it otherwise, logs which at
     /// `info` (a person flipped it and wants to see that it took), and
     /// returns whether an outage is simulated now.
     pub fn toggle(&self) -> bool {
-        let on = self.0.toggle();
+        let on = self.switch.toggle();
         if on {
             tracing::info!(
-                "demo: simulated Partner Center outage started; every license analytics request is answered 503 until the next toggle"
+                tenant = self.tenant,
+                "demo: simulated Partner Center outage started; every license analytics request of this tenant is answered 503 until the next toggle, the other tenant's keep being answered"
             );
         } else {
             tracing::info!(
-                "demo: simulated Partner Center outage ended; license analytics requests are answered again"
+                tenant = self.tenant,
+                "demo: simulated Partner Center outage ended; this tenant's license analytics requests are answered again"
             );
         }
         on
@@ -148,56 +235,18 @@ pub fn toggle_outage_on_sigusr1(
     })
 }
 
-/// Starts the simulated Partner Center and Entra ID on 127.0.0.1 (a free
-/// port) until `shutdown` is cancelled or the demo is dropped.
+/// Starts each tenant's simulated Partner Center and Entra ID on 127.0.0.1
+/// (a free port each) until `shutdown` is cancelled or the demo is dropped.
 pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
     // Created first, so that a failure further on removes it again.
     let dir = DemoDir::create()?;
-    let client_id = uuid::Uuid::new_v4().to_string();
-    let client_secret = Secret::new(random_token("demo-secret"));
-    let refresh_token = Secret::new(random_token("demo-rt"));
-    let client_secret_file = dir.write_secret("client-secret", &client_secret)?;
-    let refresh_token_file = dir.write_secret("refresh-token", &refresh_token)?;
-
-    let outage = OutageSwitch::default();
-    let simulator = Simulator::builder()
-        .datasets(datasets::demo())
-        .datasets(demo_paths::datasets(&DemoPartner::contoso()))
-        .entra(EntraSettings {
-            tenant_id: DEMO_TENANT_ID.to_owned(),
-            client_id: client_id.clone(),
-            client_secret,
-            refresh_token,
-            access_token_lifetime: DEMO_ACCESS_TOKEN_LIFETIME,
-        })
-        .partner_center_auth(PartnerCenterAuth::IssuedTokens)
-        .outage(outage.0.clone())
-        // A demo runs for hours: keep the record small.
-        .record_limit(256)
-        .shutdown(shutdown)
-        .start()
-        .await?;
-    let base_url =
-        Url::parse(simulator.base_url()).map_err(|err| std::io::Error::other(err.to_string()))?;
-
-    let config = Config {
+    // What every tenant shares, as the top level of a file with `tenants`.
+    let shared = Config {
         partner_center: PartnerCenterConfig {
-            base_url: base_url.clone(),
             request_timeout: Duration::from_secs(5),
-            // Every source every 15 s, far more often than a partner would
-            // poll, plus the first poll's lookup of each subscription's
-            // SKU: four times the default budget keeps up, still paced.
-            max_requests_per_minute: 1200,
             ..PartnerCenterConfig::default()
         },
-        auth: AuthConfig {
-            tenant_id: Some(DEMO_TENANT_ID.to_owned()),
-            client_id: Some(client_id),
-            client_secret_file: Some(client_secret_file),
-            refresh_token_file: Some(refresh_token_file),
-            authority: Some(base_url),
-            ..AuthConfig::default()
-        },
+        auth: AuthConfig::default(),
         poll: PollConfig {
             interval: DEMO_POLL_INTERVAL,
             timeout: Duration::from_secs(10),
@@ -212,16 +261,100 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<Demo> {
         },
         skus: SkusConfig::default(),
         subscriptions: SubscriptionsConfig::default(),
-        // Not created here: the exporter prepares it, as in production.
+        // Not created here: the exporter prepares each tenant's, as in
+        // production.
         state_dir: Some(dir.path().join("state")),
         tenants: Vec::new(),
     };
+    let outage = OutageSwitch {
+        switch: simulator::OutageSwitch::default(),
+        tenant: CONTOSO_TENANT,
+    };
+    let mut simulators = Vec::with_capacity(TENANTS.len());
+    let mut tenants = Vec::with_capacity(TENANTS.len());
+    for tenant in &TENANTS {
+        let switch = if tenant.outage {
+            outage.switch.clone()
+        } else {
+            simulator::OutageSwitch::default()
+        };
+        let (simulator, config) =
+            start_tenant(tenant, &shared, &dir, switch, shutdown.clone()).await?;
+        simulators.push(simulator);
+        tenants.push(TenantConfig {
+            name: tenant.name.to_owned(),
+            config,
+        });
+    }
+    let config = Config { tenants, ..shared };
     Ok(Demo {
         config,
         outage,
-        _simulator: simulator,
+        _simulators: simulators,
         _dir: dir,
     })
+}
+
+/// Starts `tenant`'s simulator and returns it with the tenant's effective
+/// configuration: `shared` with its own Partner Center, budget, `auth`
+/// and `state_dir`.
+async fn start_tenant(
+    tenant: &DemoTenant,
+    shared: &Config,
+    dir: &DemoDir,
+    outage: simulator::OutageSwitch,
+    shutdown: CancellationToken,
+) -> std::io::Result<(Simulator, Config)> {
+    let client_id = uuid::Uuid::new_v4().to_string();
+    let client_secret = Secret::new(random_token("demo-secret"));
+    let refresh_token = Secret::new(random_token("demo-rt"));
+    let client_secret_file =
+        dir.write_secret(&format!("{}.client-secret", tenant.name), &client_secret)?;
+    let refresh_token_file =
+        dir.write_secret(&format!("{}.refresh-token", tenant.name), &refresh_token)?;
+
+    let partner = (tenant.partner)();
+    let simulator = Simulator::builder()
+        .datasets(datasets::demo_for(partner.figures()))
+        .datasets(demo_paths::datasets(&partner))
+        .entra(EntraSettings {
+            tenant_id: tenant.entra_tenant_id.to_owned(),
+            client_id: client_id.clone(),
+            client_secret,
+            refresh_token,
+            access_token_lifetime: DEMO_ACCESS_TOKEN_LIFETIME,
+        })
+        .partner_center_auth(PartnerCenterAuth::IssuedTokens)
+        .outage(outage)
+        // A demo runs for hours: keep the record small.
+        .record_limit(256)
+        .shutdown(shutdown)
+        .start()
+        .await?;
+    let base_url =
+        Url::parse(simulator.base_url()).map_err(|err| std::io::Error::other(err.to_string()))?;
+    let config = Config {
+        partner_center: PartnerCenterConfig {
+            base_url: base_url.clone(),
+            max_requests_per_minute: tenant.max_requests_per_minute,
+            ..shared.partner_center.clone()
+        },
+        auth: AuthConfig {
+            tenant_id: Some(tenant.entra_tenant_id.to_owned()),
+            client_id: Some(client_id),
+            client_secret_file: Some(client_secret_file),
+            refresh_token_file: Some(refresh_token_file),
+            authority: Some(base_url),
+            ..AuthConfig::default()
+        },
+        state_dir: shared
+            .state_dir
+            .as_ref()
+            .map(|state_dir| state_dir.join(tenant.name)),
+        tenants: Vec::new(),
+        ..shared.clone()
+    };
+    Ok((simulator, config))
 }
 
 /// Every source enabled, each polled every `interval`.
@@ -312,9 +445,10 @@ mod tests {
     use crate::config::{AuthMethod, RefreshTokenSettings};
     use crate::exposition::metrics::ExporterMetrics;
     use crate::partner_center::client::Client;
+    use crate::tenant::TenantLabel;
     use crate::token_file::read_token_file_blocking;
 
-    /// A started demo whose server stops when the test ends.
+    /// A started demo whose servers stop when the test ends.
     struct Running {
         demo: Demo,
         shutdown: CancellationToken,
@@ -323,6 +457,27 @@ mod tests {
     impl Drop for Running {
         fn drop(&mut self) {
             self.shutdown.cancel();
+        }
+    }
+
+    impl Running {
+        /// The effective configuration of the tenant called `name`.
+        fn tenant(&self, name: &str) -> &Config {
+            self.demo
+                .config
+                .tenants
+                .iter()
+                .find(|tenant| tenant.name == name)
+                .map(|tenant| &tenant.config)
+                .unwrap_or_else(|| panic!("the demo has a tenant {name}"))
+        }
+
+        fn contoso(&self) -> &Config {
+            self.tenant(CONTOSO_TENANT)
+        }
+
+        fn fabrikam(&self) -> &Config {
+            self.tenant(FABRIKAM_TENANT)
         }
     }
 
@@ -353,6 +508,17 @@ mod tests {
             .unwrap_or_else(|| panic!("an OAuth refusal, not {err}"))
     }
 
+    /// A grant for `config`'s tenant, from its configured refresh token.
+    async fn first_grant(config: &Config) -> crate::auth::entra::TokenGrant {
+        entra(&settings(config))
+            .redeem_refresh_token(
+                &file_secret(config.auth.refresh_token_file.as_ref()),
+                &file_secret(config.auth.client_secret_file.as_ref()),
+            )
+            .await
+            .expect("the configured refresh token works")
+    }
+
     /// Status of a license usage request carrying `authorization`.
     async fn usage_status(config: &Config, authorization: HeaderValue) -> StatusCode {
         let url = config
@@ -374,81 +540,164 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_demo_is_served_through_the_production_refresh_token_path() {
+    async fn the_demo_configures_two_tenants_as_a_tenants_file_does() {
         let running = running().await;
         let config = &running.demo.config;
-        assert!(config.auth.bearer_token_file.is_none());
-        let settings = settings(config);
-        assert_eq!(settings.tenant_id, DEMO_TENANT_ID);
-        assert_eq!(
-            settings.authority.host_str(),
-            config.partner_center.base_url.host_str()
-        );
+        assert!(config.is_multi_tenant());
+        let names: Vec<Option<&str>> = config
+            .tenant_configs()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names, DEMO_TENANTS.map(Some));
+        // The top level holds what is shared; each tenant has its own auth.
+        assert_eq!(config.auth.method().ok(), None, "no top-level auth");
         let state_dir = config.state_dir.clone().expect("state_dir");
         assert!(state_dir.starts_with(std::env::temp_dir()), "{state_dir:?}");
-
-        let metrics = ExporterMetrics::new().expect("metrics");
-        let authenticator =
-            Authenticator::from_config(config, &crate::tenant::TenantLabel::NONE, &metrics)
-                .expect("authenticator");
-        assert!(matches!(authenticator, Authenticator::AppUser(_)));
-        let client = Client::new(&config.partner_center).expect("client");
-        let report = client
-            .fetch_collection(
-                LicenseUsageSource::PATH,
-                LicenseUsageSource::decode_item,
-                &authenticator,
-                uuid::Uuid::new_v4(),
-                tokio::time::Instant::now() + Duration::from_secs(10),
-                &mut Default::default(),
-            )
-            .await
-            .expect("the simulated Partner Center answers");
-        let labels: Vec<(&str, &str, &str)> = report
-            .items
-            .iter()
-            .map(|i| (i.workload.as_str(), i.service.as_str(), i.channel.as_str()))
-            .collect();
-        assert_eq!(labels, DEMO_SERIES.to_vec());
-        assert!(report.skipped.is_empty());
-        assert_eq!(report.pages, 1);
-
-        let deployment = client
-            .fetch_collection(
-                LicenseDeploymentSource::PATH,
-                LicenseDeploymentSource::decode_item,
-                &authenticator,
-                uuid::Uuid::new_v4(),
-                tokio::time::Instant::now() + Duration::from_secs(10),
-                &mut Default::default(),
-            )
-            .await
-            .expect("the simulated Partner Center answers");
-        let labels: Vec<(&str, &str)> = deployment
-            .items
-            .iter()
-            .map(|i| (i.service.as_str(), i.channel.as_str()))
-            .collect();
-        let expected: Vec<(&str, &str)> = DEMO_DEPLOYMENT_SERIES
-            .iter()
-            .map(|(service, channel, _)| (*service, *channel))
-            .collect();
-        assert_eq!(labels, expected);
-        assert!(deployment.skipped.is_empty());
-        for item in &deployment.items {
-            assert!((5.0..=95.0).contains(&item.prorated_percent), "{item:?}");
-            assert!(item.licenses_sold >= 343.0, "{item:?}");
+        assert!(!state_dir.exists(), "the exporter prepares it");
+        let mut urls = Vec::new();
+        let mut refresh_token_files = Vec::new();
+        for (tenant, expected_budget) in config.tenants.iter().zip([1200, 300]) {
+            let own = &tenant.config;
+            assert!(own.tenants.is_empty(), "{}", tenant.name);
+            assert_eq!(own.state_dir, Some(state_dir.join(&tenant.name)));
+            for (section, ours, shared) in [
+                (
+                    "poll",
+                    format!("{:?}", own.poll),
+                    format!("{:?}", config.poll),
+                ),
+                (
+                    "sources",
+                    format!("{:?}", own.sources),
+                    format!("{:?}", config.sources),
+                ),
+                (
+                    "customers",
+                    format!("{:?}", own.customers),
+                    format!("{:?}", config.customers),
+                ),
+            ] {
+                assert_eq!(ours, shared, "{}: the shared {section}", tenant.name);
+            }
+            assert_eq!(
+                own.partner_center.max_requests_per_minute, expected_budget,
+                "{}: a budget of its own",
+                tenant.name
+            );
+            assert_eq!(
+                own.partner_center.request_timeout,
+                config.partner_center.request_timeout
+            );
+            let settings = settings(own);
+            assert_eq!(
+                settings.authority.as_str(),
+                own.partner_center.base_url.as_str(),
+                "{}: one simulator plays both",
+                tenant.name
+            );
+            own.validate(Path::new("demo"))
+                .unwrap_or_else(|err| panic!("{}: {err}", tenant.name));
+            urls.push(own.partner_center.base_url.clone());
+            refresh_token_files.push(own.auth.refresh_token_file.clone());
         }
+        assert_ne!(urls[0], urls[1], "a simulator each");
+        assert_ne!(refresh_token_files[0], refresh_token_files[1]);
+        let logged: Vec<(&str, &Url)> = running.demo.tenant_urls();
+        assert_eq!(
+            logged,
+            [(CONTOSO_TENANT, &urls[0]), (FABRIKAM_TENANT, &urls[1])]
+        );
+        assert_eq!(running.demo.outage.tenant(), CONTOSO_TENANT);
+    }
+
+    #[tokio::test]
+    async fn the_demo_is_served_through_the_production_refresh_token_path() {
+        let running = running().await;
+        let metrics = ExporterMetrics::new().expect("metrics");
+        let mut percents = Vec::new();
+        for (name, least_sold) in [(CONTOSO_TENANT, 343.0), (FABRIKAM_TENANT, 51.0)] {
+            let config = running.tenant(name);
+            assert!(config.auth.bearer_token_file.is_none());
+            let authenticator =
+                Authenticator::from_config(config, &TenantLabel::named(name), &metrics)
+                    .expect("authenticator");
+            assert!(matches!(authenticator, Authenticator::AppUser(_)));
+            let client = Client::new(&config.partner_center).expect("client");
+            let report = client
+                .fetch_collection(
+                    LicenseUsageSource::PATH,
+                    LicenseUsageSource::decode_item,
+                    &authenticator,
+                    uuid::Uuid::new_v4(),
+                    tokio::time::Instant::now() + Duration::from_secs(10),
+                    &mut Default::default(),
+                )
+                .await
+                .expect("the simulated Partner Center answers");
+            let labels: Vec<(&str, &str, &str)> = report
+                .items
+                .iter()
+                .map(|i| (i.workload.as_str(), i.service.as_str(), i.channel.as_str()))
+                .collect();
+            assert_eq!(labels, DEMO_SERIES.to_vec(), "{name}");
+            assert!(report.skipped.is_empty());
+            assert_eq!(report.pages, 1);
+            percents.push(
+                report
+                    .items
+                    .iter()
+                    .map(|i| i.prorated_percent)
+                    .collect::<Vec<_>>(),
+            );
+
+            let deployment = client
+                .fetch_collection(
+                    LicenseDeploymentSource::PATH,
+                    LicenseDeploymentSource::decode_item,
+                    &authenticator,
+                    uuid::Uuid::new_v4(),
+                    tokio::time::Instant::now() + Duration::from_secs(10),
+                    &mut Default::default(),
+                )
+                .await
+                .expect("the simulated Partner Center answers");
+            let labels: Vec<(&str, &str)> = deployment
+                .items
+                .iter()
+                .map(|i| (i.service.as_str(), i.channel.as_str()))
+                .collect();
+            let expected: Vec<(&str, &str)> = DEMO_DEPLOYMENT_SERIES
+                .iter()
+                .map(|(service, channel, _)| (*service, *channel))
+                .collect();
+            assert_eq!(labels, expected, "{name}");
+            assert!(deployment.skipped.is_empty());
+            for item in &deployment.items {
+                assert!((5.0..=95.0).contains(&item.prorated_percent), "{item:?}");
+                assert!(item.licenses_sold >= least_sold, "{name}: {item:?}");
+            }
+        }
+        assert_ne!(
+            percents[0], percents[1],
+            "each tenant's figures move their own way"
+        );
 
         let exposition = String::from_utf8(metrics.render()).expect("UTF-8");
-        assert!(
-            exposition.contains("partner_center_token_requests_total{result=\"success\"} 1\n"),
-            "{exposition}"
-        );
-        assert!(
-            !exposition.contains("partner_center_refresh_token_rotated_timestamp_seconds 0\n"),
-            "the rotated token was stored:\n{exposition}"
-        );
+        for name in DEMO_TENANTS {
+            assert!(
+                exposition.contains(&format!(
+                    "partner_center_token_requests_total{{result=\"success\",tenant=\"{name}\"}} 1\n"
+                )),
+                "{name}:\n{exposition}"
+            );
+            assert!(
+                !exposition.contains(&format!(
+                    "partner_center_refresh_token_rotated_timestamp_seconds{{tenant=\"{name}\"}} 0\n"
+                )),
+                "{name}: the rotated token was stored:\n{exposition}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -458,68 +707,104 @@ mod tests {
             GDAP_REFUSED_CUSTOMER, subscribed_skus_path,
         };
         let running = running().await;
-        let config = &running.demo.config;
-        let grant = entra(&settings(config))
-            .redeem_refresh_token(
-                &file_secret(config.auth.refresh_token_file.as_ref()),
-                &file_secret(config.auth.client_secret_file.as_ref()),
-            )
-            .await
-            .expect("the configured refresh token works");
-        let status = |path: String, authorization: HeaderValue| async move {
+        let status = |config: &Config, path: String, authorization: HeaderValue| {
             let url = config.partner_center.base_url.join(&path).expect("URL");
-            reqwest::Client::new()
-                .get(url)
-                .header(header::AUTHORIZATION, authorization)
-                .send()
-                .await
-                .expect("Partner Center answers")
-                .status()
+            async move {
+                reqwest::Client::new()
+                    .get(url)
+                    .header(header::AUTHORIZATION, authorization)
+                    .send()
+                    .await
+                    .expect("Partner Center answers")
+                    .status()
+            }
         };
-        let token = bearer(&grant.access_token);
-        let customers = DemoPartner::contoso().customers();
-        let mut paths = vec![
-            CUSTOMERS_PATH.to_owned(),
-            COMMERCIAL_USAGE_PATH.to_owned(),
-            COMMERCIAL_DEPLOYMENT_PATH.to_owned(),
-        ];
-        paths.extend(
-            customers
-                .iter()
-                .filter(|customer| customer.name != GDAP_REFUSED_CUSTOMER)
-                .map(|customer| subscribed_skus_path(&customer.id)),
-        );
-        for path in &paths {
-            assert_eq!(
-                status(path.clone(), token.clone()).await,
-                StatusCode::OK,
-                "{path}"
+        let mut tokens = Vec::new();
+        for (config, partner) in [
+            (running.contoso(), DemoPartner::contoso()),
+            (running.fabrikam(), DemoPartner::fabrikam()),
+        ] {
+            let token = bearer(&first_grant(config).await.access_token);
+            let customers = partner.customers();
+            let mut paths = vec![
+                CUSTOMERS_PATH.to_owned(),
+                COMMERCIAL_USAGE_PATH.to_owned(),
+                COMMERCIAL_DEPLOYMENT_PATH.to_owned(),
+            ];
+            paths.extend(
+                customers
+                    .iter()
+                    .filter(|customer| customer.name != GDAP_REFUSED_CUSTOMER)
+                    .map(|customer| subscribed_skus_path(&customer.id)),
             );
+            for path in &paths {
+                assert_eq!(
+                    status(config, path.clone(), token.clone()).await,
+                    StatusCode::OK,
+                    "{path}"
+                );
+                assert_eq!(
+                    status(
+                        config,
+                        path.clone(),
+                        HeaderValue::from_static("Bearer not-issued")
+                    )
+                    .await,
+                    StatusCode::UNAUTHORIZED,
+                    "{path}"
+                );
+            }
             assert_eq!(
-                status(path.clone(), HeaderValue::from_static("Bearer not-issued")).await,
-                StatusCode::UNAUTHORIZED,
-                "{path}"
+                status(
+                    config,
+                    format!("/partner{COMMERCIAL_USAGE_PATH}"),
+                    token.clone()
+                )
+                .await,
+                StatusCode::NOT_FOUND,
+                "only one of the documented paths answers"
             );
+            tokens.push(token);
         }
-        let refused = customers
+        let contoso = DemoPartner::contoso().customers();
+        let refused = contoso
             .iter()
             .find(|customer| customer.name == GDAP_REFUSED_CUSTOMER)
-            .expect("the refused customer is listed");
+            .expect("the refused customer is the first tenant's");
         assert_eq!(
-            status(subscribed_skus_path(&refused.id), token.clone()).await,
+            status(
+                running.contoso(),
+                subscribed_skus_path(&refused.id),
+                tokens[0].clone()
+            )
+            .await,
             StatusCode::FORBIDDEN
         );
+        // Each tenant's Partner Center knows only the tokens of its own Entra ID.
         assert_eq!(
-            status(format!("/partner{COMMERCIAL_USAGE_PATH}"), token).await,
-            StatusCode::NOT_FOUND,
-            "only one of the documented paths answers"
+            status(
+                running.fabrikam(),
+                CUSTOMERS_PATH.to_owned(),
+                tokens[0].clone()
+            )
+            .await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            status(
+                running.contoso(),
+                CUSTOMERS_PATH.to_owned(),
+                tokens[1].clone()
+            )
+            .await,
+            StatusCode::UNAUTHORIZED
         );
     }
 
     #[tokio::test]
     async fn the_token_endpoint_rotates_strictly_and_checks_the_client() {
         let running = running().await;
-        let config = &running.demo.config;
+        let config = running.contoso();
         let settings = settings(config);
         let entra = entra(&settings);
         let secret = file_secret(config.auth.client_secret_file.as_ref());
@@ -578,6 +863,28 @@ mod tests {
             ),
             Problem::UnknownTenant
         );
+        // The second tenant's client and Entra ID tenant are its own.
+        let fabrikam = self::settings(running.fabrikam());
+        let mut fabrikam_client = settings.clone();
+        fabrikam_client.client_id = fabrikam.client_id.clone();
+        assert_eq!(
+            problem(
+                self::entra(&fabrikam_client)
+                    .redeem_refresh_token(&second, &secret)
+                    .await
+            ),
+            Problem::UnknownClient
+        );
+        let mut fabrikam_tenant = settings.clone();
+        fabrikam_tenant.tenant_id = fabrikam.tenant_id.clone();
+        assert_eq!(
+            problem(
+                self::entra(&fabrikam_tenant)
+                    .redeem_refresh_token(&second, &secret)
+                    .await
+            ),
+            Problem::UnknownTenant
+        );
 
         let third = entra
             .redeem_refresh_token(&second, &secret)
@@ -593,18 +900,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_simulated_outage_answers_503_until_switched_off() {
+    async fn a_simulated_outage_answers_503_until_switched_off_for_the_first_tenant_only() {
         let running = running().await;
-        let config = &running.demo.config;
+        let config = running.contoso();
         let entra = entra(&settings(config));
         let secret = file_secret(config.auth.client_secret_file.as_ref());
-        let first = file_secret(config.auth.refresh_token_file.as_ref());
-        let grant = entra
-            .redeem_refresh_token(&first, &secret)
-            .await
-            .expect("the configured refresh token works");
+        let grant = first_grant(config).await;
         assert_eq!(
             usage_status(config, bearer(&grant.access_token)).await,
+            StatusCode::OK
+        );
+        let other = running.fabrikam();
+        let other_grant = first_grant(other).await;
+        assert_eq!(
+            usage_status(other, bearer(&other_grant.access_token)).await,
             StatusCode::OK
         );
 
@@ -621,6 +930,11 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE,
             "the outage answers before the token is looked at"
         );
+        assert_eq!(
+            usage_status(other, bearer(&other_grant.access_token)).await,
+            StatusCode::OK,
+            "the second tenant's Partner Center keeps answering"
+        );
         // Only Partner Center is down: Entra ID still rotates tokens.
         let renewed = entra
             .redeem_refresh_token(
@@ -636,62 +950,89 @@ mod tests {
             usage_status(config, bearer(&renewed.access_token)).await,
             StatusCode::OK
         );
+        assert_eq!(
+            usage_status(other, bearer(&other_grant.access_token)).await,
+            StatusCode::OK
+        );
     }
 
     #[tokio::test]
-    async fn the_latest_refresh_token_is_stored_in_state_dir() {
+    async fn each_tenants_latest_refresh_token_is_stored_in_its_own_state_dir() {
         let running = running().await;
-        let config = &running.demo.config;
-        let entra = entra(&settings(config));
-        let secret = file_secret(config.auth.client_secret_file.as_ref());
-        let configured = file_secret(config.auth.refresh_token_file.as_ref());
-        let store = RefreshTokenStore::new(config.state_dir.clone().expect("state_dir"));
-
         let metrics = ExporterMetrics::new().expect("metrics");
-        let authenticator =
-            Authenticator::from_config(config, &crate::tenant::TenantLabel::NONE, &metrics)
-                .expect("authenticator");
-        assert!(store.load().expect("readable").is_none(), "nothing yet");
-        let first_access = authenticator.access_token().await.expect("access token");
-        let first_stored = store
-            .load()
-            .expect("readable")
-            .expect("stored after the first redemption")
-            .refresh_token;
-        assert_ne!(first_stored.expose(), configured.expose());
-        assert_eq!(
-            authenticator.access_token().await.expect("cached").expose(),
-            first_access.expose(),
-            "the access token is cached, not redeemed again"
-        );
-
-        // Force a renewal, as after Partner Center refused the token.
-        let second_access = authenticator.renew(&first_access).await.expect("renewed");
-        assert_ne!(second_access.expose(), first_access.expose());
-        let stored = store
-            .load()
-            .expect("readable")
-            .expect("still stored")
-            .refresh_token;
-        assert_ne!(stored.expose(), first_stored.expose(), "rotated again");
-
-        // Strict rotation accepts only the latest token issued: the stored one.
-        for older in [&configured, &first_stored] {
-            assert_eq!(
-                problem(entra.redeem_refresh_token(older, &secret).await),
-                Problem::RefreshTokenRejected
+        let store_of =
+            |config: &Config| RefreshTokenStore::new(config.state_dir.clone().expect("state_dir"));
+        for name in DEMO_TENANTS {
+            assert!(
+                store_of(running.tenant(name))
+                    .load()
+                    .expect("readable")
+                    .is_none(),
+                "{name}: nothing yet"
             );
         }
-        entra
-            .redeem_refresh_token(&stored, &secret)
-            .await
-            .expect("the stored refresh token is the latest issued");
+        let mut stored_tokens = Vec::new();
+        for (index, name) in DEMO_TENANTS.into_iter().enumerate() {
+            let config = running.tenant(name);
+            let entra = entra(&settings(config));
+            let secret = file_secret(config.auth.client_secret_file.as_ref());
+            let configured = file_secret(config.auth.refresh_token_file.as_ref());
+            let store = store_of(config);
+            let authenticator =
+                Authenticator::from_config(config, &TenantLabel::named(name), &metrics)
+                    .expect("authenticator");
+            let first_access = authenticator.access_token().await.expect("access token");
+            let first_stored = store
+                .load()
+                .expect("readable")
+                .expect("stored after the first redemption")
+                .refresh_token;
+            assert_ne!(first_stored.expose(), configured.expose());
+            assert_eq!(
+                authenticator.access_token().await.expect("cached").expose(),
+                first_access.expose(),
+                "the access token is cached, not redeemed again"
+            );
+            for later in &DEMO_TENANTS[index + 1..] {
+                assert!(
+                    store_of(running.tenant(later))
+                        .load()
+                        .expect("readable")
+                        .is_none(),
+                    "{later}'s state_dir is its own"
+                );
+            }
+
+            // Force a renewal, as after Partner Center refused the token.
+            let second_access = authenticator.renew(&first_access).await.expect("renewed");
+            assert_ne!(second_access.expose(), first_access.expose());
+            let stored = store
+                .load()
+                .expect("readable")
+                .expect("still stored")
+                .refresh_token;
+            assert_ne!(stored.expose(), first_stored.expose(), "rotated again");
+
+            // Strict rotation accepts only the latest token issued: the stored one.
+            for older in [&configured, &first_stored] {
+                assert_eq!(
+                    problem(entra.redeem_refresh_token(older, &secret).await),
+                    Problem::RefreshTokenRejected
+                );
+            }
+            let latest = entra
+                .redeem_refresh_token(&stored, &secret)
+                .await
+                .expect("the stored refresh token is the latest issued");
+            stored_tokens.push(latest.access_token);
+        }
+        assert_ne!(stored_tokens[0].expose(), stored_tokens[1].expose());
     }
 
     #[tokio::test]
     async fn hostile_requests_are_refused_without_harm() {
         let running = running().await;
-        let config = &running.demo.config;
+        let config = running.contoso();
         let entra = entra(&settings(config));
         let token_url = entra.token_url().clone();
         let http = reqwest::Client::new();
@@ -783,10 +1124,11 @@ mod tests {
             .base_url
             .as_str()
             .trim_end_matches('/');
+        let tenant_id = config.auth.tenant_id.clone().expect("a tenant");
         for path in [
-            "/demo.onmicrosoft.com/oauth2/v2.0/token",
-            "/oauth2/token",
-            "//oauth2/token",
+            format!("/{tenant_id}/oauth2/v2.0/token"),
+            "/oauth2/token".to_owned(),
+            "//oauth2/token".to_owned(),
         ] {
             let response = http
                 .post(format!("{base}{path}"))

@@ -317,10 +317,18 @@ async fn run(cli: Cli, config: Option<Config>, web: Option<WebSecurity>) -> Resu
                 demo::toggle_outage_on_sigusr1(demo.outage.clone(), shutdown.clone())
                     .map_err(AppError::Demo)?,
             );
+            for (tenant, url) in demo.tenant_urls() {
+                tracing::info!(
+                    tenant,
+                    url = %url,
+                    "demo mode: polling a simulated partner tenant: its Partner Center, serving the \
+                     documented example series and customers of its own, and its Entra ID"
+                );
+            }
             tracing::info!(
-                url = %demo.config.partner_center.base_url,
-                "demo mode: polling a simulated Partner Center that serves the documented example series; \
-                 SIGUSR1 starts or ends a simulated outage"
+                outage_tenant = demo.outage.tenant(),
+                "demo mode: SIGUSR1 starts or ends a simulated outage of the first tenant's Partner \
+                 Center only; the other tenant's keeps answering"
             );
             (demo.config.clone(), Some(demo))
         }

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{ExporterProcess, Exposition, Scrape, describe, promtool_check_metrics, text};
 use partner_center_exporter::EXIT_CONFIG_ERROR;
+use partner_center_exporter::demo::{CONTOSO_TENANT, DEMO_TENANTS, FABRIKAM_TENANT};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -814,7 +815,7 @@ async fn demo_serves_the_documented_series_and_endpoints() {
     assert_ne!(address.port(), 0, "the real port is logged");
 
     let client = exporter.client();
-    let body = exporter.until_up().await.text;
+    let body = exporter.until_tenants_up(&DEMO_TENANTS).await.text;
     let midnight_after = midnight_utc(unix_now());
     promtool_check_metrics(&body);
     let metrics = Exposition::parse(&body);
@@ -832,42 +833,74 @@ async fn demo_serves_the_documented_series_and_endpoints() {
         .map(|(w, s, c)| ((*w).to_owned(), (*s).to_owned(), (*c).to_owned()))
         .collect();
     for family in [PERCENT, PROCESSED] {
-        let mut seen = BTreeSet::new();
-        for sample in metrics.family(family) {
-            let keys: Vec<&str> = sample.labels.keys().map(String::as_str).collect();
-            assert_eq!(keys, ["channel", "service", "workload"], "{sample:?}");
-            seen.insert((
-                sample.labels["workload"].clone(),
-                sample.labels["service"].clone(),
-                sample.labels["channel"].clone(),
-            ));
+        // The documented series once per tenant, each with its tenant label.
+        for tenant in DEMO_TENANTS {
+            let mut seen = BTreeSet::new();
+            for sample in metrics
+                .family(family)
+                .into_iter()
+                .filter(|sample| sample.labels["tenant"] == tenant)
+            {
+                let keys: Vec<&str> = sample.labels.keys().map(String::as_str).collect();
+                assert_eq!(
+                    keys,
+                    ["channel", "service", "tenant", "workload"],
+                    "{sample:?}"
+                );
+                seen.insert((
+                    sample.labels["workload"].clone(),
+                    sample.labels["service"].clone(),
+                    sample.labels["channel"].clone(),
+                ));
+            }
+            assert_eq!(seen, expected, "{tenant}: {family} label sets:\n{body}");
         }
-        assert_eq!(seen, expected, "{family} label sets:\n{body}");
-        assert_eq!(metrics.family(family).len(), 5, "{family}:\n{body}");
-    }
-    for (workload, service, channel) in DOCUMENTED_SERIES {
-        let labels = [
-            ("workload", workload),
-            ("service", service),
-            ("channel", channel),
-        ];
-        let percent = metrics.value(PERCENT, &labels).expect("percent");
-        assert!(
-            (0.0..=100.0).contains(&percent),
-            "{workload}/{service}: {percent}"
-        );
-        let processed = metrics.value(PROCESSED, &labels).expect("processed");
-        assert!(
-            processed == midnight_before as f64 || processed == midnight_after as f64,
-            "{workload}/{service}: processed {processed}, today's midnight UTC is {midnight_after}"
+        assert_eq!(
+            metrics.family(family).len(),
+            5 * DEMO_TENANTS.len(),
+            "{family}:\n{body}"
         );
     }
-    assert_eq!(
-        metrics.value(
-            "partner_center_items_skipped_total",
-            &[("source", "license_usage")]
-        ),
-        Some(0.0)
+    for tenant in DEMO_TENANTS {
+        for (workload, service, channel) in DOCUMENTED_SERIES {
+            let labels = [
+                ("tenant", tenant),
+                ("workload", workload),
+                ("service", service),
+                ("channel", channel),
+            ];
+            let percent = metrics.value(PERCENT, &labels).expect("percent");
+            assert!(
+                (0.0..=100.0).contains(&percent),
+                "{tenant} {workload}/{service}: {percent}"
+            );
+            let processed = metrics.value(PROCESSED, &labels).expect("processed");
+            assert!(
+                processed == midnight_before as f64 || processed == midnight_after as f64,
+                "{tenant} {workload}/{service}: processed {processed}, today's midnight UTC is {midnight_after}"
+            );
+        }
+        assert_eq!(
+            metrics.value(
+                "partner_center_items_skipped_total",
+                &[("tenant", tenant), ("source", "license_usage")]
+            ),
+            Some(0.0),
+            "{tenant}"
+        );
+    }
+    let percents = |tenant: &str| -> Vec<f64> {
+        metrics
+            .family(PERCENT)
+            .into_iter()
+            .filter(|sample| sample.labels["tenant"] == tenant)
+            .map(|sample| sample.value)
+            .collect()
+    };
+    assert_ne!(
+        percents(CONTOSO_TENANT),
+        percents(FABRIKAM_TENANT),
+        "each tenant's figures are its own:\n{body}"
     );
     let build_info = metrics.family("partner_center_exporter_build_info");
     assert_eq!(build_info.len(), 1, "{body}");
@@ -903,7 +936,11 @@ async fn demo_serves_the_documented_series_and_endpoints() {
     let readyz = get(&client, address, "/readyz").await;
     let body = readyz.text().await.expect("readiness");
     assert!(
-        body.starts_with("ready\nlicense_usage: up, 5 series\n"),
+        body.starts_with("ready\ncontoso-eu/license_usage: up, 5 series\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\nfabrikam-us/license_usage: up, 5 series\n"),
         "{body}"
     );
     let unknown = get(&client, address, "/no-such-page").await;
@@ -946,18 +983,31 @@ async fn demo_serves_the_documented_series_and_endpoints() {
 async fn demo_serves_every_per_customer_family_with_one_customer_refused() {
     let mut exporter = ExporterProcess::spawn(&["--demo", "--web.listen-address=127.0.0.1:0"]);
     let address = exporter.listening_addresses(1).await[0];
-    // The fan-out paces its 36 requests under the default budget (one
-    // every 200 ms): seconds, more on a busy machine.
+    // The fan-out paces its 36 requests under the tenant's budget (one
+    // every 50 ms for contoso-eu, every 200 ms for fabrikam-us): seconds,
+    // more on a busy machine.
     let metrics = exporter
         .scrape_until(Duration::from_secs(90), |metrics| {
-            ["customer_licenses", "customer_usage", "customer_deployment"]
-                .iter()
-                .all(|source| {
-                    metrics.value("partner_center_up", &[("source", source)]) == Some(1.0)
-                })
+            DEMO_TENANTS.iter().all(|tenant| {
+                ["customer_licenses", "customer_usage", "customer_deployment"]
+                    .iter()
+                    .all(|source| {
+                        metrics.value(
+                            "partner_center_up",
+                            &[("tenant", tenant), ("source", source)],
+                        ) == Some(1.0)
+                    })
+            })
         })
         .await;
     promtool_check_metrics(&metrics.text);
+    let of_tenant = |family: &str, tenant: &str| -> Vec<&common::exposition::Sample> {
+        metrics
+            .family(family)
+            .into_iter()
+            .filter(|sample| sample.labels.get("tenant").map(String::as_str) == Some(tenant))
+            .collect()
+    };
     for family in [
         "partner_center_customer_licenses",
         "partner_center_customer_licenses_consumed",
@@ -972,26 +1022,67 @@ async fn demo_serves_every_per_customer_family_with_one_customer_refused() {
         "partner_center_customer_up",
         "partner_center_customer_errors_total",
     ] {
-        assert!(
-            !metrics.family(family).is_empty(),
-            "{family} missing:\n{}",
-            metrics.text
+        for tenant in DEMO_TENANTS {
+            assert!(
+                !of_tenant(family, tenant).is_empty(),
+                "{family} missing for {tenant}:\n{}",
+                metrics.text
+            );
+        }
+        assert_eq!(
+            of_tenant(family, CONTOSO_TENANT).len() + of_tenant(family, FABRIKAM_TENANT).len(),
+            metrics.family(family).len(),
+            "every {family} series names its tenant"
         );
     }
-    let customers = metrics.family("partner_center_customer_info").len();
+    let customers = of_tenant("partner_center_customer_info", CONTOSO_TENANT).len();
     assert!(
         (25..=40).contains(&customers),
         "about 30 customers, not {customers}"
     );
+    let fabrikam_customers = of_tenant("partner_center_customer_info", FABRIKAM_TENANT).len();
+    assert!(
+        (5..=8).contains(&fabrikam_customers),
+        "a few customers of fabrikam-us, not {fabrikam_customers}"
+    );
+    // Customers, products and workloads of its own.
+    for (family, label) in [
+        ("partner_center_customer_info", "customer_tenant_id"),
+        ("partner_center_customer_info", "customer_name"),
+        ("partner_center_product_info", "product_id"),
+        ("partner_center_workload_info", "workload_code"),
+    ] {
+        let values = |tenant: &str| -> BTreeSet<String> {
+            of_tenant(family, tenant)
+                .iter()
+                .map(|sample| sample.labels[label].clone())
+                .collect()
+        };
+        assert!(
+            values(CONTOSO_TENANT).is_disjoint(&values(FABRIKAM_TENANT)),
+            "{family} {label}: {:?} and {:?}",
+            values(CONTOSO_TENANT),
+            values(FABRIKAM_TENANT)
+        );
+    }
     let down: Vec<_> = metrics
         .family("partner_center_customer_up")
         .into_iter()
         .filter(|sample| sample.value == 0.0)
         .collect();
     assert_eq!(down.len(), 1, "one customer answers 403: {down:?}");
+    assert_eq!(down[0].labels["tenant"], CONTOSO_TENANT, "{down:?}");
+    assert!(
+        of_tenant("partner_center_customer_up", FABRIKAM_TENANT)
+            .iter()
+            .all(|sample| sample.value == 1.0),
+        "every customer of fabrikam-us answers:\n{}",
+        metrics.text
+    );
     let reasons = metrics.family("partner_center_customer_error_reason");
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert_eq!(reasons[0].labels["reason"], "forbidden");
+    assert_eq!(reasons[0].labels["tenant"], CONTOSO_TENANT);
     // The free SKU with 10,000 units is left out by the default filter.
     assert!(
         !metrics
@@ -1001,21 +1092,30 @@ async fn demo_serves_every_per_customer_family_with_one_customer_refused() {
         "{}",
         metrics.text
     );
-    // The landing page says how the customers fared.
+    // The landing page says how each tenant's customers fared.
     let page = get(&exporter.client(), address, "/")
         .await
         .text()
         .await
         .expect("landing page");
-    let row = page
-        .lines()
-        .find(|line| line.starts_with("<tr><td>customer_licenses</td>"))
-        .unwrap_or_else(|| panic!("no customer_licenses row:\n{page}"));
+    let row = |tenant: &str| -> String {
+        let start = format!("<tr><td>{tenant}</td><td>customer_licenses</td>");
+        page.lines()
+            .find(|line| line.starts_with(&start))
+            .unwrap_or_else(|| panic!("no customer_licenses row of {tenant}:\n{page}"))
+            .to_owned()
+    };
+    let contoso = row(CONTOSO_TENANT);
     assert!(
-        row.contains(&format!(
+        contoso.contains(&format!(
             "; {customers} customers, 1 failing (see partner_center_customer_up)"
         )),
-        "{row}"
+        "{contoso}"
+    );
+    let fabrikam = row(FABRIKAM_TENANT);
+    assert!(
+        fabrikam.contains(&format!("; {fabrikam_customers} customers</td>")),
+        "{fabrikam}"
     );
 }
 
@@ -1052,7 +1152,7 @@ async fn sigterm_stops_the_demo_cleanly() {
     exporter.listening_addresses(1).await;
     // The harness's one client keeps its idle keep-alive connection open
     // from here on, as Prometheus does.
-    exporter.until_up().await;
+    exporter.until_tenants_up(&DEMO_TENANTS).await;
     let leftovers = |dir: &Path| -> Vec<String> {
         std::fs::read_dir(dir)
             .expect("read TMPDIR")
@@ -1068,7 +1168,7 @@ async fn sigterm_stops_the_demo_cleanly() {
     assert_eq!(
         leftovers(tmp.path()).len(),
         1,
-        "the demo's token directory is in TMPDIR while it runs"
+        "the demo's token directory, both tenants' in it, is in TMPDIR while it runs"
     );
 
     exporter.terminate();
@@ -1112,7 +1212,7 @@ async fn sigterm_stops_the_demo_cleanly() {
 async fn sigint_stops_the_demo_too() {
     let mut exporter = ExporterProcess::spawn(&["--demo", "--web.listen-address=127.0.0.1:0"]);
     exporter.listening_addresses(1).await;
-    exporter.until_up().await;
+    exporter.until_tenants_up(&DEMO_TENANTS).await;
     exporter.signal("-INT");
     let status = exporter.wait_exit(SHUTDOWN_LIMIT).await;
     assert_eq!(status.code(), Some(0), "{}", exporter.log_text());
@@ -1127,10 +1227,23 @@ async fn sigint_stops_the_demo_too() {
 }
 
 #[tokio::test]
-async fn sigusr1_starts_and_ends_a_simulated_outage_in_the_demo() {
+async fn sigusr1_starts_and_ends_a_simulated_outage_of_the_first_demo_tenant() {
     let mut exporter = ExporterProcess::spawn(&["--demo", "--web.listen-address=127.0.0.1:0"]);
     exporter.listening_addresses(1).await;
-    exporter.until_up().await;
+    exporter.until_tenants_up(&DEMO_TENANTS).await;
+    let up = |m: &Exposition, tenant: &str, source: &str| {
+        m.value(
+            "partner_center_up",
+            &[("tenant", tenant), ("source", source)],
+        )
+    };
+    let last_success = |m: &Exposition, tenant: &str| {
+        m.value(
+            "partner_center_last_success_timestamp_seconds",
+            &[("tenant", tenant), ("source", "license_usage")],
+        )
+        .unwrap_or(0.0)
+    };
 
     exporter.signal("-USR1");
     let started = exporter
@@ -1139,18 +1252,26 @@ async fn sigusr1_starts_and_ends_a_simulated_outage_in_the_demo() {
         })
         .await;
     assert!(started.contains("level=info"), "{started}");
+    assert!(started.contains("tenant=contoso-eu"), "{started}");
+    let outage_began = unix_now() as f64;
     // The next poll, at most a poll interval away, meets 503s, retries them
-    // and fails; the last good values stay served.
+    // and fails; the last good values stay served. The other tenant's
+    // Partner Center keeps answering: its polls in the meantime succeed.
     let during = exporter
         .scrape_until(OUTAGE_LIMIT, |m| {
-            m.value("partner_center_up", &[("source", "license_usage")]) == Some(0.0)
+            up(m, CONTOSO_TENANT, "license_usage") == Some(0.0)
+                && last_success(m, FABRIKAM_TENANT) >= outage_began
         })
         .await;
     assert!(
         during
             .value(
                 "partner_center_poll_errors_total",
-                &[("source", "license_usage"), ("reason", "http")]
+                &[
+                    ("tenant", CONTOSO_TENANT),
+                    ("source", "license_usage"),
+                    ("reason", "http")
+                ]
             )
             .is_some_and(|errors| errors >= 1.0),
         "a 503 fails the poll with reason http:\n{}",
@@ -1160,13 +1281,50 @@ async fn sigusr1_starts_and_ends_a_simulated_outage_in_the_demo() {
         during
             .value(
                 "partner_center_request_retries_total",
-                &[("reason", "http")]
+                &[("reason", "http"), ("tenant", CONTOSO_TENANT)]
             )
             .is_some_and(|retries| retries >= 1.0),
         "503 is retried:\n{}",
         during.text
     );
-    assert_eq!(during.family(PERCENT).len(), 5, "{}", during.text);
+    assert_eq!(during.family(PERCENT).len(), 10, "{}", during.text);
+    for source in [
+        "license_usage",
+        "license_deployment",
+        "customer_licenses",
+        "customer_usage",
+        "customer_deployment",
+        "subscriptions",
+    ] {
+        assert_eq!(
+            up(&during, FABRIKAM_TENANT, source),
+            Some(1.0),
+            "fabrikam-us {source} stays up:\n{}",
+            during.text
+        );
+        assert_eq!(
+            during.value(
+                "partner_center_poll_errors_total",
+                &[
+                    ("tenant", FABRIKAM_TENANT),
+                    ("source", source),
+                    ("reason", "http")
+                ]
+            ),
+            Some(0.0),
+            "fabrikam-us {source}:\n{}",
+            during.text
+        );
+    }
+    assert_eq!(
+        during.value(
+            "partner_center_request_retries_total",
+            &[("reason", "http"), ("tenant", FABRIKAM_TENANT)]
+        ),
+        Some(0.0),
+        "{}",
+        during.text
+    );
 
     exporter.signal("-USR1");
     let ended = exporter
@@ -1175,11 +1333,17 @@ async fn sigusr1_starts_and_ends_a_simulated_outage_in_the_demo() {
         })
         .await;
     assert!(ended.contains("level=info"), "{ended}");
-    exporter
+    let after = exporter
         .scrape_until(OUTAGE_LIMIT, |m| {
-            m.value("partner_center_up", &[("source", "license_usage")]) == Some(1.0)
+            up(m, CONTOSO_TENANT, "license_usage") == Some(1.0)
         })
         .await;
+    assert_eq!(
+        up(&after, FABRIKAM_TENANT, "license_usage"),
+        Some(1.0),
+        "{}",
+        after.text
+    );
     assert!(exporter.is_running(), "SIGUSR1 does not stop the demo");
 }
 

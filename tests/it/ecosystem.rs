@@ -1,5 +1,6 @@
 //! The deploy kit against the real servers: Debian's Prometheus scrapes the
-//! exporter binary in `--demo` mode with `deploy/prometheus/prometheus.yml`
+//! exporter binary in `--demo` mode (two partner tenants, `contoso-eu` and
+//! `fabrikam-us`) with `deploy/prometheus/prometheus.yml`
 //! and evaluates the rule files it loads (`recording_rules.yml`,
 //! `alerts.yml`); every PromQL expression of the Grafana dashboard and of
 //! the rules runs against it; the demo's customer problems (over-assigned
@@ -8,10 +9,10 @@
 //! within days with unassigned seats, a reduction window closing within a
 //! day, a suspended subscription) raise the subscription alerts, the
 //! renewal one reaching Alertmanager's licence-management receiver; and an
-//! outage of
-//! the simulated Partner Center (SIGUSR1) makes an exporter-health alert
-//! fire, reach Debian's Alertmanager running
-//! `deploy/alertmanager/alertmanager.yml`, and resolve again.
+//! outage of the first tenant's simulated Partner Center (SIGUSR1) makes an
+//! exporter-health alert fire for that tenant only, reach Debian's
+//! Alertmanager running `deploy/alertmanager/alertmanager.yml`, and resolve
+//! again, while the second tenant stays up.
 //!
 //! The configurations are the shipped files with only what a test has to
 //! change: addresses, 1 s intervals, 2 s `for:` durations, and receivers
@@ -35,7 +36,10 @@ use serde_yaml_ng::Value as Yaml;
 use common::exporter::LISTEN;
 use common::processes::{START_LIMIT, Server, free_port};
 use common::{ExporterProcess, Scrape, find_tool};
-use partner_center_exporter::demo::DEMO_SERIES;
+use partner_center_exporter::demo::{CONTOSO_TENANT, DEMO_SERIES, DEMO_TENANTS, FABRIKAM_TENANT};
+use partner_center_exporter::simulator::demo_subscriptions::{
+    RENEWING_WITH_UNASSIGNED_CUSTOMER, RENEWING_WITH_UNASSIGNED_SKU, subscription_id,
+};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
 /// The job name the shipped scrape configuration and alerts agree on.
@@ -75,7 +79,7 @@ const WINDOW_ALERT: &str = "PartnerCenterSubscriptionCancellationWindowClosing";
 /// The alert the demo's one suspended subscription must raise.
 const SUSPENDED_ALERT: &str = "PartnerCenterSubscriptionSuspended";
 /// The dashboard's variable of the partner tenant (the `tenant` label of
-/// an exporter with `tenants`), which the demo, a single tenant, has none of.
+/// an exporter with `tenants`, such as the demo's two).
 const TENANT_VARIABLE: &str = "tenant";
 
 /// Longest wait for an outage's start or end to show in Prometheus and
@@ -97,22 +101,34 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
     let stack = Stack::start(&tools).await;
     let s = &stack;
 
-    // The series arrive with the exporter's labels, next to job and instance.
+    // The series arrive with the exporter's labels, next to job and
+    // instance: one partner_center_up per tenant.
     let up = s
         .eventually(
             START_LIMIT,
-            "partner_center_up{source=\"license_usage\"} 1 in Prometheus",
+            "partner_center_up{source=\"license_usage\"} 1 in Prometheus for both tenants",
             || async move {
                 let result = s
                     .query("partner_center_up{source=\"license_usage\"} == 1")
                     .await
                     .ok()?;
-                (result.len() == 1).then(|| result[0]["metric"].clone())
+                (result.len() == DEMO_TENANTS.len()).then_some(result)
             },
         )
         .await;
-    assert_eq!(up["job"], JOB, "{up}");
-    assert_eq!(up["instance"], s.exporter.address().to_string(), "{up}");
+    let mut tenants = Vec::new();
+    for series in &up {
+        let labels = &series["metric"];
+        assert_eq!(labels["job"], JOB, "{labels}");
+        assert_eq!(
+            labels["instance"],
+            s.exporter.address().to_string(),
+            "{labels}"
+        );
+        tenants.push(labels["tenant"].as_str().unwrap_or_default().to_owned());
+    }
+    tenants.sort();
+    assert_eq!(tenants, DEMO_TENANTS, "{up:?}");
     s.series_have_the_exporters_labels().await;
 
     // Range functions need a few samples.
@@ -167,7 +183,8 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
         .eventually(
             OUTAGE_LIMIT,
             "the outage alert firing in Prometheus for license_usage",
-            // Every source fails in the outage; each has its own alert.
+            // Every source of the first tenant fails in the outage; each
+            // has its own alert.
             || async move {
                 s.prometheus_alerts().await.ok()?.into_iter().find(|alert| {
                     alert["labels"]["alertname"] == OUTAGE_ALERT
@@ -177,6 +194,8 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
             },
         )
         .await;
+    assert_eq!(firing["labels"]["tenant"], CONTOSO_TENANT, "{firing}");
+    s.the_second_tenant_stays_up().await;
     assert_eq!(firing["labels"]["severity"], "critical", "{firing}");
     assert_eq!(firing["labels"]["job"], JOB, "{firing}");
     assert_eq!(
@@ -217,6 +236,7 @@ async fn prometheus_and_alertmanager_run_the_deploy_kit_against_the_demo() {
         s.notification(OUTAGE_RECEIVER, OUTAGE_ALERT, "firing")
     })
     .await;
+    s.the_second_tenant_stays_up().await;
 
     // Recovery: the next poll succeeds and everything resolves.
     s.exporter.signal("-USR1");
@@ -558,9 +578,9 @@ impl Stack {
             .unwrap_or_else(|| panic!("no rule {alert} in the shipped rule files"))
     }
 
-    /// The license series carry exactly workload, service and channel from
-    /// the exporter, and job and instance from Prometheus: nothing renamed
-    /// to exported_*.
+    /// The license series carry exactly tenant, workload, service and
+    /// channel from the exporter, and job and instance from Prometheus:
+    /// nothing renamed to exported_*.
     async fn series_have_the_exporters_labels(&self) {
         for metric in [
             "partner_center_license_usage_prorated_percent",
@@ -577,21 +597,32 @@ impl Stack {
                 assert_eq!(
                     names,
                     BTreeSet::from([
-                        "__name__", "channel", "instance", "job", "service", "workload"
+                        "__name__", "channel", "instance", "job", "service", "tenant", "workload"
                     ]),
                     "{series}"
                 );
                 assert_eq!(labels["job"], JOB);
                 assert_eq!(labels["instance"], self.exporter.address().to_string());
                 seen.insert((
+                    labels["tenant"].as_str().unwrap_or_default().to_owned(),
                     labels["workload"].as_str().unwrap_or_default().to_owned(),
                     labels["service"].as_str().unwrap_or_default().to_owned(),
                     labels["channel"].as_str().unwrap_or_default().to_owned(),
                 ));
             }
-            let expected: BTreeSet<(String, String, String)> = DEMO_SERIES
+            // The documented series once per tenant.
+            let expected: BTreeSet<(String, String, String, String)> = DEMO_TENANTS
                 .iter()
-                .map(|(w, s, c)| ((*w).to_owned(), (*s).to_owned(), (*c).to_owned()))
+                .flat_map(|tenant| {
+                    DEMO_SERIES.iter().map(|(w, s, c)| {
+                        (
+                            (*tenant).to_owned(),
+                            (*w).to_owned(),
+                            (*s).to_owned(),
+                            (*c).to_owned(),
+                        )
+                    })
+                })
                 .collect();
             assert_eq!(seen, expected, "{metric}");
         }
@@ -600,9 +631,10 @@ impl Stack {
     /// Every panel query of the dashboard, with its variables set as
     /// Grafana sets them (first to "All", then to one value each), runs and
     /// returns data: the demo uses App+User, so even the token panels have
-    /// some. The demo polls a single tenant, whose series have no tenant
-    /// label: the tenant variable has no values, and Grafana's only choice
-    /// is its All, `.*`, which must still match them.
+    /// some. The demo polls two tenants: the tenant variable lists both,
+    /// and its All, `.*`, matches both, and must also match series without
+    /// the label, as a single-tenant exporter's are (for which the variable
+    /// has no values, and Grafana's only choice is All).
     async fn dashboard_queries_return_data(&self) {
         let dashboard = dashboard();
         let variables = dashboard["templating"]["list"]
@@ -641,20 +673,16 @@ impl Stack {
                     // its All must also match series without the label.
                     assert_eq!(variable["includeAll"], true, "variable {name}: {variable}");
                     assert_eq!(all_value, Some(".*"), "variable {name}: {variable}");
-                }
-                if found.is_empty() && name == TENANT_VARIABLE {
-                    // A single-tenant exporter, as the demo is, labels no
-                    // series with a tenant: Grafana's only choice is All.
-                    let labelled = self
-                        .query(&format!("{{{label}!=\"\"}}"))
+                    let mut tenants = found.clone();
+                    tenants.sort();
+                    assert_eq!(tenants, DEMO_TENANTS, "variable {name}");
+                    // Prometheus' own `up` has no tenant label.
+                    let unlabelled = format!("up{{job=\"{JOB}\", {label}=~\".*\"}}");
+                    let matched = self
+                        .query(&unlabelled)
                         .await
-                        .unwrap_or_else(|err| panic!("series with a {label} label: {err}"));
-                    assert!(
-                        labelled.is_empty(),
-                        "variable {name}: no values for label_values({selector}, {label}), yet series carry it: {labelled:?}"
-                    );
-                    values.push((name.to_owned(), all_value.expect("allValue").to_owned()));
-                    continue;
+                        .unwrap_or_else(|err| panic!("{unlabelled}: {err}"));
+                    assert_eq!(matched.len(), 1, "{unlabelled}: {matched:?}");
                 }
                 assert!(
                     !found.is_empty(),
@@ -784,8 +812,9 @@ impl Stack {
 
     /// The customer alerts fire for the demo's customer problems, name the
     /// customer and SKU from the _info series, and explain the 403: one
-    /// unreachable customer, reason forbidden, the GDAP roles it needs,
-    /// routed to the operations queue; and over-assigned SKUs by name.
+    /// unreachable customer (of contoso-eu), reason forbidden, the GDAP
+    /// roles it needs, routed to the operations queue; and over-assigned
+    /// SKUs of each tenant by name, with the tenant.
     async fn customer_alerts_fire_named_and_explained(&self) {
         let unreachable = self
             .eventually(
@@ -803,6 +832,7 @@ impl Stack {
         let labels = &unreachable["labels"];
         assert_eq!(labels["severity"], "warning", "{unreachable}");
         assert_eq!(labels["job"], JOB, "{unreachable}");
+        assert_eq!(labels["tenant"], CONTOSO_TENANT, "{unreachable}");
         assert_eq!(
             labels["instance"],
             self.exporter.address().to_string(),
@@ -847,53 +877,133 @@ impl Stack {
         assert_eq!(receivers, ["operations"], "{routed}");
         assert_eq!(routed["status"]["state"], "active", "{routed}");
 
-        let over = self
-            .eventually(FIRING_LIMIT, "the over-assigned alert firing", || {
-                self.prometheus_alert(OVER_ASSIGNED_ALERT, "firing")
-            })
-            .await;
-        assert_annotations_expanded(&over);
-        let tenant = over["labels"]["customer_tenant_id"]
-            .as_str()
-            .expect("customer");
-        let sku = over["labels"]["sku_id"].as_str().expect("SKU");
-        let name = self
-            .only_label(
-                &format!("partner_center_customer_info{{customer_tenant_id=\"{tenant}\"}}"),
-                "customer_name",
+        // Both tenants have over-assigned customers, and each alert is
+        // about its own tenant's.
+        let over_assigned = self
+            .eventually(
+                FIRING_LIMIT,
+                "the over-assigned alert firing for both tenants",
+                || async {
+                    let firing: Vec<Json> = self
+                        .prometheus_alerts()
+                        .await
+                        .ok()?
+                        .into_iter()
+                        .filter(|alert| {
+                            alert["labels"]["alertname"] == OVER_ASSIGNED_ALERT
+                                && alert["state"] == "firing"
+                        })
+                        .collect();
+                    let mut tenants: Vec<&str> = firing
+                        .iter()
+                        .filter_map(|alert| alert["labels"]["tenant"].as_str())
+                        .collect();
+                    tenants.sort();
+                    tenants.dedup();
+                    (tenants == DEMO_TENANTS).then_some(firing)
+                },
             )
             .await;
-        let part_number = self
-            .only_label(
-                &format!(
-                    "partner_center_customer_sku_info{{customer_tenant_id=\"{tenant}\", sku_id=\"{sku}\"}}"
+        for partner in DEMO_TENANTS {
+            let over = over_assigned
+                .iter()
+                .find(|alert| alert["labels"]["tenant"] == partner)
+                .expect("an alert of each tenant");
+            assert_annotations_expanded(over);
+            let tenant = over["labels"]["customer_tenant_id"]
+                .as_str()
+                .expect("customer");
+            let sku = over["labels"]["sku_id"].as_str().expect("SKU");
+            let name = self
+                .only_label(
+                    &format!(
+                        "partner_center_customer_info{{tenant=\"{partner}\", customer_tenant_id=\"{tenant}\"}}"
+                    ),
+                    "customer_name",
+                )
+                .await;
+            let part_number = self
+                .only_label(
+                    &format!(
+                        "partner_center_customer_sku_info{{tenant=\"{partner}\", customer_tenant_id=\"{tenant}\", sku_id=\"{sku}\"}}"
+                    ),
+                    "sku_part_number",
+                )
+                .await;
+            let summary = over["annotations"]["summary"].as_str().unwrap_or_default();
+            assert_eq!(
+                summary,
+                format!(
+                    "tenant {partner}: {name} has more users assigned to {part_number} than licences."
                 ),
-                "sku_part_number",
-            )
-            .await;
-        let summary = over["annotations"]["summary"].as_str().unwrap_or_default();
-        assert_eq!(
-            summary,
-            format!("{name} has more users assigned to {part_number} than licences."),
-            "{over}"
-        );
+                "{over}"
+            );
+        }
     }
 }
 
 impl Stack {
+    /// During the first tenant's outage the second tenant's Partner Center
+    /// keeps answering: all of its sources are up in Prometheus, and no
+    /// outage alert is pending or firing for it.
+    async fn the_second_tenant_stays_up(&self) {
+        let selector = format!("partner_center_up{{tenant=\"{FABRIKAM_TENANT}\"}}");
+        let up = self
+            .query(&selector)
+            .await
+            .unwrap_or_else(|err| panic!("{selector}: {err}"));
+        assert_eq!(up.len(), 6, "every source of {FABRIKAM_TENANT}: {up:?}");
+        for series in &up {
+            assert_eq!(series["value"][1], "1", "{series}\n{}", self.context());
+        }
+        let alerts = self.prometheus_alerts().await.expect("alerts");
+        assert!(
+            !alerts.iter().any(|alert| {
+                alert["labels"]["alertname"] == OUTAGE_ALERT
+                    && alert["labels"]["tenant"] == FABRIKAM_TENANT
+            }),
+            "no outage alert for {FABRIKAM_TENANT}: {alerts:?}"
+        );
+    }
+
     /// The renewal alert fires for the demo's annual subscriptions that
-    /// renew within days while seats of their SKU are unassigned, names
-    /// the customer and the product, and reaches the licence-management
+    /// renew within days while seats of their SKU are unassigned (among
+    /// them the first tenant's Contoso, on Microsoft 365 E3), names the
+    /// customer and the product, and reaches the licence-management
     /// receiver.
     async fn renewal_alert_fires_named_and_reaches_licence_management(&self) {
+        // Contoso's annual Microsoft 365 E3, which the first tenant's
+        // simulator always renews within days with seats unassigned.
+        let contoso = subscription_id(
+            RENEWING_WITH_UNASSIGNED_CUSTOMER,
+            RENEWING_WITH_UNASSIGNED_SKU,
+        );
         let renewal = self
-            .eventually(FIRING_LIMIT, "the renewal alert firing", || {
-                self.prometheus_alert(RENEWAL_ALERT, "firing")
-            })
+            .eventually(
+                FIRING_LIMIT,
+                "the renewal alert firing for Contoso's Microsoft 365 E3",
+                || async {
+                    self.prometheus_alerts()
+                        .await
+                        .ok()?
+                        .into_iter()
+                        .find(|alert| {
+                            alert["labels"]["alertname"] == RENEWAL_ALERT
+                                && alert["labels"]["subscription_id"] == contoso.as_str()
+                                && alert["state"] == "firing"
+                        })
+                },
+            )
             .await;
         let labels = &renewal["labels"];
         assert_eq!(labels["severity"], "warning", "{renewal}");
         assert_eq!(labels["job"], JOB, "{renewal}");
+        assert_eq!(
+            labels["sku_id"].as_str().map(str::to_lowercase).as_deref(),
+            Some(RENEWING_WITH_UNASSIGNED_SKU),
+            "{renewal}"
+        );
+        assert_eq!(labels["tenant"], CONTOSO_TENANT, "{renewal}");
         let tenant = labels["customer_tenant_id"].as_str().expect("customer");
         let subscription = labels["subscription_id"].as_str().expect("subscription");
         assert!(labels["sku_id"].as_str().is_some(), "{renewal}");
@@ -923,6 +1033,7 @@ impl Stack {
         let summary = renewal["annotations"]["summary"]
             .as_str()
             .unwrap_or_default();
+        assert_eq!(name, RENEWING_WITH_UNASSIGNED_CUSTOMER, "{renewal}");
         for wanted in [name.as_str(), offer.as_str(), "unassigned licences"] {
             assert!(
                 summary.contains(wanted),
@@ -1273,5 +1384,31 @@ fn grafana_variables_are_substituted_longest_name_first_and_escaped() {
             "customer:partner_center_a_per_b:ratio".to_owned(),
             "partner_center_c".to_owned()
         ])
+    );
+}
+
+#[test]
+fn a_tenant_variable_set_to_all_matches_every_tenant() {
+    // Grafana's All of a variable with allValue `.*`, as a tenant variable
+    // has: every selector of the dashboard then matches both demo tenants.
+    let values = vec![
+        ("tenant".to_owned(), ".*".to_owned()),
+        ("instance".to_owned(), regex_escape("127.0.0.1:10042")),
+    ];
+    let query = substitute(
+        r#"sum by (tenant) (partner_center_up{tenant=~"$tenant", instance=~"${instance}"})"#,
+        &values,
+    );
+    assert_eq!(
+        query,
+        r#"sum by (tenant) (partner_center_up{tenant=~".*", instance=~"127\\.0\\.0\\.1:10042"})"#
+    );
+    assert!(!query.contains('$'), "{query}");
+    assert_eq!(
+        substitute(
+            r#"m{tenant=~"$tenant"}"#,
+            &[("tenant".to_owned(), regex_escape(CONTOSO_TENANT))]
+        ),
+        r#"m{tenant=~"contoso-eu"}"#
     );
 }

@@ -117,6 +117,21 @@ pub trait Scrape {
         .await
     }
 
+    /// Waits for a scrape showing
+    /// `partner_center_up{tenant="…",source="license_usage"} 1` for every
+    /// one of `tenants` (an exporter with `tenants`, such as the demo).
+    async fn until_tenants_up(&self, tenants: &[&str]) -> Exposition {
+        self.scrape_until(Self::UP_LIMIT, |m| {
+            tenants.iter().all(|tenant| {
+                m.value(
+                    "partner_center_up",
+                    &[("tenant", tenant), ("source", "license_usage")],
+                ) == Some(1.0)
+            })
+        })
+        .await
+    }
+
     /// Waits for a scrape counting at least `count` failed polls for
     /// `reason`, and checks that it shows `partner_center_up 0`.
     async fn until_poll_errors(&self, reason: &str, count: f64) -> Exposition {
