@@ -82,8 +82,9 @@ pub struct Cli {
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
     pub log_format: LogFormat,
 
-    /// Run against a built-in simulated Partner Center on 127.0.0.1 instead
-    /// of the configuration file: no credentials needed.
+    /// Run against two built-in simulated partner tenants (Partner Center
+    /// and Entra ID) on 127.0.0.1 instead of the configuration file: no
+    /// credentials needed.
     #[arg(long = "demo", conflicts_with = "config_file")]
     pub demo: bool,
 

@@ -35,8 +35,8 @@
 //! - [`simulator`]: a simulated Partner Center and Entra ID on raw TCP
 //!   (datasets, token endpoint, scripted faults, outage, request record),
 //!   shared by the demo, the benchmarks and the tests.
-//! - [`demo`]: `--demo`: the simulator in its demo configuration and the
-//!   exporter configured for it.
+//! - [`demo`]: `--demo`: two simulated partner tenants, each a simulator
+//!   in its demo configuration, and the exporter configured for both.
 //! - [`app`]: wires the pieces together and runs them.
 //! - [`telemetry`], [`shutdown`], [`secret`], [`token_file`],
 //!   [`state_file`], [`build_info`]: logging set-up; SIGTERM and SIGINT as
