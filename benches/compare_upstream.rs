@@ -13,7 +13,10 @@
 //! `benches/customers.sh` runs its other mode, a partner with many
 //! customers for the per-customer sources (`customers`, in
 //! `compare_upstream/customers.rs`), as
-//! `compare_upstream customers --customers N --skus K --port-file FILE`.
+//! `compare_upstream customers --customers N --skus K --port-file FILE`,
+//! and `benches/tenants.sh` a third, several partner tenants with every
+//! source's paths, one port each (`tenants`, in `compare_upstream/tenants.rs`),
+//! as `compare_upstream tenants --tenants N --customers M --skus K --port-file FILE`.
 //!
 //! Routes, below any of the prefixes (`base_url` keeps its path):
 //! - `/small/v1/analytics/licenses/usage`: the documented 5-item example
@@ -35,6 +38,8 @@ use partner_center_exporter::simulator::{Answer, Dataset, RequestLog, Simulator}
 // take for a bench target of its own.
 #[path = "compare_upstream/customers.rs"]
 mod customers;
+#[path = "compare_upstream/tenants.rs"]
+mod tenants;
 
 const FIXTURE: &str = include_str!("../tests/fixtures/partner-licenses-usage.json");
 const USAGE_PATH: &str = "/v1/analytics/licenses/usage";
@@ -117,10 +122,11 @@ fn main() -> ExitCode {
     let served = match args.get(1).map(String::as_str) {
         Some("serve") => serve(&args),
         Some("customers") => serve_customers(&args),
+        Some("tenants") => serve_tenants(&args),
         _ => {
             // `cargo bench` runs every bench target; this one is a server.
             println!(
-                "compare_upstream: the fake upstream of benches/compare.sh and benches/customers.sh; run those scripts"
+                "compare_upstream: the fake upstream of benches/compare.sh, benches/customers.sh and benches/tenants.sh; run those scripts"
             );
             return ExitCode::SUCCESS;
         }
@@ -149,6 +155,16 @@ fn serve_customers(args: &[String]) -> Result<(), String> {
     customers::serve(
         number_flag(args, "--customers", 5_000)?,
         number_flag(args, "--skus", 8)?,
+        &port_file,
+    )
+}
+
+fn serve_tenants(args: &[String]) -> Result<(), String> {
+    let port_file = flag(args, "--port-file").ok_or("--port-file FILE is required")?;
+    tenants::serve(
+        number_flag(args, "--tenants", 20)?,
+        number_flag(args, "--customers", 500)?,
+        number_flag(args, "--skus", 4)?,
         &port_file,
     )
 }

@@ -317,6 +317,9 @@ const FORMS_OF_COMPANY: [&str; 8] = [
     "", " Ltd", " GmbH", " Inc.", " S.A.", " B.V.", " Pty Ltd", " AB",
 ];
 
+/// The most SKUs a customer can have: a suite and every add-on.
+pub const MAX_SKUS: usize = 1 + ADD_ONS.len();
+
 /// What the routes of the fake share with its main task.
 struct Control {
     started: Instant,
@@ -331,7 +334,7 @@ struct Control {
 }
 
 /// `count` distinct customer names, in the listing's (shuffled) order.
-fn names(rng: &mut fastrand::Rng, count: usize) -> Vec<String> {
+pub fn names(rng: &mut fastrand::Rng, count: usize) -> Vec<String> {
     let mut names = Vec::with_capacity(STEMS.len() * TRADES.len() * FORMS_OF_COMPANY.len());
     for stem in STEMS {
         for trade in TRADES {
@@ -353,7 +356,7 @@ fn names(rng: &mut fastrand::Rng, count: usize) -> Vec<String> {
 }
 
 /// The customer's domain label: its name's letters and digits, lower-case.
-fn label(name: &str) -> String {
+pub fn label(name: &str) -> String {
     name.chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
@@ -428,6 +431,11 @@ fn sku_item(rng: &mut fastrand::Rng, product: &Product, units: u32) -> serde_jso
 /// then distinct add-ons; under 10,000 units each, so that
 /// `skus.max_units` keeps them all.
 fn subscribed_skus(rng: &mut fastrand::Rng, skus: usize) -> Bytes {
+    sku_collection(sku_items(rng, skus))
+}
+
+/// The `SubscribedSku` items of [`subscribed_skus`], one per SKU.
+pub fn sku_items(rng: &mut fastrand::Rng, skus: usize) -> Vec<serde_json::Value> {
     // People per company: log-uniform from 5 to 5,000.
     let people = (5.0 * 1000f64.powf(rng.f64())).round() as u32;
     let suite = match people {
@@ -449,6 +457,11 @@ fn subscribed_skus(rng: &mut fastrand::Rng, skus: usize) -> Bytes {
             (f64::from(people) * share).round() as u32,
         ));
     }
+    items
+}
+
+/// `items` as a customer's collection of subscribed SKUs.
+pub fn sku_collection(items: Vec<serde_json::Value>) -> Bytes {
     serde_json::json!({
         "totalCount": items.len(),
         "items": items,
@@ -494,10 +507,9 @@ fn arrivals(control: &Control, log: &RequestLog) -> String {
 /// writes the port to `port_file` once listening.
 pub fn serve(customers: usize, skus: usize, port_file: &str) -> Result<(), String> {
     // A customer's SKUs are distinct: a suite and add-ons, each once.
-    if skus > 1 + ADD_ONS.len() {
+    if skus > MAX_SKUS {
         return Err(format!(
-            "--skus is at most {}: a suite and the catalogue's add-ons",
-            1 + ADD_ONS.len()
+            "--skus is at most {MAX_SKUS}: a suite and the catalogue's add-ons"
         ));
     }
     let mut rng = fastrand::Rng::with_seed(SEED);
