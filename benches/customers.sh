@@ -93,17 +93,11 @@ fi
 if ! nginx -V 2>&1 | grep -q -- --with-http_gzip_static_module; then
     die "this nginx lacks gzip_static: apt-get install -y --no-install-recommends nginx (or nginx-light)"
 fi
-ticks_per_second=$(getconf CLK_TCK)
 
 # --- Scratch space and shared functions ------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/pce-customers.XXXXXX")
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
-# utime + stime of every thread of process $1, in clock ticks. The fields
-# are counted after the command name's closing parenthesis, which may
-# itself hold spaces.
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
-seconds_of_ticks() { awk -v t="$1" -v hz="$ticks_per_second" 'BEGIN { printf "%.2f", t / hz }'; }
 
 # --- Build -------------------------------------------------------------------
 log "building the exporter and the fake upstream in release"

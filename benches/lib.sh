@@ -1,7 +1,8 @@
 # Shell functions the side-by-side benchmarks share (benches/compare.sh,
-# benches/customers.sh): scratch space cleaned up on exit, stopping what
-# they started, free ports, waiting, /proc readings, wrk's figures, nginx
-# serving the same bytes, and the results table. Sourced, not run; the sourcing script sets `work`
+# benches/customers.sh, benches/tenants.sh): scratch space cleaned up on
+# exit, stopping what they started, free ports, waiting, /proc readings
+# (memory and CPU time), wrk's figures, nginx serving the same bytes, and
+# the results table. Sourced, not run; the sourcing script sets `work`
 # (its scratch directory) first, and defines `log`.
 
 # Every process started is remembered here and stopped on exit.
@@ -55,6 +56,13 @@ wait_for() {
 
 kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+ticks_per_second=$(getconf CLK_TCK)
+# utime + stime of every thread of process $1, in clock ticks. The fields
+# are counted after the command name's closing parenthesis, which may
+# itself hold spaces.
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+seconds_of_ticks() { awk -v t="$1" -v hz="$ticks_per_second" 'BEGIN { printf "%.2f", t / hz }'; }
 
 # A latency percentile of wrk's --latency table, in milliseconds.
 wrk_ms() {
