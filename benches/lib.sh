@@ -72,8 +72,13 @@ wrk_ms() {
         printf "%.3f", v * f }' "$1"
 }
 
+# The first executable named $1 in cargo's messages in $build_json. The
+# scripts build the exporter first, as users build it; the fake upstream's
+# build, a bench target, builds another copy of the exporter in its own
+# target directory, with the dev-dependencies' features, which is not the
+# one to measure.
 executable_of() {
-    grep -F "\"name\":\"$1\"" "$build_json" | grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4
+    grep -F "\"name\":\"$1\"" "$build_json" | grep -o '"executable":"[^"]*"' | head -n 1 | cut -d'"' -f4
 }
 
 wrk_rps() { awk '$1 == "Requests/sec:" { print $2 }' "$1"; }
