@@ -484,4 +484,4 @@ echo
 echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r); load average before the run: $load_before"
 echo "setup: $TENANTS tenants x $CUSTOMERS customers x $SKUS SKUs (one subscription each), per-customer sources every ${INTERVAL}s, partner-level every ${HALF}s, max_requests_per_minute 0, max_concurrent_requests $CONCURRENCY, customers.page_size $PAGE_SIZE"
 echo "scrapes: curl $(curl --version | head -n 1 | awk '{ print $2 }'), one keep-alive connection, Accept-Encoding: gzip"
-echo "exporter: GLIBC_TUNABLES=${EXPORTER_GLIBC_TUNABLES:-(none)}"
+echo "exporter: $exporter_bin, GLIBC_TUNABLES=${EXPORTER_GLIBC_TUNABLES:-(none)}"
