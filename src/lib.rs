@@ -37,7 +37,9 @@
 //!   shared by the demo, the benchmarks and the tests.
 //! - [`demo`]: `--demo`: two simulated partner tenants, each a simulator
 //!   in its demo configuration, and the exporter configured for both.
-//! - [`app`]: wires the pieces together and runs them.
+//! - [`app`]: wires the pieces together and runs them, one set of
+//!   authenticator, client and scheduler per partner tenant.
+//! - [`tenant`]: the `tenant` label of a configuration with `tenants`.
 //! - [`telemetry`], [`shutdown`], [`secret`], [`token_file`],
 //!   [`state_file`], [`build_info`]: logging set-up; SIGTERM and SIGINT as
 //!   one cancellation token; a credential type that never prints its
