@@ -421,6 +421,13 @@ log "  scrapes during the round: $(latency "$work/busy.times")"
 
 peak_rss=$(kib "$exporter_pid" VmHWM)
 threads=$(awk '$1 == "Threads:" { print $2 }' "/proc/$exporter_pid/status")
+# The CPU time of the whole run by thread name: the poller (its runtime
+# and its one blocking thread, where pages are decoded and snapshots
+# rendered) and the web server's.
+thread_cpu=$(for task in /proc/"$exporter_pid"/task/*; do
+    printf '%s %s\n' "$(tr ' ' '_' <"$task/comm")" "$(cpu_ticks "${task#/proc/}" 2>/dev/null || echo 0)"
+done | awk -v hz="$ticks_per_second" '{ t[$1] += $2 } END {
+    n = 0; for (name in t) { printf "%s%s %.2f s", (n++ ? ", " : ""), name, t[name] / hz } }')
 stop "$exporter_pid"
 stop "$upstream_pid"
 if [ -n "$KEEP" ]; then
@@ -461,7 +468,7 @@ row "full round 3 (warm), scraped back to back" \
 row "partner-level sources alone ($small1_requests requests, 7 series a tenant), twice" \
     "wall $small1_wall s, $small2_wall s (longest poll $small1_longest s, $small2_longest s)" \
     "$small1_cpu s, $small2_cpu s" "fake $small1_upstream_cpu s, $small2_upstream_cpu s" "-"
-row "peak RSS (VmHWM), everything" "$(mib "$peak_rss") MiB" "-" "-" "$threads threads"
+row "peak RSS (VmHWM), everything" "$(mib "$peak_rss") MiB" "by thread, whole run: $thread_cpu" "-" "$threads threads"
 row "steady RSS, idle after round 1 / round 2" "$(mib "$steady1_rss") / $(mib "$steady2_rss") MiB" "-" "-" "-"
 row "/metrics" "$all_series samples ($((all_series / TENANTS)) a tenant; $customer_up partner_center_customer_up), $body_plain B plain, $body_gz B gzip" \
     "-" "largest: $family_counts" "$promtool_verdict"
