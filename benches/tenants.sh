@@ -307,6 +307,25 @@ percentile() {
 }
 latency() { echo "p50 $(percentile "$1" 50) ms, p99 $(percentile "$1" 99) ms, max $(percentile "$1" 100) ms ($(wc -l <"$1") scrapes)"; }
 
+# thread_ticks FILE: the exporter's CPU ticks by thread name (the
+# `poller` runtime, its one `poller-blocking` thread, where pages are
+# decoded and snapshots rendered and published, and the web server's
+# `tokio-rt-worker`s), as `name ticks` lines. The blocking thread ends
+# after some idle seconds and a new one starts with the next poll, so
+# only differences over one round mean something.
+thread_ticks() {
+    local task
+    for task in /proc/"$exporter_pid"/task/*; do
+        printf '%s %s\n' "$(tr ' ' '_' <"$task/comm" 2>/dev/null)" "$(cpu_ticks "${task#/proc/}" 2>/dev/null)"
+    done | awk '{ t[$1] += $2 } END { for (name in t) print name, t[name] }' >"$1"
+}
+# thread_split NAME: the CPU by thread over the round NAME, busiest first.
+thread_split() {
+    awk -v hz="$ticks_per_second" 'FNR == NR { before[$1] = $2; next }
+        { print $2 - before[$1], $1 }' "$work/threads_${1}_0" "$work/threads_${1}_1" | sort -rn |
+        awk -v hz="$ticks_per_second" '{ printf "%s%s %.2f s", (NR > 1 ? ", " : ""), $2, $1 / hz }'
+}
+
 # --- One measured round -----------------------------------------------------------
 # measure NAME PARTNER CUSTOMER: waits for the polls (totals since the
 # start) of a round whose CPU readings were taken as NAME_ticks0 and
@@ -316,6 +335,7 @@ measure() {
     wait_polls "$2" "$3" $((HALF - 2))
     ticks=$(cpu_ticks "$exporter_pid")
     upstream=$(cpu_ticks "$upstream_pid")
+    thread_ticks "$work/threads_${name}_1"
     local -n before_ticks="${name}_ticks0" before_upstream="${name}_upstream0"
     printf -v "${name}_cpu" '%s' "$(seconds_of_ticks $((ticks - before_ticks)))"
     printf -v "${name}_upstream_cpu" '%s' "$(seconds_of_ticks $((upstream - before_upstream)))"
@@ -323,6 +343,7 @@ measure() {
 }
 # start_readings NAME: the CPU readings a round is measured from.
 start_readings() {
+    thread_ticks "$work/threads_${1}_0"
     printf -v "${1}_ticks0" '%s' "$(cpu_ticks "$exporter_pid")"
     printf -v "${1}_upstream0" '%s' "$(cpu_ticks "$upstream_pid")"
 }
@@ -331,6 +352,7 @@ start_readings() {
 log "full round 1 (cold: every subscription's SKU is looked up)"
 round1_ticks0=0
 round1_upstream0=$upstream_start_ticks
+: >"$work/threads_round1_0"
 measure round1 "$partner_polls" "$customer_polls"
 read -r _ _ round1_wall round1_longest < <(full_bounds 1)
 round1_requests=$(requests_between "$work/stats0" "$work/stats_round1")
@@ -421,13 +443,6 @@ log "  scrapes during the round: $(latency "$work/busy.times")"
 
 peak_rss=$(kib "$exporter_pid" VmHWM)
 threads=$(awk '$1 == "Threads:" { print $2 }' "/proc/$exporter_pid/status")
-# The CPU time of the whole run by thread name: the poller (its runtime
-# and its one blocking thread, where pages are decoded and snapshots
-# rendered) and the web server's.
-thread_cpu=$(for task in /proc/"$exporter_pid"/task/*; do
-    printf '%s %s\n' "$(tr ' ' '_' <"$task/comm")" "$(cpu_ticks "${task#/proc/}" 2>/dev/null || echo 0)"
-done | awk -v hz="$ticks_per_second" '{ t[$1] += $2 } END {
-    n = 0; for (name in t) { printf "%s%s %.2f s", (n++ ? ", " : ""), name, t[name] / hz } }')
 stop "$exporter_pid"
 stop "$upstream_pid"
 if [ -n "$KEEP" ]; then
@@ -468,7 +483,9 @@ row "full round 3 (warm), scraped back to back" \
 row "partner-level sources alone ($small1_requests requests, 7 series a tenant), twice" \
     "wall $small1_wall s, $small2_wall s (longest poll $small1_longest s, $small2_longest s)" \
     "$small1_cpu s, $small2_cpu s" "fake $small1_upstream_cpu s, $small2_upstream_cpu s" "-"
-row "peak RSS (VmHWM), everything" "$(mib "$peak_rss") MiB" "by thread, whole run: $thread_cpu" "-" "$threads threads"
+row "peak RSS (VmHWM), everything" "$(mib "$peak_rss") MiB" "-" "-" "$threads threads"
+row "exporter CPU by thread, round 2" "$(thread_split round2)" "-" "-" "-"
+row "exporter CPU by thread, partner-level sources alone (first)" "$(thread_split small1)" "-" "-" "-"
 row "steady RSS, idle after round 1 / round 2" "$(mib "$steady1_rss") / $(mib "$steady2_rss") MiB" "-" "-" "-"
 row "/metrics" "$all_series samples ($((all_series / TENANTS)) a tenant; $customer_up partner_center_customer_up), $body_plain B plain, $body_gz B gzip" \
     "-" "largest: $family_counts" "$promtool_verdict"
